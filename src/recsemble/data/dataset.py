@@ -1,0 +1,369 @@
+"""Dataset: an immutable snapshot of interactions, id maps and attributes.
+
+Orientation rule: every matrix a Dataset hands out is users x items and says so in its name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cached_property
+from types import MappingProxyType
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+import scipy.sparse as sp
+
+from recsemble.data.idmap import IdMap
+from recsemble.errors import DataError
+
+#: Event type given to interactions that come without one.
+DEFAULT_EVENT = "interaction"
+
+#: Columns of Dataset.interactions, in order, with their dtypes.
+INTERACTION_SCHEMA: dict[str, pl.DataType] = {
+    "user_idx": pl.Int32(),
+    "item_idx": pl.Int32(),
+    "timestamp": pl.Int64(),  # seconds since the Unix epoch, UTC
+    "event": pl.String(),
+    "weight": pl.Float32(),
+    "value": pl.Float32(),  # explicit value such as a rating; null when absent
+}
+
+#: Item attribute columns every Dataset has (null where unknown), aligned with the item IdMap.
+ITEM_SCHEMA: dict[str, pl.DataType] = {
+    "title": pl.String(),
+    "text": pl.String(),
+    "categories": pl.List(pl.String()),
+    "created_at": pl.Int64(),
+    "available": pl.Boolean(),
+}
+
+MatrixValues = Literal["weight", "binary", "count"]
+
+
+def _check_no_nulls(frame: pl.DataFrame, columns: list[str], what: str) -> None:
+    for col in columns:
+        nulls = frame[col].is_null()
+        if nulls.any():
+            row = int(nulls.arg_true()[0])
+            raise DataError(f"{what} has a missing value in row {row}", column=col)
+
+
+def _as_id_series(frame: pl.DataFrame, col: str, what: str) -> pl.Series:
+    series = frame[col]
+    if series.dtype.is_float():
+        raise DataError(f"{what} ids must be strings or integers, not {series.dtype}", column=col)
+    return series.cast(pl.String)
+
+
+def _timestamps_to_seconds(series: pl.Series) -> pl.Series:
+    if series.dtype == pl.Datetime or series.dtype == pl.Date:
+        return series.cast(pl.Datetime("us")).dt.epoch("s").cast(pl.Int64)
+    if series.dtype.is_integer():
+        return series.cast(pl.Int64)
+    raise DataError(
+        f"timestamps must be integers (epoch seconds) or datetimes, not {series.dtype}",
+        column="timestamp",
+    )
+
+
+class Dataset:
+    """Users, items and their interactions, frozen.
+
+    Build one with `Dataset.from_frames` (validates everything); derive new snapshots with
+    `with_interactions` / `restrict`. Nothing mutates a Dataset after construction.
+    """
+
+    def __init__(
+        self,
+        *,
+        users: IdMap,
+        items: IdMap,
+        interactions: pl.DataFrame,
+        item_attributes: pl.DataFrame,
+        user_attributes: pl.DataFrame,
+        event_weights: Mapping[str, float],
+        name: str = "",
+    ) -> None:
+        # Internal constructor: callers outside this module use from_frames.
+        if item_attributes.height != len(items) or user_attributes.height != len(users):
+            raise ValueError("attribute tables must align with the id maps")
+        self.users = users
+        self.items = items
+        self.interactions = interactions.select(
+            [pl.col(c).cast(t) for c, t in INTERACTION_SCHEMA.items()]
+        )
+        self.item_attributes = item_attributes
+        self.user_attributes = user_attributes
+        self.event_weights: Mapping[str, float] = MappingProxyType(dict(event_weights))
+        self.name = name
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_frames(
+        cls,
+        interactions: pl.DataFrame,
+        items: pl.DataFrame | None = None,
+        users: pl.DataFrame | None = None,
+        *,
+        event_weights: Mapping[str, float] | None = None,
+        name: str = "",
+    ) -> Dataset:
+        """Validate and build a Dataset.
+
+        interactions: columns user_id, item_id, timestamp, and optionally event, value, weight.
+        items: item_id plus any of title, text, categories (list of str), created_at, available,
+            and extra attribute columns. users: user_id plus attribute columns.
+        event_weights: weight of each event type (e.g. view=1, cart=3, purchase=5); an event type
+            in the data but not in the map is an error. A `weight` column overrides it.
+        """
+        for col in ("user_id", "item_id", "timestamp"):
+            if col not in interactions.columns:
+                raise DataError(
+                    f"interactions need a {col!r} column; found {interactions.columns}", column=col
+                )
+        _check_no_nulls(interactions, ["user_id", "item_id", "timestamp"], "interactions")
+        user_ids = _as_id_series(interactions, "user_id", "user")
+        item_ids = _as_id_series(interactions, "item_id", "item")
+        timestamps = _timestamps_to_seconds(interactions["timestamp"])
+        events, weights = _events_and_weights(interactions, event_weights)
+        values = (
+            interactions["value"].cast(pl.Float32)
+            if "value" in interactions.columns
+            else pl.Series("value", [None] * interactions.height, dtype=pl.Float32)
+        )
+        if values.is_nan().any():
+            row = int(values.is_nan().arg_true()[0])
+            raise DataError(f"interactions have NaN in row {row}", column="value")
+
+        item_map = IdMap.from_unsorted(
+            pl.concat([item_ids, _as_id_series(items, "item_id", "item")])
+            if items is not None
+            else item_ids
+        )
+        user_map = IdMap.from_unsorted(
+            pl.concat([user_ids, _as_id_series(users, "user_id", "user")])
+            if users is not None
+            else user_ids
+        )
+        frame = pl.DataFrame(
+            {
+                "user_idx": user_map.to_idx(user_ids),
+                "item_idx": item_map.to_idx(item_ids),
+                "timestamp": timestamps,
+                "event": events,
+                "weight": weights,
+                "value": values,
+            }
+        )
+        return cls(
+            users=user_map,
+            items=item_map,
+            interactions=frame,
+            item_attributes=_align_items(item_map, items),
+            user_attributes=_align_attributes(user_map, users, "user_id"),
+            event_weights=dict(event_weights or {}),
+            name=name,
+        )
+
+    def with_interactions(self, interactions: pl.DataFrame) -> Dataset:
+        """Same users, items and attributes; other interactions (already in idx form)."""
+        return Dataset(
+            users=self.users,
+            items=self.items,
+            interactions=interactions,
+            item_attributes=self.item_attributes,
+            user_attributes=self.user_attributes,
+            event_weights=self.event_weights,
+            name=self.name,
+        )
+
+    def restrict(self, user_idx: npt.ArrayLike, item_idx: npt.ArrayLike) -> Dataset:
+        """A snapshot over the given users and items only, renumbered in the given order.
+
+        Interactions touching any other user or item are dropped.
+        """
+        u = np.asarray(user_idx, dtype=np.int64)
+        i = np.asarray(item_idx, dtype=np.int64)
+        new_u = np.full(self.n_users, -1, dtype=np.int32)
+        new_u[u] = np.arange(u.size, dtype=np.int32)
+        new_i = np.full(self.n_items, -1, dtype=np.int32)
+        new_i[i] = np.arange(i.size, dtype=np.int32)
+        inter = self.interactions
+        mapped_u = new_u[inter["user_idx"].to_numpy()]
+        mapped_i = new_i[inter["item_idx"].to_numpy()]
+        keep = (mapped_u >= 0) & (mapped_i >= 0)
+        frame = inter.with_columns(
+            pl.Series("user_idx", mapped_u), pl.Series("item_idx", mapped_i)
+        ).filter(pl.Series(keep))
+        return Dataset(
+            users=self.users.subset(u),
+            items=self.items.subset(i),
+            interactions=frame,
+            item_attributes=self.item_attributes[i.tolist()],
+            user_attributes=self.user_attributes[u.tolist()],
+            event_weights=self.event_weights,
+            name=self.name,
+        )
+
+    # ------------------------------------------------------------------ views
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    @property
+    def n_interactions(self) -> int:
+        return self.interactions.height
+
+    def column(self, name: str) -> npt.NDArray[Any]:
+        """One interaction column as a read-only numpy array."""
+        arr = self.interactions[name].to_numpy()
+        arr.flags.writeable = False
+        return arr
+
+    def user_item_matrix(self, values: MatrixValues = "weight") -> sp.csr_array:
+        """users x items CSR. values: summed event weights, 1 per pair, or event counts."""
+        return self._matrix_cache(values)
+
+    def _matrix_cache(self, values: MatrixValues) -> sp.csr_array:
+        cache = self.__dict__.setdefault("_matrices", {})
+        if values not in cache:
+            rows = self.column("user_idx")
+            cols = self.column("item_idx")
+            data = (
+                self.column("weight").astype(np.float32)
+                if values == "weight"
+                else np.ones(rows.size, dtype=np.float32)
+            )
+            mat = sp.csr_array(
+                (data, (rows, cols)), shape=(self.n_users, self.n_items), dtype=np.float32
+            )
+            mat.sum_duplicates()
+            if values == "binary":
+                mat.data[:] = 1.0
+            mat.data.flags.writeable = False
+            cache[values] = mat
+        return cache[values]  # type: ignore[no-any-return]
+
+    @cached_property
+    def item_popularity(self) -> npt.NDArray[np.int64]:
+        """Distinct users per item idx."""
+        pairs = self.user_item_matrix("binary")
+        return np.bincount(pairs.indices, minlength=self.n_items).astype(np.int64)
+
+    @cached_property
+    def user_history_lengths(self) -> npt.NDArray[np.int64]:
+        """Distinct items per user idx."""
+        return np.diff(self.user_item_matrix("binary").indptr).astype(np.int64)
+
+    def item_categories(self) -> tuple[sp.csr_array, IdMap]:
+        """Binary items x categories matrix and the category IdMap (empty when unknown)."""
+        exploded = (
+            self.item_attributes.select(pl.col("categories"))
+            .with_row_index("item_idx")
+            .explode("categories")
+            .drop_nulls()
+        )
+        cats = IdMap.from_unsorted(exploded["categories"])
+        rows = exploded["item_idx"].to_numpy()
+        cols = cats.to_idx(exploded["categories"]) if len(cats) else np.zeros(0, np.int32)
+        mat = sp.csr_array(
+            (np.ones(rows.size, np.float32), (rows, cols)), shape=(self.n_items, len(cats))
+        )
+        mat.sum_duplicates()
+        mat.data[:] = 1.0
+        return mat, cats
+
+    def external_interactions(self) -> pl.DataFrame:
+        """Interactions with external ids (user_id, item_id, timestamp, event, weight, value)."""
+        inter = self.interactions
+        return pl.DataFrame(
+            {
+                "user_id": pl.Series(self.users.to_ids(inter["user_idx"].to_numpy()), dtype=pl.String),
+                "item_id": pl.Series(self.items.to_ids(inter["item_idx"].to_numpy()), dtype=pl.String),
+            }
+        ).hstack(inter.select("timestamp", "event", "weight", "value"))
+
+    def __repr__(self) -> str:
+        return (
+            f"Dataset({self.name or 'unnamed'}: {self.n_users} users, {self.n_items} items, "
+            f"{self.n_interactions} interactions)"
+        )
+
+
+def _events_and_weights(
+    interactions: pl.DataFrame, event_weights: Mapping[str, float] | None
+) -> tuple[pl.Series, pl.Series]:
+    n = interactions.height
+    if "event" in interactions.columns:
+        _check_no_nulls(interactions, ["event"], "interactions")
+        events = interactions["event"].cast(pl.String)
+    else:
+        events = pl.Series("event", [DEFAULT_EVENT] * n, dtype=pl.String)
+    if "weight" in interactions.columns:
+        _check_no_nulls(interactions, ["weight"], "interactions")
+        weights = interactions["weight"].cast(pl.Float32)
+        if weights.is_nan().any() or (weights < 0).any():
+            bad = weights.is_nan() | (weights < 0)
+            raise DataError(
+                f"weights must be non-negative numbers (row {int(bad.arg_true()[0])})",
+                column="weight",
+            )
+        return events, weights
+    table = dict(event_weights or {})
+    table.setdefault(DEFAULT_EVENT, 1.0)
+    unknown = events.unique().filter(~events.unique().is_in(list(table))).to_list()
+    if unknown and not event_weights:
+        # No weight table at all: every event type counts 1.
+        table.update(dict.fromkeys(unknown, 1.0))
+    elif unknown:
+        raise DataError(
+            f"event types {sorted(unknown)} have no weight; configured: {sorted(table)}",
+            column="event",
+        )
+    mapping = pl.DataFrame(
+        {"event": list(table), "weight": [float(w) for w in table.values()]},
+        schema={"event": pl.String, "weight": pl.Float64},
+    )
+    weights = (
+        pl.DataFrame({"event": events})
+        .join(mapping, on="event", how="left", maintain_order="left")["weight"]
+        .cast(pl.Float32)
+    )
+    return events, weights
+
+
+def _align_attributes(idmap: IdMap, frame: pl.DataFrame | None, key: str) -> pl.DataFrame:
+    """Attribute rows reordered to idx order (null rows for ids the frame lacks), key dropped."""
+    base = pl.DataFrame({key: idmap.as_series()})
+    if frame is None:
+        return base.drop(key)
+    ids = frame[key].cast(pl.String)
+    dupes = ids.is_duplicated()
+    if dupes.any():
+        row = int(dupes.arg_true()[0])
+        raise DataError(f"duplicate id {ids[row]!r} in row {row}", column=key)
+    frame = frame.with_columns(ids.alias(key))
+    return base.join(frame, on=key, how="left", maintain_order="left").drop(key)
+
+
+def _align_items(items: IdMap, frame: pl.DataFrame | None) -> pl.DataFrame:
+    aligned = _align_attributes(items, frame, "item_id")
+    for col, dtype in ITEM_SCHEMA.items():
+        if col not in aligned.columns:
+            aligned = aligned.with_columns(pl.lit(None, dtype=dtype).alias(col))
+        else:
+            try:
+                aligned = aligned.with_columns(pl.col(col).cast(dtype))
+            except pl.exceptions.PolarsError as exc:
+                raise DataError(f"item attribute cannot be read as {dtype}: {exc}", column=col) from exc
+    # Items are available unless said otherwise.
+    aligned = aligned.with_columns(pl.col("available").fill_null(True))
+    extra = [c for c in aligned.columns if c not in ITEM_SCHEMA]
+    return aligned.select([*ITEM_SCHEMA, *extra])

@@ -1,0 +1,120 @@
+"""IdMap: the frozen bijection between external string ids and dense internal idx 0..n-1."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from recsemble.errors import DataError
+
+
+class IdMap:
+    """External id (str) <-> internal idx (int32, 0..n-1).
+
+    Frozen: `extend` returns a new map that keeps every existing idx and appends new ids.
+    Only IdMap and Dataset translate between the two vocabularies.
+    """
+
+    __slots__ = ("_frame", "_ids", "_lookup")
+
+    def __init__(self, ids: Sequence[str] | npt.NDArray[np.object_] | pl.Series) -> None:
+        series = pl.Series("id", ids, dtype=pl.String) if not isinstance(ids, pl.Series) else ids
+        series = series.cast(pl.String).rename("id")
+        if series.null_count():
+            raise DataError("ids must not be null")
+        if series.n_unique() != series.len():
+            dupes = series.filter(series.is_duplicated()).unique().head(3).to_list()
+            raise DataError(f"ids must be unique; duplicated: {dupes}")
+        self._ids: npt.NDArray[np.object_] = series.to_numpy().astype(object)
+        self._ids.flags.writeable = False
+        self._frame = pl.DataFrame(
+            {"id": series, "idx": pl.int_range(0, series.len(), dtype=pl.Int32, eager=True)}
+        )
+        self._lookup: dict[str, int] | None = None
+
+    @classmethod
+    def from_unsorted(cls, ids: Iterable[str] | pl.Series) -> IdMap:
+        """A map over the distinct ids, numbered in sorted (string) order, so that the same set of
+        ids always gets the same numbering whatever the input order."""
+        series = ids if isinstance(ids, pl.Series) else pl.Series("id", list(ids), dtype=pl.String)
+        return cls(series.cast(pl.String).drop_nulls().unique().sort())
+
+    def __len__(self) -> int:
+        return int(self._ids.shape[0])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, IdMap) and np.array_equal(self._ids, other._ids)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._ids[:16])) ^ len(self)
+
+    def __repr__(self) -> str:
+        head = ", ".join(repr(x) for x in self._ids[:3])
+        return f"IdMap(n={len(self)}, ids=[{head}{', ...' if len(self) > 3 else ''}])"
+
+    @property
+    def ids(self) -> npt.NDArray[np.object_]:
+        """External ids in idx order (read-only)."""
+        return self._ids
+
+    def as_series(self) -> pl.Series:
+        return self._frame["id"]
+
+    def id_of(self, idx: int) -> str:
+        return str(self._ids[idx])
+
+    def idx_of(self, id_: str) -> int:
+        """The idx of one id; KeyError when unknown."""
+        if self._lookup is None:
+            self._lookup = {str(x): i for i, x in enumerate(self._ids)}
+        return self._lookup[str(id_)]
+
+    def __contains__(self, id_: object) -> bool:
+        try:
+            self.idx_of(str(id_))
+        except KeyError:
+            return False
+        return True
+
+    def to_ids(self, idx: npt.ArrayLike) -> npt.NDArray[np.object_]:
+        """External ids for an array of idx (any shape)."""
+        arr = np.asarray(idx)
+        if arr.size and (arr.min() < 0 or arr.max() >= len(self)):
+            raise IndexError(f"idx out of range 0..{len(self) - 1}")
+        return self._ids[arr]
+
+    def to_idx(
+        self,
+        ids: Sequence[str] | pl.Series | npt.NDArray[np.object_],
+        missing: Literal["error", "ignore"] = "error",
+    ) -> npt.NDArray[np.int32]:
+        """Idx for an array of external ids (vectorized through a hash join).
+
+        missing="error" raises KeyError naming an unknown id; "ignore" returns -1 for it.
+        """
+        query = pl.DataFrame({"id": pl.Series(ids).cast(pl.String)})
+        joined = query.join(self._frame, on="id", how="left", maintain_order="left")
+        idx = joined["idx"]
+        if idx.null_count():
+            if missing == "error":
+                unknown = joined.filter(pl.col("idx").is_null())["id"].head(3).to_list()
+                raise KeyError(f"unknown ids: {unknown}")
+            idx = idx.fill_null(-1)
+        return idx.to_numpy().astype(np.int32, copy=False)
+
+    def extend(self, ids: Iterable[str] | pl.Series) -> IdMap:
+        """A new map with the unseen ids appended (sorted among themselves); never renumbers."""
+        series = ids if isinstance(ids, pl.Series) else pl.Series("id", list(ids), dtype=pl.String)
+        new = series.cast(pl.String).drop_nulls().unique().sort()
+        new = new.filter(~new.is_in(self._frame["id"].implode()))
+        if new.len() == 0:
+            return self
+        return IdMap(pl.concat([self._frame["id"], new.rename("id")]))
+
+    def subset(self, idx: npt.ArrayLike) -> IdMap:
+        """A new map over the ids at `idx` (in that order), renumbered 0..len-1."""
+        return IdMap(pl.Series("id", self._ids[np.asarray(idx)], dtype=pl.String))
