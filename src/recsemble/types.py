@@ -16,7 +16,7 @@ FloatArray = npt.NDArray[np.float32]
 PAD_IDX = -1
 
 
-def _frozen(array: npt.ArrayLike, dtype: npt.DTypeLike) -> np.ndarray:  # type: ignore[type-arg]
+def _frozen(array: npt.ArrayLike, dtype: npt.DTypeLike) -> np.ndarray:
     out = np.array(array, dtype=dtype, copy=True)
     out.flags.writeable = False
     return out

@@ -241,9 +241,8 @@ class Dataset:
                 if values == "weight"
                 else np.ones(rows.size, dtype=np.float32)
             )
-            mat = sp.csr_array(
-                (data, (rows, cols)), shape=(self.n_users, self.n_items), dtype=np.float32
-            )
+            shape = (self.n_users, self.n_items)
+            mat = sp.coo_array((data, (rows, cols)), shape=shape).tocsr()
             mat.sum_duplicates()
             if values == "binary":
                 mat.data[:] = 1.0
@@ -285,8 +284,12 @@ class Dataset:
         inter = self.interactions
         return pl.DataFrame(
             {
-                "user_id": pl.Series(self.users.to_ids(inter["user_idx"].to_numpy()), dtype=pl.String),
-                "item_id": pl.Series(self.items.to_ids(inter["item_idx"].to_numpy()), dtype=pl.String),
+                "user_id": pl.Series(
+                    self.users.to_ids(inter["user_idx"].to_numpy()), dtype=pl.String
+                ),
+                "item_id": pl.Series(
+                    self.items.to_ids(inter["item_idx"].to_numpy()), dtype=pl.String
+                ),
             }
         ).hstack(inter.select("timestamp", "event", "weight", "value"))
 
@@ -362,7 +365,9 @@ def _align_items(items: IdMap, frame: pl.DataFrame | None) -> pl.DataFrame:
             try:
                 aligned = aligned.with_columns(pl.col(col).cast(dtype))
             except pl.exceptions.PolarsError as exc:
-                raise DataError(f"item attribute cannot be read as {dtype}: {exc}", column=col) from exc
+                raise DataError(
+                    f"item attribute cannot be read as {dtype}: {exc}", column=col
+                ) from exc
     # Items are available unless said otherwise.
     aligned = aligned.with_columns(pl.col("available").fill_null(True))
     extra = [c for c in aligned.columns if c not in ITEM_SCHEMA]

@@ -85,7 +85,8 @@ class IdMap:
         arr = np.asarray(idx)
         if arr.size and (arr.min() < 0 or arr.max() >= len(self)):
             raise IndexError(f"idx out of range 0..{len(self) - 1}")
-        return self._ids[arr]
+        out: npt.NDArray[np.object_] = self._ids[arr]
+        return out
 
     def to_idx(
         self,

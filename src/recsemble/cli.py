@@ -1,0 +1,319 @@
+"""The `recsemble` command line: thin commands over the library."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from recsemble import config as cfg
+from recsemble.errors import ConfigError, RecsembleError
+
+app = typer.Typer(help="recsemble: an ensemble recommender engine.", no_args_is_help=True)
+data_app = typer.Typer(help="Generate and inspect data.", no_args_is_help=True)
+config_app = typer.Typer(help="Inspect the resolved configuration.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(config_app, name="config")
+
+console = Console()
+if not console.is_terminal:
+    console = Console(width=160)  # pipes and CI logs: wide enough for the metrics table
+err_console = Console(stderr=True)
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML configuration file.", show_default=False)
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a config key: section.key=value (repeatable)."),
+]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir", help="Where datasets live (default: $RECSEMBLE_DATA).", show_default=False
+    ),
+]
+
+
+@contextmanager
+def _errors_exit() -> Iterator[None]:
+    """Known errors become one clear line and exit code 2, not a traceback."""
+    try:
+        yield
+    except (RecsembleError, KeyError) as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+    )
+
+
+def _resolve(
+    config_path: Path | None, sets: Sequence[str] | None, **flags: Any
+) -> cfg.ResolvedConfig:
+    overrides = dict(cfg.parse_override(s) for s in sets or [])
+    overrides.update({key: value for key, value in flags.items() if value is not None})
+    return cfg.resolve(config_path, overrides)
+
+
+def _split_csv(text: str | None) -> list[str] | None:
+    return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _ks(values: list[str] | None) -> list[int] | None:
+    if not values:
+        return None
+    try:
+        return sorted({int(part) for value in values for part in value.split(",") if part.strip()})
+    except ValueError:
+        raise ConfigError(f"--k takes integers, got {values}") from None
+
+
+@app.command()
+def evaluate(
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help="ml-100k, ml-latest-small, ml-1m, ml-20m, ml-25m, synthetic, or a path.",
+            show_default=False,
+        ),
+    ] = None,
+    data_dir: DataDirOpt = None,
+    protocol: Annotated[
+        str | None, typer.Option(help="temporal-user or temporal-global.", show_default=False)
+    ] = None,
+    models: Annotated[
+        str | None, typer.Option(help="Comma-separated model names.", show_default=False)
+    ] = None,
+    k: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--k", help="Cut-off(s), e.g. --k 10 --k 20 or --k 10,20.", show_default=False
+        ),
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write results.json here.", show_default=False)
+    ] = None,
+    dump: Annotated[
+        Path | None,
+        typer.Option(help="Write train/test/recs CSVs (external ids) here.", show_default=False),
+    ] = None,
+    config_path: ConfigOpt = None,
+    sets: SetOpt = None,
+) -> None:
+    """Evaluate models under the offline protocol; the popularity baseline is always included."""
+    from recsemble.evaluation.workflow import run_evaluation
+
+    with _errors_exit():
+        resolved = _resolve(
+            config_path,
+            sets,
+            **{
+                "data.dataset": dataset,
+                "data.data_dir": str(data_dir) if data_dir else None,
+                "protocol.name": protocol,
+                "evaluate.models": _split_csv(models),
+                "protocol.k": _ks(k),
+            },
+        )
+        with _progress() as bar:
+            tasks: dict[tuple[str, str], TaskID] = {}
+
+            def on_progress(name: str, stage: str, done: int, total: int) -> None:
+                key = (name, stage)
+                if key not in tasks:
+                    tasks[key] = bar.add_task(f"{stage:9s} {name}", total=total)
+                bar.update(tasks[key], completed=done, total=total)
+
+            outcome = run_evaluation(resolved.config, on_progress, log=err_console.print)
+        for cutoff in resolved.config.protocol.k:
+            console.print(_metrics_table(outcome.results, cutoff))
+        if json_out is not None:
+            outcome.write_json(json_out)
+            console.print(f"results written to {json_out}")
+        if dump is not None:
+            paths = outcome.write_dump(dump)
+            console.print(f"split and lists written to {dump}/ ({len(paths)} files)")
+
+
+METRIC_COLUMNS = (
+    "ndcg",
+    "recall",
+    "precision",
+    "map",
+    "mrr",
+    "hit",
+    "coverage",
+    "novelty",
+    "arp",
+    "ild",
+)
+
+
+def _metrics_table(results: dict[str, Any], k: int) -> Table:
+    table = Table(title=f"Offline evaluation at k={k} (macro-averaged over evaluated users)")
+    table.add_column("model", style="bold")
+    present = [m for m in METRIC_COLUMNS if any(f"{m}@{k}" in r for r in results.values())]
+    for metric in present:
+        table.add_column(f"{metric}@{k}", justify="right")
+    for name, entry in results.items():
+        table.add_row(name, *(_fmt(entry.get(f"{m}@{k}")) for m in present))
+    return table
+
+
+def _fmt(value: Any) -> str:
+    if value is None or value != value:  # NaN
+        return "-"
+    return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"
+
+
+@app.command()
+def compare(
+    results_path: Annotated[
+        Path, typer.Argument(help="results.json written by `evaluate --json`.")
+    ],
+    baseline: Annotated[
+        str, typer.Option(help="Model to compare every other model against.")
+    ] = "pop",
+    metric: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Metric(s), e.g. ndcg@10 (default: ndcg, recall, hit at the first k).",
+            show_default=False,
+        ),
+    ] = None,
+    resamples: Annotated[int, typer.Option(min=10, help="Bootstrap resamples of users.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+) -> None:
+    """Paired per-user differences against a baseline: 95% bootstrap CI and p-values, per slice."""
+    from recsemble.evaluation.files import compare_results, read_results
+
+    with _errors_exit():
+        results = read_results(results_path)
+        metrics = metric or _default_metrics(results)
+        comparison = compare_results(results, baseline, metrics, n_resamples=resamples, seed=seed)
+        for name, by_metric in comparison.items():
+            for metric_name, by_slice in by_metric.items():
+                console.print(_comparison_table(name, baseline, metric_name, by_slice))
+
+
+def _default_metrics(results: dict[str, Any]) -> list[str]:
+    first = next(iter(results.values()))
+    ks = sorted({int(key.split("@")[1]) for key in first if key.startswith("ndcg@")})
+    k = ks[0] if ks else 10
+    return [f"ndcg@{k}", f"recall@{k}", f"hit@{k}"]
+
+
+def _comparison_table(
+    name: str, baseline: str, metric: str, by_slice: dict[str, dict[str, float]]
+) -> Table:
+    table = Table(title=f"{name} vs {baseline}: {metric} (paired per user)")
+    for column in (
+        "slice",
+        "users",
+        name,
+        baseline,
+        "diff",
+        "95% CI",
+        "p (t-test)",
+        "p (Wilcoxon)",
+    ):
+        table.add_column(column, justify="left" if column == "slice" else "right")
+    for slice_name, row in by_slice.items():
+        style = "green" if row["ci_low"] > 0 else "red" if row["ci_high"] < 0 else None
+        table.add_row(
+            slice_name,
+            str(row["n_users"]),
+            f"{row['mean_a']:.4f}",
+            f"{row['mean_b']:.4f}",
+            f"{row['mean_diff']:+.4f}",
+            f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]",
+            f"{row['p_ttest']:.2g}",
+            f"{row['p_wilcoxon']:.2g}",
+            style=style,
+        )
+    return table
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Annotated[Path, typer.Option(help="Folder to write interactions/items/users files to.")],
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 42,
+    users: Annotated[int, typer.Option(min=10, help="Number of users.")] = 5_000,
+    items: Annotated[int, typer.Option(min=10, help="Number of items.")] = 2_000,
+    interactions: Annotated[
+        int, typer.Option(min=100, help="Target number of interactions.")
+    ] = 200_000,
+    fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+) -> None:
+    """Generate the deterministic synthetic demo dataset."""
+    from recsemble.data.synthetic import SyntheticConfig, write_synthetic
+
+    with _errors_exit():
+        if fmt not in ("parquet", "csv"):
+            raise ConfigError(f"--format must be parquet or csv, got {fmt!r}")
+        config = SyntheticConfig(
+            seed=seed, n_users=users, n_items=items, n_interactions=interactions
+        )
+        with err_console.status(f"generating {interactions:,} interactions"):
+            paths = write_synthetic(out, config, fmt=fmt)  # type: ignore[arg-type]
+        for path in paths:
+            console.print(f"wrote {path}")
+
+
+@data_app.command("describe")
+def data_describe(
+    dataset: Annotated[str, typer.Argument(help="A dataset name or a path.")],
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Counts, sparsity, time range and the history-length distribution of a dataset."""
+    from recsemble.data.describe import describe, format_description
+    from recsemble.data.loaders import load_dataset
+
+    with _errors_exit():
+        with err_console.status(f"loading {dataset}"):
+            loaded = load_dataset(dataset, data_dir=data_dir)
+        console.print(format_description(describe(loaded)))
+
+
+@config_app.command("show")
+def config_show(config_path: ConfigOpt = None, sets: SetOpt = None) -> None:
+    """Print the resolved configuration and where each value came from."""
+    with _errors_exit():
+        resolved = _resolve(config_path, sets)
+        table = Table(title="recsemble configuration")
+        for column in ("key", "value", "source"):
+            table.add_column(column)
+        for key, value, source in resolved.rows():
+            table.add_row(key, repr(value), source)
+        console.print(table)
+
+
+def main() -> None:
+    app()

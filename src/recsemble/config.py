@@ -1,0 +1,226 @@
+"""One typed configuration: defaults < TOML file < environment < command line.
+
+Unknown or misspelled keys are rejected with the nearest valid key named. `resolve` also
+records where every value came from, which `recsemble config show` prints.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from recsemble.errors import ConfigError
+from recsemble.generators import GENERATORS
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    dataset: str = "synthetic"  # a MovieLens name, 'synthetic', or a path
+    data_dir: str | None = None
+    columns: dict[str, str] = Field(default_factory=dict)  # our column name -> file's
+    # Weight of each event type, e.g. {view = 1, cart = 3, purchase = 5}. Unset: the loader's
+    # own (synthetic: view=1, cart=3, purchase=5; others: every event weighs 1). Set: an event
+    # type in the data that is missing here is an error.
+    event_weights: dict[str, float] | None = None
+    min_value: float | None = None  # keep only interactions with value >= this
+
+
+class ProtocolConfig(_Section):
+    name: Literal["temporal-user", "temporal-global"] = "temporal-user"
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    min_user_interactions: int = Field(5, ge=1)
+    k: list[int] = Field(default_factory=lambda: [10])
+    bootstrap_resamples: int = Field(1000, ge=10)
+    seed: int = 0
+
+
+class EvaluateConfig(_Section):
+    models: list[str] = Field(default_factory=lambda: ["pop", "pop-trending"])
+    baseline: str = "pop"
+
+
+class RecsembleConfig(_Section):
+    data: DataConfig = Field(default_factory=DataConfig)
+    protocol: ProtocolConfig = Field(default_factory=ProtocolConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    models: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    def model_config_for(self, name: str) -> Any:
+        """The validated config object of generator `name`."""
+        return GENERATORS[name].Config.model_validate(self.models.get(name, {}))
+
+
+Source = str  # "default", "file <path>", "env NAME" or "cli"
+
+
+@dataclass(frozen=True)
+class ResolvedConfig:
+    config: RecsembleConfig
+    sources: dict[str, Source]
+
+    def rows(self) -> list[tuple[str, Any, Source]]:
+        """(dotted key, value, source) for every leaf, sorted by key."""
+        flat = _flatten(self.config.model_dump())
+        for name in self.config.models:
+            flat.update(_flatten(self.config.model_config_for(name).model_dump(), f"models.{name}"))
+        return [
+            (key, value, self.sources.get(key, "default")) for key, value in sorted(flat.items())
+        ]
+
+
+ENV_KEYS = {"RECSEMBLE_DATA": "data.data_dir", "RECSEMBLE_DATASET": "data.dataset"}
+
+
+def resolve(
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> ResolvedConfig:
+    """Merge defaults, the TOML file at `path`, environment variables and dotted CLI overrides."""
+    merged: dict[str, Any] = {}
+    sources: dict[str, Source] = {}
+    if path is not None:
+        file_data = _read_toml(Path(path))
+        _check_keys(file_data, f"{path}")
+        _merge(merged, file_data, sources, f"file {path}")
+    env = os.environ if env is None else env
+    for var, key in ENV_KEYS.items():
+        if env.get(var):
+            _merge(merged, _nest(key, env[var]), sources, f"env {var}")
+    for key, value in (overrides or {}).items():
+        nested = _nest(key, value)
+        _check_keys(nested, "command line")
+        _merge(merged, nested, sources, "cli")
+    try:
+        config = RecsembleConfig.model_validate(merged)
+        for name in config.models:
+            config.model_config_for(name)
+    except ValidationError as exc:
+        raise ConfigError(_describe_validation(exc)) from None
+    for name in [*config.evaluate.models, config.evaluate.baseline]:
+        if name not in GENERATORS:
+            raise ConfigError(f"evaluate: unknown model {name!r}{_suggest(name, list(GENERATORS))}")
+    return ResolvedConfig(config, sources)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'protocol.k=[10,20]' -> ('protocol.k', [10, 20]); values are TOML, else plain strings."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    key, raw = (part.strip() for part in text.split("=", 1))
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key, value
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _valid_keys(model: type[BaseModel]) -> list[str]:
+    return list(model.model_fields)
+
+
+def _suggest(key: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{hint} valid keys: {', '.join(sorted(valid))}"
+
+
+def _check_keys(data: Mapping[str, Any], where: str) -> None:
+    """Reject unknown keys at any depth, naming the nearest valid one."""
+    _check_section(data, RecsembleConfig, "", where)
+
+
+def _check_section(
+    data: Mapping[str, Any], model: type[BaseModel], prefix: str, where: str
+) -> None:
+    valid = _valid_keys(model)
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if key not in valid:
+            raise ConfigError(f"{where}: unknown key {dotted!r}{_suggest(key, valid)}")
+        annotation = model.model_fields[key].annotation
+        if dotted == "models":
+            _check_models(value, where)
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{where}: {dotted!r} must be a table of keys")
+            _check_section(value, annotation, f"{dotted}.", where)
+
+
+def _check_models(value: Any, where: str) -> None:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: 'models' must be a table of [models.<name>] sections")
+    for name, params in value.items():
+        if name not in GENERATORS:
+            raise ConfigError(f"{where}: unknown model {name!r}{_suggest(name, list(GENERATORS))}")
+        if not isinstance(params, Mapping):
+            raise ConfigError(f"{where}: 'models.{name}' must be a table of keys")
+        _check_section(params, GENERATORS[name].Config, f"models.{name}.", where)
+
+
+def _nest(dotted: str, value: Any) -> dict[str, Any]:
+    parts = dotted.split(".")
+    # models.<name> may contain dots-free names with dashes; split on the first two dots only
+    if parts[0] == "models" and len(parts) > 3:
+        parts = [parts[0], parts[1], ".".join(parts[2:])]
+    out: dict[str, Any] = {parts[-1]: value}
+    for part in reversed(parts[:-1]):
+        out = {part: out}
+    return out
+
+
+def _merge(
+    into: dict[str, Any],
+    new: Mapping[str, Any],
+    sources: dict[str, Source],
+    src: Source,
+    prefix: str = "",
+) -> None:
+    for key, value in new.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and dotted not in ("data.columns", "data.event_weights"):
+            _merge(into.setdefault(key, {}), value, sources, src, f"{dotted}.")
+        else:
+            into[key] = value
+            sources[dotted] = src
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}.{key}" if prefix else key
+        if dotted == "models":
+            continue
+        if isinstance(value, Mapping) and dotted not in ("data.columns", "data.event_weights"):
+            out.update(_flatten(value, dotted))
+        else:
+            out[dotted] = value
+    return out
+
+
+def _describe_validation(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        lines.append(f"{loc}: {err['msg']} (got {err.get('input')!r})")
+    return "invalid configuration: " + "; ".join(lines)

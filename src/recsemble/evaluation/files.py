@@ -1,0 +1,124 @@
+"""Evaluation artifacts on disk: the split and lists (--dump), results.json, comparisons.
+
+Everything written here uses EXTERNAL ids, so that any other tool can check it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from recsemble.data.dataset import Dataset
+from recsemble.errors import DataError
+from recsemble.evaluation.runner import Evaluation
+from recsemble.evaluation.significance import compare_per_slice
+
+
+def _interactions_csv(dataset: Dataset, path: Path) -> None:
+    ext = dataset.external_interactions().select(
+        pl.col("user_id").alias("user"), pl.col("item_id").alias("item"), "timestamp"
+    )
+    ext.sort("user", "timestamp", "item").write_csv(path)
+
+
+def write_dump(evaluation: Evaluation, out_dir: Path) -> list[Path]:
+    """train.csv, test.csv (user,item,timestamp) and recs-<model>.csv (user,item,rank from 1)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    split = evaluation.split
+    written = [out_dir / "train.csv", out_dir / "test.csv"]
+    _interactions_csv(split.train, written[0])
+    _interactions_csv(split.test, written[1])
+    user_ids = split.train.users.to_ids(evaluation.users)
+    for name, run in evaluation.runs.items():
+        items = run.topk.items
+        rows, cols = np.nonzero(items >= 0)
+        frame = pl.DataFrame(
+            {
+                "user": pl.Series(user_ids[rows], dtype=pl.String),
+                "item": pl.Series(split.train.items.to_ids(items[rows, cols]), dtype=pl.String),
+                "rank": cols + 1,
+            }
+        )
+        path = out_dir / f"recs-{name}.csv"
+        frame.write_csv(path)
+        written.append(path)
+    return written
+
+
+def _clean(value: Any) -> Any:
+    """NaN -> null, so the file is strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_results(results: Mapping[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_clean(results), indent=1, allow_nan=False))
+
+
+def read_results(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError("results file does not exist", source=str(path)) from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"not valid JSON ({exc.msg})", source=str(path), line=exc.lineno) from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise DataError("expected an object of model name -> results", source=str(path))
+    return data
+
+
+def compare_results(
+    results: Mapping[str, Any],
+    baseline: str,
+    metrics: Sequence[str],
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """model -> metric -> slice -> paired comparison against `baseline`, per user."""
+    if baseline not in results:
+        raise DataError(f"baseline {baseline!r} is not in the results; models: {sorted(results)}")
+    base = _per_user(results, baseline)
+    out: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    for name in results:
+        if name == baseline:
+            continue
+        mine = _per_user(results, name)
+        if mine["user_id"] != base["user_id"]:
+            raise DataError(f"{name!r} and {baseline!r} were evaluated on different users")
+        out[name] = {}
+        for metric in metrics:
+            if metric not in mine or metric not in base:
+                available = sorted(k for k in mine if "@" in k)
+                raise DataError(f"metric {metric!r} not in results; available: {available}")
+            out[name][metric] = compare_per_slice(
+                _floats(mine[metric]),
+                _floats(base[metric]),
+                base["slice"],
+                n_resamples=n_resamples,
+                seed=seed,
+            )
+    return out
+
+
+def _per_user(results: Mapping[str, Any], name: str) -> dict[str, Any]:
+    per_user = results[name].get("per_user")
+    if not isinstance(per_user, dict) or "user_id" not in per_user:
+        raise DataError(f"model {name!r} has no per-user values (written by recsemble evaluate)")
+    return per_user
+
+
+def _floats(values: list[float | None]) -> np.ndarray[Any, np.dtype[np.float64]]:
+    return np.array([math.nan if v is None else v for v in values], dtype=np.float64)

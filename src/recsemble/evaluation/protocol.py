@@ -1,0 +1,183 @@
+"""The offline evaluation protocol (../shared/benchmark-protocol.md): data preparation and splits.
+
+Every quality figure in the project is measured on splits made here. Sorting keys use external
+ids compared as strings, exactly as the protocol text says, so that an independent
+implementation reproduces the same split row for row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from recsemble.data.dataset import Dataset
+from recsemble.errors import ConfigError
+
+ProtocolName = Literal["temporal-user", "temporal-global"]
+PROTOCOLS: tuple[str, ...] = get_args(ProtocolName)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Train and test snapshots over the same users, items and attributes.
+
+    reference_time[u] is the moment user u's recommendation is made (epoch s): for temporal-user
+    their last train interaction, for temporal-global the cutoff. Anything causal counts only
+    interactions at or before it. Users without train interactions have the cutoff (global) or
+    -1 (temporal-user, which cannot produce such users after preparation).
+    """
+
+    train: Dataset
+    test: Dataset
+    protocol: ProtocolName
+    reference_time: npt.NDArray[np.int64]
+
+    def __post_init__(self) -> None:
+        if self.train.users != self.test.users or self.train.items != self.test.items:
+            raise ValueError("train and test must share their id maps")
+
+    @property
+    def evaluated_users(self) -> npt.NDArray[np.int32]:
+        """Idx of users with at least one test interaction, ascending."""
+        return np.flatnonzero(self.test.user_history_lengths > 0).astype(np.int32)
+
+    @property
+    def cold_users(self) -> npt.NDArray[np.int32]:
+        """Evaluated users with no train interaction."""
+        evaluated = self.evaluated_users
+        cold: npt.NDArray[np.int32] = evaluated[self.train.user_history_lengths[evaluated] == 0]
+        return cold
+
+
+def prepare(
+    dataset: Dataset, *, min_user_interactions: int = 5, min_value: float | None = None
+) -> Dataset:
+    """Protocol data preparation.
+
+    1. optionally keep interactions with value >= min_value (the protocol's default is none);
+    2. collapse duplicate (user, item) pairs to one interaction with the EARLIEST timestamp
+       (that row's event and value; the pair's largest weight);
+    3. drop users with fewer than `min_user_interactions` interactions (one pass);
+    4. the catalog is every item left (items only in the test part included).
+    """
+    inter = dataset.interactions
+    if min_value is not None:
+        inter = inter.filter(pl.col("value") >= min_value)
+    collapsed = (
+        inter.with_row_index("_row")
+        .sort("user_idx", "item_idx", "timestamp", "_row")
+        .group_by("user_idx", "item_idx", maintain_order=True)
+        .agg(
+            pl.col("timestamp").first(),
+            pl.col("event").first(),
+            pl.col("value").first(),
+            pl.col("weight").max(),
+            pl.col("_row").first(),
+        )
+        .sort("_row")
+        .drop("_row")
+    )
+    counts = collapsed.group_by("user_idx").len()
+    kept_users = counts.filter(pl.col("len") >= min_user_interactions)["user_idx"]
+    collapsed = collapsed.filter(pl.col("user_idx").is_in(kept_users.implode()))
+    user_idx = np.sort(kept_users.to_numpy())
+    item_idx = np.sort(collapsed["item_idx"].unique().to_numpy())
+    return dataset.with_interactions(collapsed).restrict(user_idx, item_idx)
+
+
+def _string_rank(ids: pl.Series) -> npt.NDArray[np.int64]:
+    """Rank of each id in string order (UTF-8 byte order equals code point order)."""
+    return ids.rank("ordinal").to_numpy().astype(np.int64)
+
+
+def _test_mask_per_user(
+    user: npt.NDArray[np.int32],
+    timestamp: npt.NDArray[np.int64],
+    user_rank: npt.NDArray[np.int64],
+    item_rank: npt.NDArray[np.int64],
+    n_users: int,
+    test_fraction: float,
+) -> npt.NDArray[np.bool_]:
+    """True for each user's last max(1, floor(f * n_u)) interactions by (timestamp, item id)."""
+    order = np.lexsort((item_rank, timestamp, user_rank[user]))
+    sorted_users = user[order]
+    counts = np.bincount(user, minlength=n_users)
+    # Each user's rows are contiguous in `order`; find where each group starts.
+    change = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]])
+    first_pos = np.zeros(n_users, dtype=np.int64)
+    first_pos[sorted_users[change]] = change
+    group_start = first_pos[sorted_users]
+    position = np.arange(order.size) - group_start
+    n_u = counts[sorted_users]
+    n_test = np.maximum(1, np.floor(test_fraction * n_u).astype(np.int64))
+    mask_sorted = position >= n_u - n_test
+    mask = np.empty(order.size, dtype=bool)
+    mask[order] = mask_sorted
+    return mask
+
+
+def _split_frames(dataset: Dataset, test_mask: npt.NDArray[np.bool_]) -> tuple[Dataset, Dataset]:
+    mask = pl.Series(test_mask)
+    inter = dataset.interactions
+    return dataset.with_interactions(inter.filter(~mask)), dataset.with_interactions(
+        inter.filter(mask)
+    )
+
+
+def temporal_user_split(dataset: Dataset, test_fraction: float = 0.2) -> Split:
+    """Per user: the last max(1, floor(f * n_u)) interactions by (timestamp, item id) are test."""
+    _check_fraction(test_fraction)
+    test_mask = _test_mask_per_user(
+        dataset.column("user_idx"),
+        dataset.column("timestamp"),
+        _string_rank(dataset.users.as_series()),
+        _string_rank(dataset.items.as_series())[dataset.column("item_idx")],
+        dataset.n_users,
+        test_fraction,
+    )
+    train, test = _split_frames(dataset, test_mask)
+    ref = np.full(dataset.n_users, -1, dtype=np.int64)
+    np.maximum.at(ref, train.column("user_idx"), train.column("timestamp"))
+    return Split(train, test, "temporal-user", ref)
+
+
+def temporal_global_split(dataset: Dataset, test_fraction: float = 0.2) -> Split:
+    """All interactions by (timestamp, user id, item id): the first floor((1-f) * N) are train."""
+    _check_fraction(test_fraction)
+    user_rank = _string_rank(dataset.users.as_series())[dataset.column("user_idx")]
+    item_rank = _string_rank(dataset.items.as_series())[dataset.column("item_idx")]
+    order = np.lexsort((item_rank, user_rank, dataset.column("timestamp")))
+    n_train = int(np.floor((1.0 - test_fraction) * order.size))
+    test_mask = np.ones(order.size, dtype=bool)
+    test_mask[order[:n_train]] = False
+    train, test = _split_frames(dataset, test_mask)
+    train_ts = train.column("timestamp")
+    cutoff = int(train_ts.max()) if train_ts.size else -1
+    return Split(train, test, "temporal-global", np.full(dataset.n_users, cutoff, dtype=np.int64))
+
+
+def split(dataset: Dataset, protocol: str, test_fraction: float = 0.2) -> Split:
+    """Split by protocol name ('temporal-user' or 'temporal-global')."""
+    if protocol == "temporal-user":
+        return temporal_user_split(dataset, test_fraction)
+    if protocol == "temporal-global":
+        return temporal_global_split(dataset, test_fraction)
+    raise ConfigError(f"unknown protocol {protocol!r}; choose one of {list(PROTOCOLS)}")
+
+
+def validation_split(outer: Split, test_fraction: float = 0.2) -> Split:
+    """The validation window: the same split rule applied to the TRAIN part only.
+
+    Anything fitted to its validation targets must be refitted on outer.train before the test
+    part is scored; the test part never reaches fitting or tuning.
+    """
+    return split(outer.train, outer.protocol, test_fraction)
+
+
+def _check_fraction(test_fraction: float) -> None:
+    if not 0.0 < test_fraction < 1.0:
+        raise ConfigError(f"test_fraction must be in (0, 1), got {test_fraction}")

@@ -1,0 +1,75 @@
+"""`recsemble evaluate` as a library call: load -> prepare -> split -> fit -> rank -> measure."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from recsemble.config import RecsembleConfig
+from recsemble.data.dataset import Dataset
+from recsemble.evaluation.files import write_dump, write_results
+from recsemble.evaluation.protocol import Split, prepare, split
+from recsemble.evaluation.runner import Evaluation, Progress, evaluate, to_results_json
+from recsemble.generators import GENERATORS, CandidateGenerator
+
+
+@dataclass(frozen=True)
+class EvaluationOutcome:
+    evaluation: Evaluation
+    results: dict[str, Any]
+
+    def write_json(self, path: Path) -> None:
+        write_results(self.results, path)
+
+    def write_dump(self, out_dir: Path) -> list[Path]:
+        return write_dump(self.evaluation, out_dir)
+
+
+def build_models(config: RecsembleConfig) -> dict[str, CandidateGenerator]:
+    """The configured models, the baseline first (it is always evaluated)."""
+    names = [config.evaluate.baseline, *config.evaluate.models]
+    ordered = list(dict.fromkeys(names))
+    return {name: GENERATORS[name](config.model_config_for(name)) for name in ordered}
+
+
+def load_and_split(config: RecsembleConfig) -> tuple[Dataset, Split]:
+    from recsemble.data.loaders import load_dataset
+
+    data = config.data
+    raw = load_dataset(
+        data.dataset,
+        data_dir=data.data_dir,
+        event_weights=data.event_weights,
+        columns=data.columns or None,
+    )
+    prepared = prepare(
+        raw,
+        min_user_interactions=config.protocol.min_user_interactions,
+        min_value=data.min_value,
+    )
+    return prepared, split(prepared, config.protocol.name, config.protocol.test_fraction)
+
+
+def run_evaluation(
+    config: RecsembleConfig,
+    progress: Progress | None = None,
+    log: Callable[[str], None] | None = None,
+) -> EvaluationOutcome:
+    prepared, the_split = load_and_split(config)
+    if log:
+        log(
+            f"{prepared!r} -> {config.protocol.name}: {the_split.train.n_interactions:,} train, "
+            f"{the_split.test.n_interactions:,} test, "
+            f"{the_split.evaluated_users.size:,} users evaluated"
+        )
+    models = build_models(config)
+    evaluation = evaluate(the_split, models, config.protocol.k, progress)
+    meta = {
+        "dataset": config.data.dataset,
+        "protocol": config.protocol.name,
+        "test_fraction": config.protocol.test_fraction,
+        "k": list(config.protocol.k),
+    }
+    return EvaluationOutcome(evaluation, to_results_json(evaluation, meta))

@@ -1,0 +1,255 @@
+"""The popularity family: global count, trending (time-decayed or windowed), Bayesian-average
+rating, and popularity within a user segment.
+
+Every member can be causal: scores for a user are then computed from the interactions known at
+that user's moment of recommendation (`at`), never later ones. The plain `pop` is not causal by
+default so that it matches the popularity baseline reported across the literature.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal, Self
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+from pydantic import Field
+
+from recsemble.data.dataset import Dataset
+from recsemble.errors import ConfigError
+from recsemble.generators.base import CandidateGenerator, GeneratorConfig
+
+_DAY = 86_400.0
+Count = Literal["users", "events", "weight"]
+
+
+class PopularityConfig(GeneratorConfig):
+    count: Count = "users"  # distinct users, all events, or summed event weights
+    causal: bool = False  # True: count only interactions at or before each user's `at`
+
+
+class TrendingConfig(PopularityConfig):
+    causal: bool = True
+    half_life_days: float = Field(7.0, gt=0)
+    window_days: float | None = Field(None, gt=0)  # set: a hard recent window instead of decay
+
+
+class RatingPopularityConfig(PopularityConfig):
+    prior_count: float = Field(10.0, ge=0)  # strength of the pull towards the global mean
+
+
+class SegmentPopularityConfig(PopularityConfig):
+    attribute: str | None = None  # required: the user attribute that defines segments
+    bins: list[float] | None = None  # cut points for a numeric attribute, e.g. ages
+    min_segment_users: int = Field(20, ge=1)
+
+
+class _EventLog:
+    """The fitted events, sorted by time, ready for as-of sums."""
+
+    def __init__(
+        self, item: npt.NDArray[np.int32], ts: npt.NDArray[np.int64], w: npt.NDArray[np.float64]
+    ):
+        order = np.argsort(ts, kind="stable")
+        self.item, self.ts, self.w = item[order], ts[order], w[order]
+
+    def totals(self, n_items: int) -> npt.NDArray[np.float64]:
+        return np.bincount(self.item, weights=self.w, minlength=n_items).astype(np.float64)
+
+    def as_of(
+        self,
+        times: npt.NDArray[np.int64],
+        n_items: int,
+        half_life_s: float | None = None,
+        window_s: float | None = None,
+    ) -> npt.NDArray[np.float64]:
+        """Rows of per-item sums of events with ts <= t, one row per entry of `times`.
+
+        half_life_s: each event weighs 2^(-(t - ts)/h). window_s: only events with ts > t - w.
+        """
+        uniq, inverse = np.unique(times, return_inverse=True)
+        out = np.zeros((uniq.size, n_items))
+        upto = np.searchsorted(self.ts, uniq, side="right")
+        state = np.zeros(n_items)
+        prev_t, prev_hi = None, 0
+        for row, (t, hi) in enumerate(zip(uniq.tolist(), upto.tolist(), strict=True)):
+            if window_s is not None:
+                lo = int(np.searchsorted(self.ts, t - window_s, side="right"))
+                state = self._sum(lo, hi, n_items)
+            else:
+                if half_life_s is not None and prev_t is not None:
+                    state = state * 2.0 ** (-(t - prev_t) / half_life_s)
+                state = state + self._sum(prev_hi, hi, n_items, t, half_life_s)
+            out[row] = state
+            prev_t, prev_hi = t, hi
+        return out[inverse]
+
+    def _sum(
+        self, lo: int, hi: int, n_items: int, t: int | None = None, half_life_s: float | None = None
+    ) -> npt.NDArray[np.float64]:
+        w = self.w[lo:hi]
+        if half_life_s is not None and t is not None:
+            w = w * 2.0 ** (-(t - self.ts[lo:hi]) / half_life_s)
+        return np.bincount(self.item[lo:hi], weights=w, minlength=n_items).astype(np.float64)
+
+
+def _event_log(dataset: Dataset, count: Count) -> _EventLog:
+    inter = dataset.interactions
+    if count == "users":
+        # One event per (user, item): the earliest, so a causal count sees it from then on.
+        inter = inter.sort("timestamp").unique(["user_idx", "item_idx"], keep="first")
+    weights = inter["weight"] if count == "weight" else pl.Series(np.ones(inter.height))
+    return _EventLog(
+        inter["item_idx"].to_numpy().astype(np.int32),
+        inter["timestamp"].to_numpy().astype(np.int64),
+        weights.to_numpy().astype(np.float64),
+    )
+
+
+class Popularity(CandidateGenerator):
+    """Most popular items first: the baseline every evaluation table carries."""
+
+    name: ClassVar[str] = "pop"
+    Config: ClassVar[type[GeneratorConfig]] = PopularityConfig
+    config: PopularityConfig
+
+    def fit(self, dataset: Dataset) -> Self:
+        self.dataset_ = dataset
+        self.log_ = _event_log(dataset, self.config.count)
+        self.totals_ = self.log_.totals(dataset.n_items)
+        return self
+
+    def _as_of(self, at: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+        return self.log_.as_of(at, self.dataset_.n_items)
+
+    def _score_block(
+        self, users: npt.NDArray[np.int32], at: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float32]:
+        if self.config.causal:
+            return self._as_of(at).astype(np.float32)
+        return np.tile(self.totals_.astype(np.float32), (users.size, 1))
+
+
+class TrendingPopularity(Popularity):
+    """Popularity decayed with a half-life (or counted in a recent window) before `at`."""
+
+    name: ClassVar[str] = "pop-trending"
+    Config: ClassVar[type[GeneratorConfig]] = TrendingConfig
+    config: TrendingConfig
+
+    def _score_block(
+        self, users: npt.NDArray[np.int32], at: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float32]:
+        if not self.config.causal:
+            at = np.full_like(at, int(self.log_.ts.max()) if self.log_.ts.size else 0)
+        window = self.config.window_days * _DAY if self.config.window_days else None
+        half_life = None if window else self.config.half_life_days * _DAY
+        scores = self.log_.as_of(at, self.dataset_.n_items, half_life_s=half_life, window_s=window)
+        # All-time popularity breaks ties (e.g. items with no recent events at all).
+        tiebreak = self.totals_ / (self.totals_.max() + 1.0) if self.totals_.size else 0.0
+        return (scores + 1e-6 * tiebreak).astype(np.float32)
+
+
+class RatingPopularity(Popularity):
+    """Bayesian-average rating: (C * global mean + sum of ratings) / (C + number of ratings)."""
+
+    name: ClassVar[str] = "pop-rating"
+    Config: ClassVar[type[GeneratorConfig]] = RatingPopularityConfig
+    config: RatingPopularityConfig
+
+    def fit(self, dataset: Dataset) -> Self:
+        values = dataset.interactions["value"]
+        if values.null_count() == dataset.n_interactions:
+            raise ConfigError("pop-rating needs explicit values (ratings); this dataset has none")
+        super().fit(dataset)
+        rated = dataset.interactions.filter(pl.col("value").is_not_null())
+        item = rated["item_idx"].to_numpy().astype(np.int32)
+        ts = rated["timestamp"].to_numpy().astype(np.int64)
+        self.counts_log_ = _EventLog(item, ts, np.ones(item.size))
+        self.sums_log_ = _EventLog(item, ts, rated["value"].to_numpy().astype(np.float64))
+        self.global_mean_ = float(rated["value"].mean())  # type: ignore[arg-type]
+        return self
+
+    def _score_block(
+        self, users: npt.NDArray[np.int32], at: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float32]:
+        n_items = self.dataset_.n_items
+        if self.config.causal:
+            counts, sums = self.counts_log_.as_of(at, n_items), self.sums_log_.as_of(at, n_items)
+        else:
+            counts = np.tile(self.counts_log_.totals(n_items), (users.size, 1))
+            sums = np.tile(self.sums_log_.totals(n_items), (users.size, 1))
+        prior = self.config.prior_count
+        return ((prior * self.global_mean_ + sums) / (prior + counts + 1e-12)).astype(np.float32)
+
+
+class SegmentPopularity(Popularity):
+    """Popularity among users of the same segment (a user attribute), else global."""
+
+    name: ClassVar[str] = "pop-segment"
+    Config: ClassVar[type[GeneratorConfig]] = SegmentPopularityConfig
+    config: SegmentPopularityConfig
+
+    def fit(self, dataset: Dataset) -> Self:
+        super().fit(dataset)
+        self.segment_ = self._segments(dataset)
+        inter = dataset.interactions
+        if self.config.count == "users":
+            inter = inter.sort("timestamp").unique(["user_idx", "item_idx"], keep="first")
+        seg_of_event = self.segment_[inter["user_idx"].to_numpy()]
+        self.logs_: dict[int, _EventLog] = {}
+        for seg in np.unique(self.segment_[self.segment_ >= 0]).tolist():
+            mask = seg_of_event == seg
+            n_users = int(np.count_nonzero(self.segment_ == seg))
+            if n_users < self.config.min_segment_users:
+                self.segment_[self.segment_ == seg] = -1  # too small to trust: global
+                continue
+            w = inter["weight"].to_numpy()[mask] if self.config.count == "weight" else None
+            self.logs_[seg] = _EventLog(
+                inter["item_idx"].to_numpy()[mask].astype(np.int32),
+                inter["timestamp"].to_numpy()[mask].astype(np.int64),
+                np.ones(int(mask.sum())) if w is None else w.astype(np.float64),
+            )
+        return self
+
+    def _segments(self, dataset: Dataset) -> npt.NDArray[np.int64]:
+        attr = self.config.attribute
+        if attr is None or attr not in dataset.user_attributes.columns:
+            problem = "set models.pop-segment.attribute" if attr is None else f"no attribute {attr!r}"
+            raise ConfigError(
+                f"pop-segment: {problem}; user attributes available: "
+                f"{dataset.user_attributes.columns}"
+            )
+        column = dataset.user_attributes[attr]
+        if self.config.bins is not None:
+            if not column.dtype.is_numeric():
+                raise ConfigError(f"pop-segment: bins need a numeric attribute, {attr!r} is not")
+            codes = np.digitize(column.fill_null(np.nan).to_numpy(), self.config.bins)
+            codes = np.where(column.is_null().to_numpy(), -1, codes)
+            return codes.astype(np.int64)
+        labels = column.cast(pl.String)
+        codes = labels.rank("dense").fill_null(0).to_numpy().astype(np.int64) - 1
+        return codes
+
+    def _score_block(
+        self, users: npt.NDArray[np.int32], at: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float32]:
+        n_items = self.dataset_.n_items
+        global_scores = super()._score_block(users, at).astype(np.float64)
+        tiebreak = global_scores / (global_scores.max(axis=1, keepdims=True) + 1.0)
+        out = global_scores.copy()
+        known = (users >= 0) & (users < self.segment_.size)
+        seg = np.full(users.size, -1)
+        seg[known] = self.segment_[users[known]]
+        for s, log in self.logs_.items():
+            rows = np.flatnonzero(seg == s)
+            if rows.size == 0:
+                continue
+            counts = log.as_of(at[rows], n_items) if self.config.causal else log.totals(n_items)
+            out[rows] = counts + tiebreak[rows]
+        return out.astype(np.float32)
+
+
+POPULARITY_MODELS: dict[str, type[Popularity]] = {
+    cls.name: cls for cls in (Popularity, TrendingPopularity, RatingPopularity, SegmentPopularity)
+}

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import polars as pl
+import pytest
+
+from recsemble.data.dataset import Dataset
+from recsemble.errors import DataError
+
+
+def test_ids_and_orientation(tiny: Dataset) -> None:
+    assert (tiny.n_users, tiny.n_items, tiny.n_interactions) == (3, 6, 6)
+    mat = tiny.user_item_matrix("weight")
+    assert mat.shape == (3, 6)  # users x items
+    u, i = tiny.users.idx_of("100"), tiny.items.idx_of("900")
+    assert mat[u, i] == pytest.approx(6.0)  # view (1) + purchase (5)
+    assert tiny.user_item_matrix("binary")[u, i] == 1.0
+    assert tiny.user_item_matrix("count")[u, i] == 2.0
+    assert tiny.item_popularity[tiny.items.idx_of("901")] == 2
+    assert tiny.user_history_lengths.tolist() == [2, 2, 1]
+
+
+def test_items_without_interactions_stay_in_catalog(tiny: Dataset) -> None:
+    assert "905" in tiny.items
+    attrs = tiny.item_attributes
+    assert attrs["title"][tiny.items.idx_of("904")] == "e"
+    assert attrs["available"].to_list() == [True] * 6
+    cats, names = tiny.item_categories()
+    assert cats.shape == (6, 3) and list(names.ids) == ["x", "y", "z"]
+    assert cats[[tiny.items.idx_of("901")]].toarray().tolist() == [[1.0, 1.0, 0.0]]
+
+
+def test_user_attributes_aligned(tiny: Dataset) -> None:
+    country = tiny.user_attributes["country"].to_list()
+    assert country[tiny.users.idx_of("101")] == "de"
+    assert country[tiny.users.idx_of("102")] is None
+
+
+def test_matrices_are_read_only(tiny: Dataset) -> None:
+    with pytest.raises(ValueError):
+        tiny.user_item_matrix().data[0] = 9.0
+    with pytest.raises(ValueError):
+        tiny.column("timestamp")[0] = 0
+
+
+def test_restrict_renumbers_and_drops(tiny: Dataset) -> None:
+    u = tiny.users.idx_of("101")
+    items = [tiny.items.idx_of("902"), tiny.items.idx_of("901")]
+    sub = tiny.restrict([u], items)
+    assert list(sub.users.ids) == ["101"] and list(sub.items.ids) == ["902", "901"]
+    ext = sub.external_interactions()
+    assert sorted(zip(ext["user_id"], ext["item_id"], strict=True)) == [
+        ("101", "901"),
+        ("101", "902"),
+    ]
+    assert sub.item_attributes["title"].to_list() == ["c", "b"]
+
+
+def test_unknown_event_type_rejected() -> None:
+    frame = pl.DataFrame({"user_id": ["1"], "item_id": ["2"], "timestamp": [1], "event": ["like"]})
+    with pytest.raises(DataError, match=r"like.*no weight"):
+        Dataset.from_frames(frame, event_weights={"view": 1.0})
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (pl.DataFrame({"user_id": ["1"], "timestamp": [1]}), "item_id"),
+        (
+            pl.DataFrame({"user_id": [None, "1"], "item_id": ["2", "2"], "timestamp": [1, 2]}),
+            "row 0",
+        ),
+        (
+            pl.DataFrame({"user_id": [1.5], "item_id": ["2"], "timestamp": [1]}),
+            "strings or integers",
+        ),
+        (pl.DataFrame({"user_id": ["1"], "item_id": ["2"], "timestamp": ["x"]}), "timestamps"),
+        (
+            pl.DataFrame(
+                {"user_id": ["1"], "item_id": ["2"], "timestamp": [1], "value": [float("nan")]}
+            ),
+            "NaN",
+        ),
+        (
+            pl.DataFrame({"user_id": ["1"], "item_id": ["2"], "timestamp": [1], "weight": [-1.0]}),
+            "non-negative",
+        ),
+    ],
+)
+def test_invalid_interactions(frame: pl.DataFrame, message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        Dataset.from_frames(frame)
+
+
+def test_duplicate_item_rows_rejected() -> None:
+    frame = pl.DataFrame({"user_id": ["1"], "item_id": ["2"], "timestamp": [1]})
+    items = pl.DataFrame({"item_id": ["2", "2"], "title": ["a", "b"]})
+    with pytest.raises(DataError, match="duplicate id '2'"):
+        Dataset.from_frames(frame, items)
+
+
+def test_datetime_timestamps_become_epoch_seconds() -> None:
+    frame = pl.DataFrame(
+        {
+            "user_id": ["1"],
+            "item_id": ["2"],
+            "timestamp": [datetime(2020, 1, 1, 0, 0, 10, tzinfo=UTC)],
+        }
+    )
+    assert Dataset.from_frames(frame).column("timestamp").tolist() == [1577836810]

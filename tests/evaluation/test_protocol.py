@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recsemble.data.dataset import Dataset
+from recsemble.errors import ConfigError
+from recsemble.evaluation.protocol import prepare, split, validation_split
+
+from .. import reference_protocol as ref
+
+# Users "u1".."u9" and items "i1".."i30": note "i10" < "i2" as strings, which the split must use.
+interaction_rows = st.lists(
+    st.tuples(
+        st.integers(1, 9).map(lambda n: f"u{n}"),
+        st.integers(1, 30).map(lambda n: f"i{n}"),
+        st.integers(0, 40),  # few distinct timestamps: many ties
+    ),
+    min_size=1,
+    max_size=200,
+)
+
+
+def _dataset(rows: list[tuple[str, str, int]]) -> Dataset:
+    frame = pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row")
+    return Dataset.from_frames(frame)
+
+
+def _rows(dataset: Dataset) -> set[tuple[str, str, int]]:
+    ext = dataset.external_interactions()
+    return set(zip(ext["user_id"], ext["item_id"], ext["timestamp"], strict=True))
+
+
+@settings(max_examples=150, deadline=None)
+@given(interaction_rows, st.sampled_from(["temporal-user", "temporal-global"]))
+def test_split_matches_reference_and_invariants(
+    rows: list[tuple[str, str, int]], protocol: str
+) -> None:
+    prepared_ref = ref.prepare(rows)
+    if not prepared_ref:
+        return
+    prepared = prepare(_dataset(rows))
+    assert _rows(prepared) == set(prepared_ref)
+    assert prepared.n_items == len({i for _, i, _ in prepared_ref})  # catalog after filtering
+    result = split(prepared, protocol)
+    reference = ref.temporal_user if protocol == "temporal-user" else ref.temporal_global
+    ref_train, ref_test = reference(prepared_ref)
+    train, test = _rows(result.train), _rows(result.test)
+    assert train == set(ref_train) and test == set(ref_test)
+    assert not train & test and train | test == set(prepared_ref)
+    if protocol == "temporal-user":
+        for user in {u for u, _, _ in prepared_ref}:
+            mine = sorted((t, i) for u, i, t in train if u == user)
+            held = sorted((t, i) for u, i, t in test if u == user)
+            n = len(mine) + len(held)
+            assert len(held) == max(1, math.floor(0.2 * n))
+            assert not mine or mine[-1] <= held[0]
+        assert len(result.evaluated_users) == prepared.n_users
+    else:
+        assert len(train) == math.floor(0.8 * len(prepared_ref))
+
+
+def test_prepare_collapses_to_earliest_and_drops_light_users() -> None:
+    rows = [
+        ("a", "x", 5),
+        ("a", "x", 1),
+        ("a", "y", 2),
+        ("a", "z", 3),
+        ("a", "w", 4),
+        ("a", "v", 6),
+    ]
+    rows += [("b", "x", 1), ("b", "y", 2)]  # b has 2 interactions: dropped
+    prepared = prepare(_dataset(rows))
+    assert list(prepared.users.ids) == ["a"]
+    assert ("a", "x", 1) in _rows(prepared) and prepared.n_interactions == 5
+
+
+def test_reference_time_and_cold_users() -> None:
+    rows = [("a", f"i{n}", n) for n in range(20)] + [("b", f"i{n}", 100 + n) for n in range(5)]
+    prepared = prepare(_dataset(rows))
+    by_user = split(prepared, "temporal-user")
+    a = prepared.users.idx_of("a")
+    assert by_user.reference_time[a] == 15  # a's last train interaction (16..19 are test)
+    globally = split(prepared, "temporal-global")
+    assert globally.cold_users.tolist() == [prepared.users.idx_of("b")]
+    assert set(globally.reference_time.tolist()) == {19}  # cutoff: last train timestamp
+
+
+def test_validation_window_uses_train_only() -> None:
+    rows = [("a", f"i{n}", n) for n in range(20)]
+    outer = split(prepare(_dataset(rows)), "temporal-user")
+    inner = validation_split(outer)
+    assert _rows(inner.train) | _rows(inner.test) == _rows(outer.train)
+    assert max(t for _, _, t in _rows(inner.test)) < min(t for _, _, t in _rows(outer.test))
+
+
+def test_unknown_protocol_rejected() -> None:
+    with pytest.raises(ConfigError, match="temporal-user"):
+        split(prepare(_dataset([("a", f"i{n}", n) for n in range(5)])), "random")
+
+
+def test_min_value_filter() -> None:
+    frame = pl.DataFrame(
+        {
+            "user_id": ["a"] * 6,
+            "item_id": [f"i{n}" for n in range(6)],
+            "timestamp": list(range(6)),
+            "value": [5.0, 4.0, 1.0, 5.0, 5.0, 5.0],
+        }
+    )
+    assert prepare(Dataset.from_frames(frame), min_value=4.0).n_interactions == 5
+    assert prepare(Dataset.from_frames(frame), min_value=5.0).n_users == 0
+    assert np.all(prepare(Dataset.from_frames(frame)).column("value") >= 1.0)
