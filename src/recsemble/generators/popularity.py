@@ -215,7 +215,9 @@ class SegmentPopularity(Popularity):
     def _segments(self, dataset: Dataset) -> npt.NDArray[np.int64]:
         attr = self.config.attribute
         if attr is None or attr not in dataset.user_attributes.columns:
-            problem = "set models.pop-segment.attribute" if attr is None else f"no attribute {attr!r}"
+            problem = (
+                "set models.pop-segment.attribute" if attr is None else f"no attribute {attr!r}"
+            )
             raise ConfigError(
                 f"pop-segment: {problem}; user attributes available: "
                 f"{dataset.user_attributes.columns}"
