@@ -1,25 +1,33 @@
 """CandidateGenerator: the small interface every ensemble member implements.
 
 Batch-first: `recommend` and `score` take arrays of user idx. Config is one typed, frozen
-pydantic model per generator that rejects unknown keys.
+pydantic model per generator that rejects unknown keys. Fitted state ends in `_` and is saved as
+`.npz` arrays plus a JSON manifest (never pickle).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict
 
 from recsemble.data.dataset import Dataset
-from recsemble.errors import NotFittedError
+from recsemble.errors import DataError, NotFittedError
+from recsemble.generators.history import Histories
+from recsemble.generators.topk import mask_seen, topk_rows
 from recsemble.types import PAD_IDX, TopK
 
 #: Dense score blocks are kept under this many cells (float32: 64 MB).
 _BLOCK_CELLS = 16_000_000
+FORMAT = "recsemble.generator"
+FORMAT_VERSION = 1
+_HISTORY_KEYS = ("indptr", "items", "timestamps", "weights")
 
 
 class GeneratorConfig(BaseModel):
@@ -33,8 +41,9 @@ class CandidateGenerator(ABC):
 
     `at` gives, per requested user, the moment of the recommendation (epoch seconds); members
     that use time (trending, recency) only count what was known then. None means "now": the
-    latest timestamp seen in fit. Users the model never saw (idx outside the fitted range) get
-    the model's fallback answer, never an exception.
+    latest timestamp seen in fit. `histories` (one row per requested user) replaces the fitted
+    histories, e.g. with events that arrived after fit; members fold them in where the model
+    allows. Users the model never saw get the model's fallback answer, never an exception.
     """
 
     name: ClassVar[str]
@@ -50,31 +59,59 @@ class CandidateGenerator(ABC):
 
     # -- to implement -------------------------------------------------------------------
     @abstractmethod
-    def fit(self, dataset: Dataset) -> Self:
-        """Learn from `dataset`; returns self."""
+    def _fit(self, dataset: Dataset) -> None:
+        """Learn the model's own state from `dataset` (attributes ending in `_`)."""
 
     @abstractmethod
     def _score_block(
-        self, users: npt.NDArray[np.int32], at: npt.NDArray[np.int64]
+        self, users: npt.NDArray[np.int32], at: npt.NDArray[np.int64], histories: Histories
     ) -> npt.NDArray[np.float32]:
-        """Dense scores (len(users), n_items) for a block of users; -inf = cannot recommend."""
+        """Dense scores (len(users), n_items) for a block; -inf = cannot recommend.
 
-    # -- shared behaviour ---------------------------------------------------------------
-    def _fitted_dataset(self) -> Dataset:
-        dataset: Dataset | None = getattr(self, "dataset_", None)
-        if dataset is None:
+        histories row r is the history of users[r] (empty for users never seen).
+        """
+
+    def _state(self) -> dict[str, npt.NDArray[Any]]:
+        """The fitted arrays that `save` writes (beyond histories and sizes)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be saved yet")
+
+    def _set_state(self, state: dict[str, npt.NDArray[Any]]) -> None:
+        """Restore what `_state` returned."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be loaded yet")
+
+    # -- fitting ------------------------------------------------------------------------
+    def fit(self, dataset: Dataset) -> Self:
+        """Learn from `dataset`; returns self."""
+        self._fit(dataset)
+        ts = dataset.column("timestamp")
+        self.n_users_ = dataset.n_users
+        self.n_items_ = dataset.n_items
+        self.now_ = int(ts.max()) if ts.size else 0
+        self.histories_ = Histories.from_dataset(dataset)
+        return self
+
+    def _check_fitted(self) -> None:
+        if getattr(self, "histories_", None) is None:
             raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(dataset) first")
-        return dataset
 
-    def _resolve_at(
-        self, users: npt.NDArray[np.int32], at: npt.ArrayLike | None
-    ) -> npt.NDArray[np.int64]:
+    # -- answering ----------------------------------------------------------------------
+    def _request(
+        self, users: npt.ArrayLike, at: npt.ArrayLike | None, histories: Histories | None
+    ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64], Histories]:
+        self._check_fitted()
+        user_arr = np.atleast_1d(np.asarray(users, dtype=np.int32))
         if at is None:
-            ts = self._fitted_dataset().column("timestamp")
-            now = int(ts.max()) if ts.size else 0
-            return np.full(users.shape[0], now, dtype=np.int64)
-        arr = np.broadcast_to(np.asarray(at, dtype=np.int64), users.shape)
-        return np.ascontiguousarray(arr)
+            at_arr = np.full(user_arr.shape[0], self.now_, dtype=np.int64)
+        else:
+            at_arr = np.ascontiguousarray(np.broadcast_to(np.asarray(at, np.int64), user_arr.shape))
+        if histories is None:
+            histories = self.histories_.rows(user_arr)
+        elif histories.n_rows != user_arr.shape[0] or histories.n_items != self.n_items_:
+            raise ValueError(
+                f"histories must have one row per user ({user_arr.shape[0]}) over "
+                f"{self.n_items_} items; got {histories.n_rows} rows, {histories.n_items} items"
+            )
+        return user_arr, at_arr, histories
 
     def score(
         self,
@@ -82,14 +119,15 @@ class CandidateGenerator(ABC):
         items: npt.ArrayLike,
         *,
         at: npt.ArrayLike | None = None,
+        histories: Histories | None = None,
     ) -> npt.NDArray[np.float32]:
         """Scores (len(users), len(items)) of the given candidate items for each user."""
-        user_arr = np.asarray(users, dtype=np.int32)
+        user_arr, at_arr, hist = self._request(users, at, histories)
         item_arr = np.asarray(items, dtype=np.intp)
-        at_arr = self._resolve_at(user_arr, at)
         out = np.empty((user_arr.size, item_arr.size), dtype=np.float32)
         for lo, hi in self._blocks(user_arr.size):
-            out[lo:hi] = self._score_block(user_arr[lo:hi], at_arr[lo:hi])[:, item_arr]
+            block = self._score_block(user_arr[lo:hi], at_arr[lo:hi], hist.rows(range(lo, hi)))
+            out[lo:hi] = block[:, item_arr]
         return out
 
     def recommend(
@@ -99,67 +137,89 @@ class CandidateGenerator(ABC):
         *,
         exclude_seen: bool = True,
         at: npt.ArrayLike | None = None,
+        histories: Histories | None = None,
     ) -> TopK:
         """Top-k items per user, best first; ties go to the lower item idx."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        dataset = self._fitted_dataset()
-        user_arr = np.asarray(users, dtype=np.int32)
-        at_arr = self._resolve_at(user_arr, at)
-        seen = dataset.user_item_matrix("binary") if exclude_seen else None
+        user_arr, at_arr, hist = self._request(users, at, histories)
         items = np.full((user_arr.size, k), PAD_IDX, dtype=np.int32)
         scores = np.full((user_arr.size, k), -np.inf, dtype=np.float32)
         for lo, hi in self._blocks(user_arr.size):
-            block_users = user_arr[lo:hi]
-            block = self._score_block(block_users, at_arr[lo:hi])
-            if seen is not None:
-                _mask_seen(block, block_users, seen)
+            block_hist = hist.rows(range(lo, hi))
+            block = self._score_block(user_arr[lo:hi], at_arr[lo:hi], block_hist)
+            if exclude_seen:
+                mask_seen(block, block_hist.seen_matrix())
             items[lo:hi], scores[lo:hi] = topk_rows(block, k)
         return TopK(items, scores)
 
     def _blocks(self, n: int) -> list[tuple[int, int]]:
-        n_items = max(1, self._fitted_dataset().n_items)
-        step = max(1, _BLOCK_CELLS // n_items)
+        step = max(1, _BLOCK_CELLS // max(1, self.n_items_))
         return [(lo, min(n, lo + step)) for lo in range(0, n, step)]
 
+    # -- persistence --------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write `path/manifest.json` and `path/arrays.npz`; returns the folder."""
+        self._check_fitted()
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        arrays = {f"model.{key}": value for key, value in self._state().items()}
+        for key in _HISTORY_KEYS:
+            arrays[f"history.{key}"] = getattr(self.histories_, key)
+        np.savez(folder / "arrays.npz", **arrays)  # type: ignore[arg-type]
+        manifest = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "generator": self.name,
+            "config": self.config.model_dump(mode="json"),
+            "n_users": self.n_users_,
+            "n_items": self.n_items_,
+            "now": self.now_,
+            "arrays_sha256": hashlib.sha256((folder / "arrays.npz").read_bytes()).hexdigest(),
+        }
+        (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        return folder
 
-def _mask_seen(
-    block: npt.NDArray[np.float32], users: npt.NDArray[np.int32], seen: sp.csr_array
-) -> None:
-    known = (users >= 0) & (users < seen.shape[0])
-    rows = np.flatnonzero(known)
-    sub = seen[users[rows]]
-    counts = np.diff(sub.indptr)
-    block[np.repeat(rows, counts), sub.indices] = -np.inf
+    @classmethod
+    def load(cls, path: str | Path) -> CandidateGenerator:
+        """Read a generator written by `save` (any kind when called on the base class)."""
+        from recsemble.generators import GENERATORS
+
+        folder = Path(path)
+        manifest = _read_manifest(folder)
+        kind = GENERATORS.get(manifest["generator"])
+        if kind is None or (cls is not CandidateGenerator and kind is not cls):
+            raise DataError(f"{folder} holds a {manifest['generator']!r} generator, not {cls.name}")
+        model = kind(kind.Config.model_validate(manifest["config"]))
+        with np.load(folder / "arrays.npz", allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+        model.n_users_, model.n_items_ = int(manifest["n_users"]), int(manifest["n_items"])
+        model.now_ = int(manifest["now"])
+        model.histories_ = Histories(
+            indptr=arrays["history.indptr"],
+            items=arrays["history.items"],
+            timestamps=arrays["history.timestamps"],
+            weights=arrays["history.weights"],
+            n_items=model.n_items_,
+        )
+        state = {k.removeprefix("model."): v for k, v in arrays.items() if k.startswith("model.")}
+        model._set_state(state)
+        return model
 
 
-def topk_rows(
-    scores: npt.NDArray[np.float32], k: int
-) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
-    """Row-wise top-k by (score desc, column asc), deterministic; -inf entries become padding."""
-    n_rows, n_cols = scores.shape
-    kk = min(k, n_cols)
-    items = np.full((n_rows, k), PAD_IDX, dtype=np.int32)
-    vals = np.full((n_rows, k), -np.inf, dtype=np.float32)
-    if n_rows == 0 or kk == 0:
-        return items, vals
-    part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
-    kth = scores[np.arange(n_rows)[:, None], part].min(axis=1)
-    # Strictly better than the k-th value: always in. Equal to it: lowest columns fill the rest.
-    gt_rows, gt_cols = np.nonzero(scores > kth[:, None])
-    need = kk - np.bincount(gt_rows, minlength=n_rows)
-    eq_rows, eq_cols = np.nonzero(scores == kth[:, None])
-    eq_rank = np.arange(eq_rows.size) - np.searchsorted(eq_rows, eq_rows)
-    take = eq_rank < need[eq_rows]
-    rows = np.concatenate([gt_rows, eq_rows[take]])
-    cols = np.concatenate([gt_cols, eq_cols[take]])
-    picked = scores[rows, cols]
-    order = np.lexsort((cols, -picked, rows))
-    rows, cols, picked = rows[order], cols[order], picked[order]
-    slot = np.arange(rows.size) - np.searchsorted(rows, rows)
-    items[rows, slot] = cols
-    vals[rows, slot] = picked
-    padding = ~np.isfinite(vals)
-    items[padding] = PAD_IDX
-    vals[padding] = -np.inf
-    return items, vals
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    try:
+        manifest: dict[str, Any] = json.loads((folder / "manifest.json").read_text())
+    except FileNotFoundError:
+        raise DataError("no manifest.json: not a saved generator", source=str(folder)) from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"manifest is not valid JSON ({exc.msg})", source=str(folder)) from None
+    if manifest.get("format") != FORMAT or manifest.get("version") != FORMAT_VERSION:
+        raise DataError(
+            f"unsupported format {manifest.get('format')!r} v{manifest.get('version')}",
+            source=str(folder),
+        )
+    digest = hashlib.sha256((folder / "arrays.npz").read_bytes()).hexdigest()
+    if digest != manifest.get("arrays_sha256"):
+        raise DataError("arrays.npz does not match its manifest checksum", source=str(folder))
+    return manifest

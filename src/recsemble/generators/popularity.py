@@ -8,7 +8,7 @@ default so that it matches the popularity baseline reported across the literatur
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +18,7 @@ from pydantic import Field
 from recsemble.data.dataset import Dataset
 from recsemble.errors import ConfigError
 from recsemble.generators.base import CandidateGenerator, GeneratorConfig
+from recsemble.generators.history import Histories
 
 _DAY = 86_400.0
 Count = Literal["users", "events", "weight"]
@@ -93,17 +94,27 @@ class _EventLog:
         return np.bincount(self.item[lo:hi], weights=w, minlength=n_items).astype(np.float64)
 
 
-def _event_log(dataset: Dataset, count: Count) -> _EventLog:
+def _events(dataset: Dataset, count: Count) -> tuple[npt.NDArray[Any], ...]:
+    """(user, item, timestamp, weight) arrays of the events that popularity counts."""
     inter = dataset.interactions
     if count == "users":
         # One event per (user, item): the earliest, so a causal count sees it from then on.
         inter = inter.sort("timestamp").unique(["user_idx", "item_idx"], keep="first")
-    weights = inter["weight"] if count == "weight" else pl.Series(np.ones(inter.height))
-    return _EventLog(
+    weights = inter["weight"].to_numpy() if count == "weight" else np.ones(inter.height)
+    return (
+        inter["user_idx"].to_numpy().astype(np.int64),
         inter["item_idx"].to_numpy().astype(np.int32),
         inter["timestamp"].to_numpy().astype(np.int64),
-        weights.to_numpy().astype(np.float64),
+        weights.astype(np.float64),
     )
+
+
+def _event_log(dataset: Dataset, count: Count) -> _EventLog:
+    _, item, ts, w = _events(dataset, count)
+    return _EventLog(item, ts, w)
+
+
+Arrays = dict[str, npt.NDArray[Any]]
 
 
 class Popularity(CandidateGenerator):
@@ -113,20 +124,22 @@ class Popularity(CandidateGenerator):
     Config: ClassVar[type[GeneratorConfig]] = PopularityConfig
     config: PopularityConfig
 
-    def fit(self, dataset: Dataset) -> Self:
-        self.dataset_ = dataset
+    def _fit(self, dataset: Dataset) -> None:
         self.log_ = _event_log(dataset, self.config.count)
         self.totals_ = self.log_.totals(dataset.n_items)
-        return self
 
-    def _as_of(self, at: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
-        return self.log_.as_of(at, self.dataset_.n_items)
+    def _state(self) -> Arrays:
+        return {"item": self.log_.item, "ts": self.log_.ts, "w": self.log_.w}
+
+    def _set_state(self, state: Arrays) -> None:
+        self.log_ = _EventLog(state["item"], state["ts"], state["w"])
+        self.totals_ = self.log_.totals(self.n_items_)
 
     def _score_block(
-        self, users: npt.NDArray[np.int32], at: npt.NDArray[np.int64]
+        self, users: npt.NDArray[np.int32], at: npt.NDArray[np.int64], histories: Histories
     ) -> npt.NDArray[np.float32]:
         if self.config.causal:
-            return self._as_of(at).astype(np.float32)
+            return self.log_.as_of(at, self.n_items_).astype(np.float32)
         return np.tile(self.totals_.astype(np.float32), (users.size, 1))
 
 
@@ -138,13 +151,13 @@ class TrendingPopularity(Popularity):
     config: TrendingConfig
 
     def _score_block(
-        self, users: npt.NDArray[np.int32], at: npt.NDArray[np.int64]
+        self, users: npt.NDArray[np.int32], at: npt.NDArray[np.int64], histories: Histories
     ) -> npt.NDArray[np.float32]:
         if not self.config.causal:
             at = np.full_like(at, int(self.log_.ts.max()) if self.log_.ts.size else 0)
         window = self.config.window_days * _DAY if self.config.window_days else None
         half_life = None if window else self.config.half_life_days * _DAY
-        scores = self.log_.as_of(at, self.dataset_.n_items, half_life_s=half_life, window_s=window)
+        scores = self.log_.as_of(at, self.n_items_, half_life_s=half_life, window_s=window)
         # All-time popularity breaks ties (e.g. items with no recent events at all).
         tiebreak = self.totals_ / (self.totals_.max() + 1.0) if self.totals_.size else 0.0
         return (scores + 1e-6 * tiebreak).astype(np.float32)
@@ -157,23 +170,37 @@ class RatingPopularity(Popularity):
     Config: ClassVar[type[GeneratorConfig]] = RatingPopularityConfig
     config: RatingPopularityConfig
 
-    def fit(self, dataset: Dataset) -> Self:
+    def _fit(self, dataset: Dataset) -> None:
         values = dataset.interactions["value"]
         if values.null_count() == dataset.n_interactions:
             raise ConfigError("pop-rating needs explicit values (ratings); this dataset has none")
-        super().fit(dataset)
+        super()._fit(dataset)
         rated = dataset.interactions.filter(pl.col("value").is_not_null())
-        item = rated["item_idx"].to_numpy().astype(np.int32)
-        ts = rated["timestamp"].to_numpy().astype(np.int64)
+        self._set_ratings(
+            rated["item_idx"].to_numpy().astype(np.int32),
+            rated["timestamp"].to_numpy().astype(np.int64),
+            rated["value"].to_numpy().astype(np.float64),
+        )
+
+    def _set_ratings(
+        self, item: npt.NDArray[np.int32], ts: npt.NDArray[np.int64], value: npt.NDArray[Any]
+    ) -> None:
         self.counts_log_ = _EventLog(item, ts, np.ones(item.size))
-        self.sums_log_ = _EventLog(item, ts, rated["value"].to_numpy().astype(np.float64))
-        self.global_mean_ = float(rated["value"].mean())  # type: ignore[arg-type]
-        return self
+        self.sums_log_ = _EventLog(item, ts, value.astype(np.float64))
+        self.global_mean_ = float(value.mean())
+
+    def _state(self) -> Arrays:
+        log = self.sums_log_
+        return {**super()._state(), "rated_item": log.item, "rated_ts": log.ts, "value": log.w}
+
+    def _set_state(self, state: Arrays) -> None:
+        super()._set_state(state)
+        self._set_ratings(state["rated_item"], state["rated_ts"], state["value"])
 
     def _score_block(
-        self, users: npt.NDArray[np.int32], at: npt.NDArray[np.int64]
+        self, users: npt.NDArray[np.int32], at: npt.NDArray[np.int64], histories: Histories
     ) -> npt.NDArray[np.float32]:
-        n_items = self.dataset_.n_items
+        n_items = self.n_items_
         if self.config.causal:
             counts, sums = self.counts_log_.as_of(at, n_items), self.sums_log_.as_of(at, n_items)
         else:
@@ -190,27 +217,50 @@ class SegmentPopularity(Popularity):
     Config: ClassVar[type[GeneratorConfig]] = SegmentPopularityConfig
     config: SegmentPopularityConfig
 
-    def fit(self, dataset: Dataset) -> Self:
-        super().fit(dataset)
-        self.segment_ = self._segments(dataset)
-        inter = dataset.interactions
-        if self.config.count == "users":
-            inter = inter.sort("timestamp").unique(["user_idx", "item_idx"], keep="first")
-        seg_of_event = self.segment_[inter["user_idx"].to_numpy()]
-        self.logs_: dict[int, _EventLog] = {}
-        for seg in np.unique(self.segment_[self.segment_ >= 0]).tolist():
-            mask = seg_of_event == seg
-            n_users = int(np.count_nonzero(self.segment_ == seg))
-            if n_users < self.config.min_segment_users:
-                self.segment_[self.segment_ == seg] = -1  # too small to trust: global
-                continue
-            w = inter["weight"].to_numpy()[mask] if self.config.count == "weight" else None
-            self.logs_[seg] = _EventLog(
-                inter["item_idx"].to_numpy()[mask].astype(np.int32),
-                inter["timestamp"].to_numpy()[mask].astype(np.int64),
-                np.ones(int(mask.sum())) if w is None else w.astype(np.float64),
+    def _fit(self, dataset: Dataset) -> None:
+        super()._fit(dataset)
+        segment = self._segments(dataset)
+        sizes = np.bincount(segment[segment >= 0], minlength=1)
+        small = np.flatnonzero(sizes < self.config.min_segment_users)
+        segment[np.isin(segment, small)] = -1  # too small to trust: global popularity
+        user, item, ts, w = _events(dataset, self.config.count)
+        event_segment = segment[user]
+        keep = event_segment >= 0
+        self._set_segments(segment, event_segment[keep], item[keep], ts[keep], w[keep])
+
+    def _set_segments(
+        self,
+        segment: npt.NDArray[Any],
+        event_segment: npt.NDArray[Any],
+        item: npt.NDArray[Any],
+        ts: npt.NDArray[Any],
+        w: npt.NDArray[Any],
+    ) -> None:
+        self.segment_ = segment.astype(np.int64)
+        self.seg_events_ = (event_segment, item, ts, w)
+        self.logs_ = {
+            int(s): _EventLog(
+                item[event_segment == s], ts[event_segment == s], w[event_segment == s]
             )
-        return self
+            for s in np.unique(event_segment)
+        }
+
+    def _state(self) -> Arrays:
+        event_segment, item, ts, w = self.seg_events_
+        return {
+            **super()._state(),
+            "segment": self.segment_,
+            "seg_event": event_segment,
+            "seg_item": item,
+            "seg_ts": ts,
+            "seg_w": w,
+        }
+
+    def _set_state(self, state: Arrays) -> None:
+        super()._set_state(state)
+        self._set_segments(
+            state["segment"], state["seg_event"], state["seg_item"], state["seg_ts"], state["seg_w"]
+        )
 
     def _segments(self, dataset: Dataset) -> npt.NDArray[np.int64]:
         attr = self.config.attribute
@@ -234,10 +284,10 @@ class SegmentPopularity(Popularity):
         return codes
 
     def _score_block(
-        self, users: npt.NDArray[np.int32], at: npt.NDArray[np.int64]
+        self, users: npt.NDArray[np.int32], at: npt.NDArray[np.int64], histories: Histories
     ) -> npt.NDArray[np.float32]:
-        n_items = self.dataset_.n_items
-        global_scores = super()._score_block(users, at).astype(np.float64)
+        n_items = self.n_items_
+        global_scores = super()._score_block(users, at, histories).astype(np.float64)
         tiebreak = global_scores / (global_scores.max(axis=1, keepdims=True) + 1.0)
         out = global_scores.copy()
         known = (users >= 0) & (users < self.segment_.size)

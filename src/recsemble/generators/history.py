@@ -1,0 +1,152 @@
+"""Histories: users' interactions in time order, the input every history-based member scores.
+
+A batch of histories is laid out like a CSR matrix (indptr over users, then per-event arrays),
+so members can turn it into profile vectors without Python loops. Histories come from the fitted
+dataset, or from the caller when a user's history changed after fit (new events folded in at
+request time) or belongs to a user the model never saw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+from recsemble.data.dataset import Dataset
+
+
+def _readonly(array: npt.ArrayLike, dtype: npt.DTypeLike) -> np.ndarray:
+    out = np.ascontiguousarray(array, dtype=dtype)
+    out.flags.writeable = False
+    return out
+
+
+@dataclass(frozen=True)
+class Histories:
+    """Row r holds events indptr[r]:indptr[r+1], ordered by timestamp (ties: item idx)."""
+
+    indptr: npt.NDArray[np.int64]
+    items: npt.NDArray[np.int32]
+    timestamps: npt.NDArray[np.int64]
+    weights: npt.NDArray[np.float32]
+    n_items: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "indptr", _readonly(self.indptr, np.int64))
+        for name, dtype in (("items", np.int32), ("timestamps", np.int64), ("weights", np.float32)):
+            object.__setattr__(self, name, _readonly(getattr(self, name), dtype))
+        n = self.items.shape[0]
+        if self.indptr[0] != 0 or self.indptr[-1] != n or np.any(np.diff(self.indptr) < 0):
+            raise ValueError("indptr must rise from 0 to the number of events")
+        if self.timestamps.shape != (n,) or self.weights.shape != (n,):
+            raise ValueError("items, timestamps and weights must have one entry per event")
+        if n and (self.items.min() < 0 or self.items.max() >= self.n_items):
+            raise ValueError(f"item idx out of range 0..{self.n_items - 1}")
+
+    @classmethod
+    def from_dataset(cls, dataset: Dataset) -> Histories:
+        """Every user's events (all event types, duplicates kept), one row per user idx."""
+        users = dataset.column("user_idx")
+        items = dataset.column("item_idx")
+        ts = dataset.column("timestamp")
+        order = np.lexsort((items, ts, users))
+        counts = np.bincount(users, minlength=dataset.n_users)
+        indptr = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+        return cls(
+            indptr, items[order], ts[order], dataset.column("weight")[order], dataset.n_items
+        )
+
+    @classmethod
+    def from_lists(
+        cls,
+        items: list[list[int]],
+        n_items: int,
+        timestamps: list[list[int]] | None = None,
+        weights: list[list[float]] | None = None,
+    ) -> Histories:
+        """Small batches built by hand (e.g. an anonymous session's recent items)."""
+        lengths = [len(row) for row in items]
+        flat_ts = (
+            [t for row in timestamps for t in row]
+            if timestamps is not None
+            else [i for n in lengths for i in range(n)]  # list order as time order
+        )
+        flat_w = [w for row in weights for w in row] if weights else [1.0] * sum(lengths)
+        indptr = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+        flat_items = np.array([i for row in items for i in row], dtype=np.int32)
+        ts = np.array(flat_ts, dtype=np.int64)
+        order = np.lexsort((flat_items, ts, np.repeat(np.arange(len(items)), lengths)))
+        return cls(indptr, flat_items[order], ts[order], np.array(flat_w)[order], n_items)
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.indptr.shape[0] - 1)
+
+    @property
+    def lengths(self) -> npt.NDArray[np.int64]:
+        return np.diff(self.indptr)
+
+    @property
+    def row_of_event(self) -> npt.NDArray[np.int64]:
+        return np.repeat(np.arange(self.n_rows, dtype=np.int64), self.lengths)
+
+    def rows(self, rows: npt.ArrayLike) -> Histories:
+        """The histories of the given rows; a row outside 0..n_rows-1 (unknown user) is empty."""
+        wanted = np.asarray(rows, dtype=np.int64)
+        known = (wanted >= 0) & (wanted < self.n_rows)
+        starts = np.where(known, self.indptr[np.clip(wanted, 0, self.n_rows)], 0)
+        lengths = np.where(known, self.lengths[np.clip(wanted, 0, max(self.n_rows - 1, 0))], 0)
+        indptr = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+        take = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1])
+        return Histories(
+            indptr, self.items[take], self.timestamps[take], self.weights[take], self.n_items
+        )
+
+    def recency_factors(
+        self,
+        half_life_events: float | None = None,
+        half_life_seconds: float | None = None,
+        at: npt.NDArray[np.int64] | None = None,
+    ) -> npt.NDArray[np.float32]:
+        """Per-event multiplier 2^(-age / half-life); 1 when no half-life is given.
+
+        Age in events counts distinct later timestamps (simultaneous events share an age);
+        age in time is measured from `at` (per row) or the row's last event.
+        """
+        factor = np.ones(self.items.shape[0], dtype=np.float64)
+        rows = self.row_of_event
+        if half_life_events is not None and self.items.size:
+            factor *= 2.0 ** (-self._steps_from_end(rows) / half_life_events)
+        if half_life_seconds is not None and self.items.size:
+            last = self.timestamps[np.maximum(self.indptr[1:] - 1, 0)]
+            ref = last if at is None else np.asarray(at, dtype=np.int64)
+            age = np.maximum(ref[rows] - self.timestamps, 0)
+            factor *= 2.0 ** (-age / half_life_seconds)
+        return factor.astype(np.float32)
+
+    def _steps_from_end(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+        """For each event: how many distinct later timestamps its user has."""
+        new_step = np.ones(self.items.shape[0], dtype=np.int64)
+        same = (rows[1:] == rows[:-1]) & (self.timestamps[1:] == self.timestamps[:-1])
+        new_step[1:][same] = 0
+        step = np.cumsum(new_step)
+        last_step = step[np.maximum(self.indptr[1:] - 1, 0)]
+        return (last_step[rows] - step).astype(np.float64)
+
+    def matrix(self, factors: npt.ArrayLike | None = None, binary: bool = False) -> sp.csr_array:
+        """rows x items profile matrix: summed event weights (times `factors`), or 1 per pair."""
+        data = np.ones_like(self.weights) if binary else self.weights.copy()
+        if factors is not None:
+            data = data * np.asarray(factors, dtype=np.float32)
+        mat = sp.coo_array(
+            (data, (self.row_of_event, self.items)), shape=(self.n_rows, self.n_items)
+        ).tocsr()
+        mat.sum_duplicates()
+        if binary and factors is None:
+            mat.data[:] = 1.0
+        return mat
+
+    def seen_matrix(self) -> sp.csr_array:
+        return self.matrix(binary=True)
