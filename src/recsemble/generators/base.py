@@ -15,10 +15,10 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict
 
 from recsemble.data.dataset import Dataset
 from recsemble.errors import DataError, NotFittedError
+from recsemble.generators.config import GeneratorConfig
 from recsemble.generators.history import Histories
 from recsemble.generators.topk import mask_seen, topk_rows
 from recsemble.types import PAD_IDX, TopK
@@ -28,12 +28,6 @@ _BLOCK_CELLS = 16_000_000
 FORMAT = "recsemble.generator"
 FORMAT_VERSION = 1
 _HISTORY_KEYS = ("indptr", "items", "timestamps", "weights")
-
-
-class GeneratorConfig(BaseModel):
-    """Base of every generator's config: frozen, unknown keys rejected."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class CandidateGenerator(ABC):

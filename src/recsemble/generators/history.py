@@ -15,6 +15,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from recsemble.data.dataset import Dataset
+from recsemble.generators.config import RecencyConfig
 
 
 def _readonly(array: npt.ArrayLike, dtype: npt.DTypeLike) -> np.ndarray:
@@ -150,3 +151,17 @@ class Histories:
 
     def seen_matrix(self) -> sp.csr_array:
         return self.matrix(binary=True)
+
+
+def profile_matrix(
+    histories: Histories, config: RecencyConfig, at: npt.NDArray[np.int64] | None = None
+) -> sp.csr_array:
+    """rows x items profile: event weights (or 1s) times recency factors, summed per item."""
+    factors = histories.recency_factors(
+        config.half_life_events,
+        None if config.half_life_days is None else config.half_life_days * 86_400.0,
+        at,
+    )
+    if config.binary:
+        return histories.matrix(factors=factors, binary=True)
+    return histories.matrix(factors=factors)

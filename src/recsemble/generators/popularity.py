@@ -17,7 +17,8 @@ from pydantic import Field
 
 from recsemble.data.dataset import Dataset
 from recsemble.errors import ConfigError
-from recsemble.generators.base import CandidateGenerator, GeneratorConfig
+from recsemble.generators.base import CandidateGenerator
+from recsemble.generators.config import GeneratorConfig
 from recsemble.generators.history import Histories
 
 _DAY = 86_400.0
