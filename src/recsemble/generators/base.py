@@ -147,6 +147,11 @@ class CandidateGenerator(ABC):
             items[lo:hi], scores[lo:hi] = topk_rows(block, k)
         return TopK(items, scores)
 
+    def similar_items(self, items: npt.ArrayLike, k: int) -> TopK:
+        """The k items most similar to each given item (itself excluded), where the model has
+        an item-item notion of similarity; others raise NotImplementedError."""
+        raise NotImplementedError(f"{type(self).__name__} has no item-item similarity")
+
     def _blocks(self, n: int) -> list[tuple[int, int]]:
         step = max(1, _BLOCK_CELLS // max(1, self.n_items_))
         return [(lo, min(n, lo + step)) for lo in range(0, n, step)]
