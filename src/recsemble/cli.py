@@ -261,6 +261,112 @@ def _comparison_table(
     return table
 
 
+@app.command()
+def tune(
+    dataset: Annotated[
+        str | None, typer.Option(help="A dataset name or a path.", show_default=False)
+    ] = None,
+    data_dir: DataDirOpt = None,
+    models: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated models (default: evaluate.models).", show_default=False),
+    ] = None,
+    trials: Annotated[int, typer.Option(min=1, help="Trials per model.")] = 20,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=1, help="Seconds per model (stops after the running trial).", show_default=False
+        ),
+    ] = None,
+    metric: Annotated[str, typer.Option(help="Validation metric to maximize.")] = "ndcg@10",
+    seed: Annotated[int, typer.Option(help="Seed of the TPE sampler.")] = 0,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="TOML to write (default: configs/<dataset>.toml).", show_default=False),
+    ] = None,
+    config_path: ConfigOpt = None,
+    sets: SetOpt = None,
+) -> None:
+    """Tune models' hyper-parameters on the validation window; write a config for `evaluate`."""
+    from recsemble.evaluation.tuning import tunable, write_config
+    from recsemble.evaluation.tuning import tune as run_tune
+
+    with _errors_exit():
+        resolved = _resolve(
+            config_path,
+            sets,
+            **{
+                "data.dataset": dataset,
+                "data.data_dir": str(data_dir) if data_dir else None,
+                "evaluate.models": _split_csv(models),
+            },
+        )
+        config = resolved.config
+        target = out or Path("configs") / f"{Path(config.data.dataset).name}.toml"
+        command = _tune_command(
+            dataset, data_dir, models, trials, timeout, metric, seed, target, config_path, sets
+        )
+        with _progress_with_best() as bar:
+            tasks: dict[str, TaskID] = {}
+
+            def on_trial(name: str, done: int, total: int, best: float) -> None:
+                if name not in tasks:
+                    tasks[name] = bar.add_task(f"tune {name}", total=total, best="-")
+                bar.update(tasks[name], completed=done, best=f"{best:.4f}")
+
+            report = run_tune(
+                config,
+                # Without --models: the configured models that have a search space.
+                config.evaluate.models if models else tunable(config.evaluate.models),
+                n_trials=trials,
+                timeout=timeout,
+                metric=metric,
+                seed=seed,
+                on_trial=on_trial,
+                log=err_console.print,
+            )
+        path = write_config(target, config, report, command)
+        for name, result in report.results.items():
+            console.print(f"{name}: validation {metric} {result.best_value:.4f} {result.params}")
+        console.print(f"tuned config written to {path}")
+
+
+def _progress_with_best() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("best {task.fields[best]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+    )
+
+
+def _tune_command(*values: Any) -> str:
+    """The command line that reproduces a tune run (for the written file's header)."""
+    import shlex
+
+    dataset, data_dir, models, trials, timeout, metric, seed, out, config_path, sets = values
+    parts = ["recsemble", "tune"]
+    for flag, value in (
+        ("--config", config_path),
+        ("--dataset", dataset),
+        ("--data-dir", data_dir),
+    ):
+        if value is not None:
+            parts += [flag, str(value)]
+    if models is not None:
+        parts += ["--models", models]
+    parts += ["--trials", str(trials)]
+    if timeout is not None:
+        parts += ["--timeout", f"{timeout:g}"]
+    parts += ["--metric", metric, "--seed", str(seed), "--out", str(out)]
+    for item in sets or []:
+        parts += ["--set", item]
+    return shlex.join(parts)
+
+
 @data_app.command("synth")
 def data_synth(
     out: Annotated[Path, typer.Option(help="Folder to write interactions/items/users files to.")],

@@ -97,8 +97,10 @@ class Histories:
         """The histories of the given rows; a row outside 0..n_rows-1 (unknown user) is empty."""
         wanted = np.asarray(rows, dtype=np.int64)
         known = (wanted >= 0) & (wanted < self.n_rows)
-        starts = np.where(known, self.indptr[np.clip(wanted, 0, self.n_rows)], 0)
-        lengths = np.where(known, self.lengths[np.clip(wanted, 0, max(self.n_rows - 1, 0))], 0)
+        safe = np.where(known, wanted, 0)
+        padded_lengths = np.append(self.lengths, 0)  # one spare entry: fine with 0 rows
+        starts = np.where(known, self.indptr[safe], 0)
+        lengths = np.where(known, padded_lengths[safe], 0)
         indptr = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
         take = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1])
         return Histories(

@@ -1,0 +1,345 @@
+"""Neighbourhood members: item-kNN (plain and recency-weighted) and user-kNN.
+
+Both compare sparse vectors with a shrunk cosine, sim = dot / (norm_a * norm_b + shrink), after an
+optional BM25 / TF-IDF weighting of the train matrix. Item-kNN keeps a sparse item x item matrix S
+(top `neighbors` per item) and scores profile @ S; user-kNN compares each requested profile with
+the fitted users' rows at request time. Both score from the histories they are handed, so events
+passed at request time (or users never seen) are folded in without refitting. Like EASE, the
+neighbourhoods come from every fitted interaction: they are not recomputed as of each `at`.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+from pydantic import Field
+
+from recsemble.data.dataset import Dataset, MatrixValues
+from recsemble.generators.base import CandidateGenerator
+from recsemble.generators.config import GeneratorConfig, RecencyConfig
+from recsemble.generators.history import Histories, profile_matrix
+from recsemble.generators.topk import topk_rows
+from recsemble.types import TopK
+
+#: Dense similarity blocks are kept under this many cells (float32: 64 MB).
+_BLOCK_CELLS = 16_000_000
+Weighting = Literal["none", "bm25", "tfidf"]
+Arrays = dict[str, npt.NDArray[Any]]
+F32 = npt.NDArray[np.float32]
+
+
+class KNNConfig(RecencyConfig):
+    """Options shared by item- and user-kNN (recency keys apply to the scored profile)."""
+
+    neighbors: int = Field(200, ge=1)  # kept per item (item-kNN) / per request (user-kNN)
+    shrink: float = Field(10.0, ge=0)  # damps similarities resting on little overlap
+    weighting: Weighting = "tfidf"  # of the train matrix before comparing vectors
+    bm25_k1: float = Field(1.2, gt=0)
+    bm25_b: float = Field(0.75, ge=0, le=1)
+    min_support: int = Field(1, ge=1)  # co-occurrences (shared users / items) a pair needs
+    fit_binary: bool = True  # similarities from 1 per (user, item) pair, not summed weights
+
+
+class ItemKNNConfig(KNNConfig):
+    # sim(i -> j) = dot / (|i|^(2 alpha) |j|^(2 (1 - alpha)) + shrink); 0.5 = cosine. i is the
+    # history item, j the candidate: alpha > 0.5 discounts popular history items.
+    alpha: float = Field(0.5, ge=0, le=1)
+    # "target": each candidate keeps its `neighbors` best history items (classic item-kNN);
+    # "source": each history item passes score to its `neighbors` most similar items only.
+    prune: Literal["target", "source"] = "target"
+
+
+class ItemKNNRecentConfig(ItemKNNConfig):
+    half_life_events: float | None = Field(2.0, gt=0)
+
+
+class UserKNNConfig(KNNConfig):
+    neighbors: int = Field(50, ge=1)
+    weighting: Weighting = "none"
+
+
+# -- weighting ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _TermStats:
+    """What BM25 / TF-IDF learn from the fitted documents: idf per term, mean document length."""
+
+    idf: npt.NDArray[np.float64]
+    avg_len: float
+
+
+def _term_stats(docs: sp.csr_array, weighting: Weighting) -> _TermStats:
+    n_docs = max(int(np.count_nonzero(np.diff(docs.indptr))), 1)
+    df = np.bincount(docs.indices, minlength=docs.shape[1]).astype(np.float64)
+    if weighting == "bm25":
+        idf = np.log1p((n_docs - df + 0.5) / (df + 0.5))
+    elif weighting == "tfidf":
+        idf = np.log((1.0 + n_docs) / (1.0 + df)) + 1.0  # smoothed: never 0 or negative
+    else:
+        idf = np.ones(docs.shape[1])
+    lengths = np.asarray(docs.sum(axis=1)).ravel()
+    avg_len = float(lengths[lengths > 0].mean()) if np.any(lengths > 0) else 1.0
+    return _TermStats(idf, avg_len)
+
+
+def _weigh(docs: sp.csr_array, stats: _TermStats, config: KNNConfig) -> sp.csr_array:
+    """docs x terms matrix with its values replaced by BM25 / TF-IDF weights."""
+    out = _csr32(docs)
+    if config.weighting == "none":
+        return out
+    tf = out.data.astype(np.float64)
+    if config.weighting == "bm25":
+        lengths = np.asarray(docs.sum(axis=1), dtype=np.float64).ravel()
+        norm = 1.0 - config.bm25_b + config.bm25_b * lengths / stats.avg_len
+        doc_norm = np.repeat(norm, np.diff(out.indptr))
+        tf = tf * (config.bm25_k1 + 1.0) / (tf + config.bm25_k1 * doc_norm)
+    else:
+        tf = np.sqrt(tf)
+    out.data = (tf * stats.idf[out.indices]).astype(np.float32)
+    return out
+
+
+def _row_sq_norms(mat: sp.csr_array) -> npt.NDArray[np.float64]:
+    squared = sp.csr_array((mat.data.astype(np.float64) ** 2, mat.indices, mat.indptr), mat.shape)
+    return np.asarray(squared.sum(axis=1), dtype=np.float64).ravel()
+
+
+# -- dense / sparse helpers -----------------------------------------------------------------
+def _top_per_row(block: npt.NDArray[np.float32], k: int) -> sp.csr_array:
+    """Sparse copy of `block` keeping each row's k largest positive entries."""
+    n_rows, n_cols = block.shape
+    if k < n_cols:
+        cols = np.argpartition(-block, k - 1, axis=1)[:, :k]
+    else:
+        cols = np.broadcast_to(np.arange(n_cols), (n_rows, n_cols))
+    vals = np.take_along_axis(block, cols, axis=1)
+    keep = vals > 0
+    rows = np.broadcast_to(np.arange(n_rows)[:, None], cols.shape)[keep]
+    kept = sp.coo_array((vals[keep], (rows, cols[keep])), shape=block.shape)
+    return _csr32(kept)
+
+
+def _divide_shrunk(
+    dots: F32, row_den: npt.NDArray[Any], col_den: npt.NDArray[Any], shrink: float
+) -> None:
+    """dots[r, c] /= row_den[r] * col_den[c] + shrink, in place (float32: the hot loop)."""
+    den = np.multiply.outer(row_den.astype(np.float32), col_den.astype(np.float32))
+    den += np.float32(shrink)
+    np.maximum(den, np.float32(1e-12), out=den)
+    dots /= den
+
+
+def _dense_scores(scores: sp.csr_array) -> F32:
+    """Dense copy of sparse scores; items with no stored score cannot be recommended (-inf)."""
+    out = np.full(scores.shape, -np.inf, dtype=np.float32)
+    rows = np.repeat(np.arange(scores.shape[0]), np.diff(scores.indptr))
+    out[rows, scores.indices] = scores.data
+    return out
+
+
+def _blocks(n: int, width: int, cells: int = _BLOCK_CELLS) -> list[tuple[int, int]]:
+    step = max(1, cells // max(1, width))
+    return [(lo, min(n, lo + step)) for lo in range(0, n, step)]
+
+
+def _workers() -> int:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(4, cpus or 1))
+
+
+def _csr32(mat: Any) -> sp.csr_array:
+    """A float32 CSR copy of a sparse matrix (its own data: callers may edit it in place)."""
+    out: sp.csr_array = sp.csr_array(mat).astype(np.float32, copy=True)
+    return out
+
+
+def _as_csr(mat: Any) -> sp.csr_array:
+    out: sp.csr_array = sp.csr_array(mat)  # no copy when it is one already
+    return out
+
+
+def _stack(parts: list[sp.csr_array], n_cols: int) -> sp.csr_array:
+    if not parts:
+        return _csr32(sp.csr_array((0, n_cols), dtype=np.float32))
+    return _csr32(sp.vstack(parts, format="csr"))
+
+
+def _binary(mat: sp.csr_array) -> sp.csr_array:
+    out = _csr32(mat)
+    out.data[:] = 1.0
+    return out
+
+
+# -- item-kNN -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _SimilarityRows:
+    """One block of rows of the pruned item-item matrix (run on several threads: the sparse
+    matmul and the partition release the GIL)."""
+
+    weighted: sp.csr_array  # items x users
+    users_items: sp.csr_array
+    row_den: F32
+    col_den: F32
+    support: tuple[sp.csr_array, sp.csr_array] | None
+    config: ItemKNNConfig
+
+    def __call__(self, bounds: tuple[int, int]) -> sp.csr_array:
+        lo, hi = bounds
+        sims = _as_csr(self.weighted[lo:hi] @ self.users_items).toarray()
+        _divide_shrunk(sims, self.row_den[lo:hi], self.col_den, self.config.shrink)
+        sims[np.arange(hi - lo), np.arange(lo, hi)] = 0.0  # an item is not its own neighbour
+        if self.support is not None:
+            counts = (self.support[0][lo:hi] @ self.support[1]).toarray()
+            sims[counts < self.config.min_support] = 0.0
+        return _top_per_row(sims, self.config.neighbors)
+
+
+def item_similarities(train: sp.csr_array, config: ItemKNNConfig) -> sp.csr_array:
+    """items x items S: S[i, j] is what history item i adds to candidate j's score.
+
+    Computed in blocks of item rows (sparse matmul, then a dense block for the top-k pruning),
+    so memory stays at a few blocks of n_items-wide rows however large the catalog.
+    """
+    docs = _csr32(train.T)  # items x users: an item is a document
+    weighted = _weigh(docs, _term_stats(docs, config.weighting), config)
+    sq = _row_sq_norms(weighted)
+    support = None
+    if config.min_support > 1:
+        support = (_binary(docs), _csr32(_binary(docs).T))
+    # Row a of a block is item a against every item c; which one is the history item depends
+    # on the pruning direction (the kept top-k is per candidate or per history item).
+    alpha = config.alpha
+    row_exp, col_exp = (1.0 - alpha, alpha) if config.prune == "target" else (alpha, 1.0 - alpha)
+    block = _SimilarityRows(
+        weighted,
+        _csr32(weighted.T),
+        (sq**row_exp).astype(np.float32),
+        (sq**col_exp).astype(np.float32),
+        support,
+        config,
+    )
+    n_items = weighted.shape[0]
+    with ThreadPoolExecutor(_workers()) as pool:
+        parts = list(pool.map(block, _blocks(n_items, n_items, _BLOCK_CELLS // 4)))
+    rows = _stack(parts, n_items)
+    sim = _csr32(rows.T) if config.prune == "target" else rows
+    sim.sort_indices()
+    return sim
+
+
+class ItemKNN(CandidateGenerator):
+    """Item-based collaborative filtering: score(u, j) = sum over history items i of p_ui S[i, j].
+
+    p_u is the user's profile (event weights or 1s, times recency factors) built from the
+    histories handed to the request.
+    """
+
+    name: ClassVar[str] = "itemknn"
+    Config: ClassVar[type[GeneratorConfig]] = ItemKNNConfig
+    config: ItemKNNConfig
+
+    def _fit(self, dataset: Dataset) -> None:
+        values: MatrixValues = "binary" if self.config.fit_binary else "weight"
+        self.similarity_ = item_similarities(dataset.user_item_matrix(values), self.config)
+
+    def _state(self) -> Arrays:
+        sim = self.similarity_
+        return {"indptr": sim.indptr, "indices": sim.indices, "data": sim.data}
+
+    def _set_state(self, state: Arrays) -> None:
+        shape = (self.n_items_, self.n_items_)
+        self.similarity_ = sp.csr_array(
+            (state["data"], state["indices"], state["indptr"]), shape=shape
+        )
+
+    def _score_block(
+        self, users: npt.NDArray[np.int32], at: npt.NDArray[np.int64], histories: Histories
+    ) -> F32:
+        profile = _csr32(profile_matrix(histories, self.config, at))
+        return _dense_scores(_as_csr(profile @ self.similarity_))
+
+    def similar_items(self, items: npt.ArrayLike, k: int) -> TopK:
+        """The k items most similar to each given item (its stored neighbours), best first."""
+        self._check_fitted()
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        item_arr = np.atleast_1d(np.asarray(items, dtype=np.int64))
+        # Neighbour lists are the columns of S (target pruning) or its rows (source pruning).
+        lists = self.similarity_.T if self.config.prune == "target" else self.similarity_
+        rows = _csr32(_csr32(lists)[item_arr])
+        top = topk_rows(_dense_scores(rows), k)
+        return TopK(*top)
+
+
+class ItemKNNRecent(ItemKNN):
+    """Item-kNN whose profile favours the user's latest events (half-life in events)."""
+
+    name: ClassVar[str] = "itemknn-recent"
+    Config: ClassVar[type[GeneratorConfig]] = ItemKNNRecentConfig
+    config: ItemKNNRecentConfig
+
+
+# -- user-kNN -------------------------------------------------------------------------------
+class UserKNN(CandidateGenerator):
+    """User-based collaborative filtering: the `neighbors` fitted users most similar to the
+    requested profile vote for their items, each vote weighted by the similarity."""
+
+    name: ClassVar[str] = "userknn"
+    Config: ClassVar[type[GeneratorConfig]] = UserKNNConfig
+    config: UserKNNConfig
+
+    def _fit(self, dataset: Dataset) -> None:
+        values: MatrixValues = "binary" if self.config.fit_binary else "weight"
+        self._set_matrix(_csr32(dataset.user_item_matrix(values)))
+
+    def _set_matrix(self, matrix: sp.csr_array) -> None:
+        self.matrix_ = matrix  # users x items: the rows neighbours vote with
+        self.stats_ = _term_stats(matrix, self.config.weighting)
+        weighted = _weigh(matrix, self.stats_, self.config)
+        self.items_users_ = _csr32(weighted.T)
+        self.norms_ = np.sqrt(_row_sq_norms(weighted))
+        self.support_ = _csr32(_binary(matrix).T) if self.config.min_support > 1 else None
+
+    def _state(self) -> Arrays:
+        mat = self.matrix_
+        return {"indptr": mat.indptr, "indices": mat.indices, "data": mat.data}
+
+    def _set_state(self, state: Arrays) -> None:
+        shape = (int(state["indptr"].shape[0] - 1), self.n_items_)
+        self._set_matrix(sp.csr_array((state["data"], state["indices"], state["indptr"]), shape))
+
+    def _score_block(
+        self, users: npt.NDArray[np.int32], at: npt.NDArray[np.int64], histories: Histories
+    ) -> F32:
+        profile = _csr32(profile_matrix(histories, self.config, at))
+        n_fitted = self.matrix_.shape[0]
+        parts = [
+            self._neighbours(profile[lo:hi], users[lo:hi])
+            for lo, hi in _blocks(users.size, n_fitted)
+        ]
+        neighbours = _stack(parts, n_fitted)
+        return _dense_scores(_as_csr(neighbours @ self.matrix_))
+
+    def _neighbours(self, profile: sp.csr_array, users: npt.NDArray[np.int32]) -> sp.csr_array:
+        """Sparse (rows x fitted users) similarities, each row's top `neighbors` kept."""
+        weighted = _weigh(profile, self.stats_, self.config)
+        norms = np.sqrt(_row_sq_norms(weighted))
+        sims = (weighted @ self.items_users_).toarray()
+        _divide_shrunk(sims, norms, self.norms_, self.config.shrink)
+        if self.support_ is not None:
+            counts = (_binary(profile) @ self.support_).toarray()
+            sims[counts < self.config.min_support] = 0.0
+        # A fitted user is not their own neighbour (their old row would only echo the history).
+        rows = np.flatnonzero((users >= 0) & (users < sims.shape[1]))
+        sims[rows, users[rows]] = 0.0
+        return _top_per_row(sims, self.config.neighbors)
+
+
+KNN_MODELS: dict[str, type[CandidateGenerator]] = {
+    cls.name: cls for cls in (ItemKNN, ItemKNNRecent, UserKNN)
+}

@@ -1,0 +1,154 @@
+"""Hyper-parameter tuning: validation window only, spaces valid, TOML that evaluate accepts."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from recsemble.cli import app
+from recsemble.config import resolve
+from recsemble.data.dataset import Dataset
+from recsemble.data.synthetic import SyntheticConfig, write_synthetic
+from recsemble.errors import ConfigError
+from recsemble.evaluation import tuning
+from recsemble.evaluation.protocol import Split, validation_split
+from recsemble.evaluation.workflow import load_and_split
+from recsemble.generators.popularity import TrendingPopularity
+
+runner = CliRunner()
+SMALL = SyntheticConfig(n_users=300, n_items=200, n_interactions=6000)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("synthetic")
+    write_synthetic(folder, SMALL)
+    return folder
+
+
+def _pairs(dataset: Dataset) -> set[tuple[int, int]]:
+    inter = dataset.interactions
+    return set(zip(inter["user_idx"].to_list(), inter["item_idx"].to_list(), strict=True))
+
+
+@pytest.mark.parametrize("name", sorted(tuning.SEARCH_SPACES))
+def test_every_space_key_is_a_valid_config_value(name: str) -> None:
+    tuning.check_space(name)
+
+
+def test_a_space_key_that_is_no_config_field_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(tuning.SEARCH_SPACES, "pop-trending", {"half_lfe": {"float": [1, 2]}})
+    with pytest.raises(ConfigError, match="'half_lfe' is not a TrendingConfig field"):
+        tuning.check_space("pop-trending")
+    monkeypatch.setitem(tuning.SEARCH_SPACES, "pop-trending", {"half_life_days": {"int": [-5, 2]}})
+    with pytest.raises(ConfigError, match="half_life_days=-5"):
+        tuning.check_space("pop-trending")
+    monkeypatch.setitem(tuning.SEARCH_SPACES, "pop-trending", {"half_life_days": {"float": [2, 1]}})
+    with pytest.raises(ConfigError, match="malformed"):
+        tuning.check_space("pop-trending")
+
+
+def test_tune_sees_only_the_validation_window(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = resolve(None, {"data.dataset": str(data_dir)}, env={}).config
+    _, outer = load_and_split(config)
+    expected = validation_split(outer)
+    outer_test = _pairs(outer.test)
+    splits: list[Split] = []
+    fitted: list[Dataset] = []
+    real_tune_model, real_fit = tuning.tune_model, TrendingPopularity.fit
+
+    def spy_tune_model(name: str, validation: Split, **kwargs: Any) -> tuning.TuningResult:
+        splits.append(validation)
+        return real_tune_model(name, validation, **kwargs)
+
+    def spy_fit(self: TrendingPopularity, dataset: Dataset) -> TrendingPopularity:
+        fitted.append(dataset)
+        return real_fit(self, dataset)
+
+    monkeypatch.setattr(tuning, "tune_model", spy_tune_model)
+    monkeypatch.setattr(TrendingPopularity, "fit", spy_fit)
+    report = tuning.tune(config, ["pop-trending"], n_trials=4, seed=3)
+    assert len(splits) == 1 and len(fitted) == 4
+    assert splits[0].test.interactions.equals(expected.test.interactions)
+    assert splits[0].train.interactions.equals(expected.train.interactions)
+    for dataset in fitted:
+        assert dataset.interactions.equals(expected.train.interactions)
+        assert not _pairs(dataset) & outer_test  # the outer test part never reaches fit
+    assert not _pairs(splits[0].test) & outer_test  # ... nor the measurement
+    result = report.results["pop-trending"]
+    assert result.n_trials == 4 and 0.0 < result.best_value <= 1.0
+    assert result.base_value is not None and result.best_value >= result.base_value
+    again = real_tune_model("pop-trending", expected, n_trials=4, seed=3)
+    assert again.params == result.params and again.best_value == result.best_value
+
+
+def test_cli_writes_a_config_that_evaluate_accepts(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "tuned.toml"
+    args = ["tune", "--dataset", str(data_dir), "--models", "pop-trending,itemknn"]
+    args += ["--trials", "3", "--out", str(out), "--set", "protocol.k=[5,10]"]
+    result = runner.invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert text.startswith("# Tuned hyper-parameters")
+    assert "recsemble tune --dataset" in text and "--trials 3" in text
+    raw = tomllib.loads(text)
+    assert raw["evaluate"]["models"] == ["pop-trending", "itemknn"]
+    assert raw["protocol"]["k"] == [5, 10]
+    assert set(raw["models"]["itemknn"]) == set(tuning.SEARCH_SPACES["itemknn"])
+    resolved = resolve(out, env={}).config
+    assert resolved.data.dataset == str(data_dir)
+    assert resolved.model_config_for("itemknn").neighbors == raw["models"]["itemknn"]["neighbors"]
+    results = tmp_path / "r.json"
+    evaluated = runner.invoke(app, ["evaluate", "--config", str(out), "--json", str(results)])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert list(json.loads(results.read_text())) == ["pop", "pop-trending", "itemknn"]
+
+
+def test_without_models_the_configured_tunable_ones_are_tuned(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "tuned.toml"
+    args = ["tune", "--dataset", str(data_dir), "--trials", "2", "--out", str(out)]
+    result = runner.invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert tomllib.loads(out.read_text())["evaluate"]["models"] == ["pop-trending"]  # not pop
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--models", "itemknnn"], "unknown model"),
+        (["--models", "pop"], "no search space for 'pop'"),
+        (["--models", "pop-trending", "--trials", "0"], "Invalid value"),
+        (["--models", "pop-trending", "--metric", "ndgc@10"], "ndcg@10"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(data_dir: Path, args: list[str], needle: str) -> None:
+    result = runner.invoke(app, ["tune", "--dataset", str(data_dir), *args])
+    assert result.exit_code == 2, result.output
+    assert needle in result.output
+
+
+def test_library_rejects_bad_trials_and_metrics(data_dir: Path) -> None:
+    config = resolve(None, {"data.dataset": str(data_dir)}, env={}).config
+    _, outer = load_and_split(config)
+    validation = validation_split(outer)
+    with pytest.raises(ConfigError, match="trials must be >= 1"):
+        tuning.tune_model("pop-trending", validation, n_trials=0)
+    with pytest.raises(ConfigError, match="metric"):
+        tuning.parse_metric("ndcg")
+    with pytest.raises(ConfigError, match="no models"):
+        tuning.tune(config, [])
+
+
+def test_rendered_values_are_valid_toml() -> None:
+    values = {"a": 1.5e-05, "b": True, "c": 'x "y"\n', "d": [1, 2], "e": {"view": 1.0}}
+    parsed = tomllib.loads("\n".join(tuning._table("t", values)))
+    assert parsed["t"] == values
