@@ -168,6 +168,8 @@ def _recsemble_runs(
         tuned, note = _tuned_configs(dataset, models)
     except Exception as exc:  # a broken tuned file must not stop the default rows
         tuned, note = {}, f"tuned configs unavailable: {exc}"
+    from recsemble.generators import GENERATORS
+
     runs = []
     for name in models:
         for label, config in [
@@ -178,7 +180,10 @@ def _recsemble_runs(
             spec: dict[str, Any] = {"dataset": dataset, "data_dir": str(data_dir), "model": name}
             spec |= {"config": config, "expect": expect, "out": str(out)}
             command = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
-            runs.append(Run(report.Row(name, "recsemble", label), command, out, ROOT))
+            row = report.Row(name, "recsemble", label)
+            if name not in GENERATORS:
+                row.error = f"no recsemble generator named {name!r}"
+            runs.append(Run(row, command, out, ROOT))
     return runs, note
 
 
@@ -235,21 +240,11 @@ def bench_dataset(dataset: str, args: argparse.Namespace) -> dict[str, Any]:
     print(f"[{dataset}] {tuned_note}", flush=True)
     runs += _peer_runs(args.peers, args.models, split_dir, work, args.setup)
     for i, run in enumerate(runs, 1):
-        row = run.row
-        if row.error is None:
+        if run.row.error is None:
             _execute(run, args.timeout)
             _score(run, the_split)
-        if row.error is not None:
-            status = f"unavailable: {row.error}"
-        else:
-            status = (
-                f"NDCG {row.metrics['ndcg']:.4f}  fit {row.fit_s:.2f}s  "
-                f"rec {row.recommend_s:.2f}s  peak {row.peak_mb:.0f} MB"
-            )
-        print(
-            f"[{dataset}] {i}/{len(runs)} {row.library} {row.model} ({row.config}): {status}",
-            flush=True,
-        )
+        elapsed = time.perf_counter() - args.start
+        print(f"[{dataset} {elapsed:4.0f}s] {i}/{len(runs)} {_status(run.row)}", flush=True)
     return {
         "dataset": dataset,
         "tuned": tuned_note,
@@ -261,7 +256,22 @@ def bench_dataset(dataset: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def print_report(result: dict[str, Any]) -> dict[str, Any]:
+def _mb_range(values: list[float]) -> str:
+    low, high = f"{min(values):.0f}", f"{max(values):.0f}"
+    return low if low == high else f"{low}-{high}"
+
+
+def _status(row: report.Row) -> str:
+    head = f"{row.library} {row.model} ({row.config}):"
+    if row.error is not None:
+        return f"{head} unavailable: {row.error}"
+    return (
+        f"{head} NDCG {row.metrics['ndcg']:.4f}  fit {row.fit_s:.2f}s  "
+        f"rec {row.recommend_s:.2f}s  peak {row.peak_mb:.0f} MB"
+    )
+
+
+def print_report(result: dict[str, Any], command: str) -> dict[str, Any]:
     rows: list[report.Row] = result["rows"]
     print(
         f"\n### {result['dataset']}: {result['users']} users, {result['items']:,} items, "
@@ -271,26 +281,30 @@ def print_report(result: dict[str, Any]) -> dict[str, Any]:
     print("\n".join(report.results_table(rows, K)))
     comps = report.comparisons(rows)
     print("\nrecsemble vs peer, same model (time = fit + recommend-all):\n")
-    print("\n".join(report.comparison_table(comps)))
+    print("\n".join(report.comparison_table(comps)) if comps else "(no peer ran these models)")
     # The ensemble uses each member's tuned config where there is one.
     members: dict[str, report.Row] = {}
     for r in rows:
         ours = r.library == "recsemble" and r.lists is not None
         if ours and (r.model not in members or r.config == "tuned"):
             members[r.model] = r
-    names = [f"{n} ({r.config})" for n, r in members.items()]
+    names = [n + ("*" if r.config == "tuned" else "") for n, r in members.items()]
     matrix = report.jaccard_matrix([r.lists for r in members.values()])  # type: ignore[misc]
-    print(f"\nJaccard overlap of the members' top-{K} lists (mean over users):\n")
+    print(
+        f"\nJaccard overlap of the members' top-{K} lists (mean over users; "
+        "* = tuned config, else default):\n"
+    )
     print("\n".join(report.jaccard_table(names, matrix)))
     base = [r.base_mb for r in rows if r.base_mb is not None]
     notes = [f"- {r.library} {r.model} ({r.config}): {'; '.join(r.notes)}" for r in rows if r.notes]
     if base:
         notes.insert(
             0,
-            f"- recsemble processes held {min(base):.0f}-{max(base):.0f} MB after "
+            f"- recsemble processes held {_mb_range(base)} MB after "
             "imports and data, before fit (included in their peak)",
         )
     print("\nnotes:\n" + "\n".join(notes or ["- none"]))
+    print(f"\ncommand: {command}")
     return {
         **{k: v for k, v in result.items() if k != "rows"},
         "rows": [r.to_json() for r in rows],
@@ -326,17 +340,16 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown peers {unknown}; known: {sorted(PEER_MODELS)}")
     args.data_dir = args.data_dir.resolve()
-    command = "python benchmarks/bench_generators.py " + shlex.join(sys.argv[1:])
-    start, load_before = time.perf_counter(), os.getloadavg()[0]
+    command = ("python benchmarks/bench_generators.py " + shlex.join(sys.argv[1:])).strip()
+    args.start, load_before = time.perf_counter(), os.getloadavg()[0]
     results = [bench_dataset(d, args) for d in args.datasets.split(",") if d]
-    saved = [print_report(r) for r in results]
+    saved = [print_report(r, command) for r in results]
     # Timings are only comparable on an otherwise idle machine: say how busy it was.
     load = {"before": load_before, "after": os.getloadavg()[0], "cpus": os.cpu_count()}
     print(
-        f"\ntotal {time.perf_counter() - start:.0f} s on {load['cpus']} cores, load average "
+        f"\ntotal {time.perf_counter() - args.start:.0f} s on {load['cpus']} cores, load average "
         f"{load['before']:.1f} before / {load['after']:.1f} after"
     )
-    print(f"command: {command.strip()}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     document = {"command": command, "k": K, "load_average": load, "datasets": saved}
     args.json.write_text(json.dumps(document, indent=1))

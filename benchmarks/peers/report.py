@@ -22,6 +22,9 @@ from recsemble.types import PAD_IDX
 
 #: Above this (fit + recommend-all) time ratio to the peer, a member falls short on time.
 TIME_RATIO_LIMIT = 1.2
+#: NDCG below the peer's by more than this share of it falls short on quality (smaller gaps are
+#: tie-breaking noise: two exact popularity rankings differ by 0.0002).
+NDCG_TOLERANCE = 0.01
 
 
 @dataclass
@@ -165,7 +168,7 @@ def comparisons(rows: Sequence[Row]) -> list[dict[str, Any]]:
                     "time_ratio": ratio,
                     "ndcg_delta": delta,
                     "slower": ratio > TIME_RATIO_LIMIT,
-                    "worse": delta < 0,
+                    "worse": delta < -NDCG_TOLERANCE * peer.metrics["ndcg"],
                 }
             )
     return out
@@ -182,7 +185,7 @@ def comparison_table(items: Sequence[dict[str, Any]]) -> list[str]:
         if c["slower"]:
             verdict.append(f"SLOWER (> {TIME_RATIO_LIMIT}x)")
         if c["worse"]:
-            verdict.append("LOWER NDCG")
+            verdict.append(f"LOWER NDCG (> {NDCG_TOLERANCE:.0%} below)")
         lines.append(
             f"| {c['model']} | {c['config']} | {c['peer']} ({c['peer_config']}) "
             f"| {c['recsemble_s']:.2f} | {c['peer_s']:.2f} | {c['time_ratio']:.2f}x "
