@@ -22,7 +22,7 @@ demo: install
 	$(BIN)/recsemble data describe $(DEMO)/data
 	$(BIN)/recsemble evaluate --config configs/demo.toml \
 		--json $(DEMO)/results.json --dump $(DEMO)/dump
-	$(BIN)/recsemble compare $(DEMO)/results.json --baseline pop
+	$(BIN)/recsemble compare $(DEMO)/results.json --baseline pop --metric ndcg@10
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
