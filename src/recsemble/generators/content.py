@@ -25,7 +25,7 @@ from recsemble.errors import ConfigError
 from recsemble.generators.base import CandidateGenerator
 from recsemble.generators.config import GeneratorConfig, RecencyConfig
 from recsemble.generators.history import Histories, profile_matrix
-from recsemble.generators.topk import topk_rows
+from recsemble.generators.topk import top_similar
 from recsemble.types import TopK
 
 Arrays = dict[str, npt.NDArray[Any]]
@@ -195,7 +195,5 @@ class Content(CandidateGenerator):
     def similar_items(self, items: npt.ArrayLike, k: int) -> TopK:
         """The items with the most similar text (cosine)."""
         self._check_fitted()
-        item_arr = np.asarray(items, dtype=np.int64)
-        scores = self._similarities(self.vectors_[item_arr])
-        scores[np.arange(item_arr.size), item_arr] = -np.inf
-        return TopK(*topk_rows(scores, k))
+        item_arr = np.atleast_1d(np.asarray(items, dtype=np.intp))
+        return top_similar(item_arr, self._similarities(self.vectors_[item_arr]), k)

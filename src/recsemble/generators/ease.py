@@ -28,7 +28,7 @@ from recsemble.errors import ConfigError
 from recsemble.generators.base import CandidateGenerator
 from recsemble.generators.config import GeneratorConfig, RecencyConfig
 from recsemble.generators.history import Histories, profile_matrix
-from recsemble.generators.topk import topk_rows
+from recsemble.generators.topk import top_similar
 from recsemble.types import TopK
 
 Device = Literal["auto", "cpu", "cuda"]
@@ -221,10 +221,7 @@ class EASE(CandidateGenerator):
         """Items j with the largest B[i, j]: how much having item i adds to j's score."""
         self._check_fitted()
         item_arr = np.atleast_1d(np.asarray(items, dtype=np.intp))
-        rows = self.weights_[item_arr].copy()
-        rows[np.arange(item_arr.size), item_arr] = -np.inf
-        top_items, top_scores = topk_rows(rows, k)
-        return TopK(top_items, top_scores)
+        return top_similar(item_arr, self.weights_[item_arr].copy(), k)
 
 
 class EASERecent(EASE):

@@ -28,7 +28,7 @@ from recsemble.data.dataset import Dataset
 from recsemble.generators.base import CandidateGenerator
 from recsemble.generators.config import GeneratorConfig, RecencyConfig
 from recsemble.generators.history import Histories, profile_matrix
-from recsemble.generators.topk import topk_rows
+from recsemble.generators.topk import top_similar
 from recsemble.types import TopK
 
 Arrays = dict[str, npt.NDArray[Any]]
@@ -151,10 +151,7 @@ class _MatrixFactorization(CandidateGenerator):
         factors = self._similarity_factors()
         norms = np.linalg.norm(factors, axis=1, keepdims=True)
         unit = factors / np.where(norms > 0, norms, 1.0)
-        sims = np.asarray(unit[item_arr] @ unit.T, dtype=np.float32)
-        sims[np.arange(item_arr.size), item_arr] = -np.inf
-        top_items, top_scores = topk_rows(sims, k)
-        return TopK(top_items, top_scores)
+        return top_similar(item_arr, np.asarray(unit[item_arr] @ unit.T, dtype=np.float32), k)
 
 
 class IALS(_MatrixFactorization):

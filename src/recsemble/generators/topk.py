@@ -6,7 +6,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from recsemble.types import PAD_IDX
+from recsemble.types import PAD_IDX, TopK
 
 
 def mask_seen(block: npt.NDArray[np.float32], seen: sp.csr_array) -> None:
@@ -45,3 +45,10 @@ def topk_rows(
     items[padding] = PAD_IDX
     vals[padding] = -np.inf
     return items, vals
+
+
+def top_similar(items: npt.NDArray[np.intp], sims: npt.NDArray[np.float32], k: int) -> TopK:
+    """similar_items' answer: row r of `sims` scores every item against items[r]; the item itself
+    is excluded, then the k best are kept."""
+    sims[np.arange(items.size), items] = -np.inf
+    return TopK(*topk_rows(sims, k))
