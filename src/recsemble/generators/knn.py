@@ -29,6 +29,8 @@ from recsemble.types import TopK
 
 #: Dense similarity blocks are kept under this many cells (float32: 64 MB).
 _BLOCK_CELLS = 16_000_000
+#: Rows per padded group when partitioning sparse rows.
+_PAD_ROWS = 256
 Weighting = Literal["none", "bm25", "tfidf"]
 Arrays = dict[str, npt.NDArray[Any]]
 F32 = npt.NDArray[np.float32]
@@ -176,6 +178,32 @@ def _binary(mat: sp.csr_array) -> sp.csr_array:
 
 
 # -- item-kNN -------------------------------------------------------------------------------
+def _top_stored(mat: sp.csr_array, k: int) -> sp.csr_array:
+    """`mat` keeping each row's k largest positive stored entries (absent entries are 0).
+
+    Rows are sorted by length so that those longer than k can be partitioned as padded dense
+    groups of similar length: the work scales with the stored entries, not rows x n_cols.
+    """
+    order = np.argsort(np.diff(mat.indptr), kind="stable")
+    srt = _as_csr(mat[order])  # rows by length: each group below is one slice of data
+    data, indptr, counts = srt.data, srt.indptr, np.diff(srt.indptr)
+    first_long = int(np.searchsorted(counts, k, side="right"))
+    keep = np.zeros(data.size, dtype=bool)
+    keep[: indptr[first_long]] = data[: indptr[first_long]] > 0  # short rows: all positives
+    for lo in range(first_long, counts.size, _PAD_ROWS):
+        hi = min(lo + _PAD_ROWS, counts.size)
+        lens = counts[lo:hi]
+        valid = np.arange(int(lens[-1]))[None, :] < lens[:, None]
+        padded = np.full(valid.shape, np.inf, dtype=np.float32)
+        padded[valid] = -data[indptr[lo] : indptr[hi]]  # row-major order = data order
+        top = np.argpartition(padded, k - 1, axis=1)[:, :k] + indptr[lo:hi, None]
+        keep[top.ravel()] = data[top.ravel()] > 0
+    idx = np.flatnonzero(keep)
+    rows = order[np.searchsorted(indptr, idx, side="right") - 1]
+    kept = sp.coo_array((data[idx], (rows, srt.indices[idx])), shape=mat.shape)
+    return _as_csr(kept.tocsr())
+
+
 @dataclass(frozen=True)
 class _SimilarityRows:
     """One block of rows of the pruned item-item matrix (run on several threads: the sparse
@@ -190,20 +218,29 @@ class _SimilarityRows:
 
     def __call__(self, bounds: tuple[int, int]) -> sp.csr_array:
         lo, hi = bounds
-        sims = _as_csr(self.weighted[lo:hi] @ self.users_items).toarray()
-        _divide_shrunk(sims, self.row_den[lo:hi], self.col_den, self.config.shrink)
-        sims[np.arange(hi - lo), np.arange(lo, hi)] = 0.0  # an item is not its own neighbour
+        # Kept sparse: most item pairs never share a user, and only stored pairs can be kept.
+        sims = _as_csr(self.weighted[lo:hi] @ self.users_items)  # a fresh float32 product
+        lengths = np.diff(sims.indptr)
+        # Same float32 operations as a dense row_den x col_den + shrink division.
+        den = np.repeat(self.row_den[lo:hi], lengths)
+        den *= self.col_den.take(sims.indices)
+        den += np.float32(self.config.shrink)
+        np.maximum(den, np.float32(1e-12), out=den)
+        sims.data /= den
+        own = np.repeat(np.arange(lo, hi, dtype=sims.indices.dtype), lengths)
+        sims.data[sims.indices == own] = 0.0  # an item is not its own neighbour
         if self.support is not None:
-            counts = (self.support[0][lo:hi] @ self.support[1]).toarray()
-            sims[counts < self.config.min_support] = 0.0
-        return _top_per_row(sims, self.config.neighbors)
+            counts = _as_csr(self.support[0][lo:hi] @ self.support[1])
+            counts.data = (counts.data >= self.config.min_support).astype(np.float32)
+            sims = _csr32(sims.multiply(counts))
+        return _top_stored(sims, self.config.neighbors)
 
 
 def item_similarities(train: sp.csr_array, config: ItemKNNConfig) -> sp.csr_array:
     """items x items S: S[i, j] is what history item i adds to candidate j's score.
 
-    Computed in blocks of item rows (sparse matmul, then a dense block for the top-k pruning),
-    so memory stays at a few blocks of n_items-wide rows however large the catalog.
+    Computed in blocks of item rows, each a sparse matmul pruned to its top-k per row, so memory
+    stays at a few blocks of co-occurring pairs however large the catalog.
     """
     docs = _csr32(train.T)  # items x users: an item is a document
     weighted = _weigh(docs, _term_stats(docs, config.weighting), config)
