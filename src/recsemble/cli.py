@@ -22,6 +22,7 @@ from rich.progress import (
 from rich.table import Table
 
 from recsemble import config as cfg
+from recsemble.cli_tables import comparison_table, metrics_table
 from recsemble.errors import ConfigError, RecsembleError
 
 app = typer.Typer(help="recsemble: an ensemble recommender engine.", no_args_is_help=True)
@@ -153,44 +154,13 @@ def evaluate(
 
             outcome = run_evaluation(resolved.config, on_progress, log=err_console.print)
         for cutoff in resolved.config.protocol.k:
-            console.print(_metrics_table(outcome.results, cutoff))
+            console.print(metrics_table(outcome.results, cutoff))
         if json_out is not None:
             outcome.write_json(json_out)
             console.print(f"results written to {json_out}")
         if dump is not None:
             paths = outcome.write_dump(dump)
             console.print(f"split and lists written to {dump}/ ({len(paths)} files)")
-
-
-METRIC_COLUMNS = (
-    "ndcg",
-    "recall",
-    "precision",
-    "map",
-    "mrr",
-    "hit",
-    "coverage",
-    "novelty",
-    "arp",
-    "ild",
-)
-
-
-def _metrics_table(results: dict[str, Any], k: int) -> Table:
-    table = Table(title=f"Offline evaluation at k={k} (macro-averaged over evaluated users)")
-    table.add_column("model", style="bold")
-    present = [m for m in METRIC_COLUMNS if any(f"{m}@{k}" in r for r in results.values())]
-    for metric in present:
-        table.add_column(f"{metric}@{k}", justify="right")
-    for name, entry in results.items():
-        table.add_row(name, *(_fmt(entry.get(f"{m}@{k}")) for m in present))
-    return table
-
-
-def _fmt(value: Any) -> str:
-    if value is None or value != value:  # NaN
-        return "-"
-    return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"
 
 
 @app.command()
@@ -220,7 +190,7 @@ def compare(
         comparison = compare_results(results, baseline, metrics, n_resamples=resamples, seed=seed)
         for name, by_metric in comparison.items():
             for metric_name, by_slice in by_metric.items():
-                console.print(_comparison_table(name, baseline, metric_name, by_slice))
+                console.print(comparison_table(name, baseline, metric_name, by_slice))
 
 
 def _default_metrics(results: dict[str, Any]) -> list[str]:
@@ -228,37 +198,6 @@ def _default_metrics(results: dict[str, Any]) -> list[str]:
     ks = sorted({int(key.split("@")[1]) for key in first if key.startswith("ndcg@")})
     k = ks[0] if ks else 10
     return [f"ndcg@{k}", f"recall@{k}", f"hit@{k}"]
-
-
-def _comparison_table(
-    name: str, baseline: str, metric: str, by_slice: dict[str, dict[str, float]]
-) -> Table:
-    table = Table(title=f"{name} vs {baseline}: {metric} (paired per user)")
-    for column in (
-        "slice",
-        "users",
-        name,
-        baseline,
-        "diff",
-        "95% CI",
-        "p (t-test)",
-        "p (Wilcoxon)",
-    ):
-        table.add_column(column, justify="left" if column == "slice" else "right")
-    for slice_name, row in by_slice.items():
-        style = "green" if row["ci_low"] > 0 else "red" if row["ci_high"] < 0 else None
-        table.add_row(
-            slice_name,
-            str(row["n_users"]),
-            f"{row['mean_a']:.4f}",
-            f"{row['mean_b']:.4f}",
-            f"{row['mean_diff']:+.4f}",
-            f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]",
-            f"{row['p_ttest']:.2g}",
-            f"{row['p_wilcoxon']:.2g}",
-            style=style,
-        )
-    return table
 
 
 @app.command()
@@ -288,8 +227,9 @@ def tune(
     sets: SetOpt = None,
 ) -> None:
     """Tune models' hyper-parameters on the validation window; write a config for `evaluate`."""
-    from recsemble.evaluation.tuning import tunable, write_config
+    from recsemble.evaluation.search_spaces import tunable
     from recsemble.evaluation.tuning import tune as run_tune
+    from recsemble.evaluation.tuning import write_config
 
     with _errors_exit():
         resolved = _resolve(

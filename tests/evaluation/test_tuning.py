@@ -15,7 +15,7 @@ from recsemble.config import resolve
 from recsemble.data.dataset import Dataset
 from recsemble.data.synthetic import SyntheticConfig, write_synthetic
 from recsemble.errors import ConfigError
-from recsemble.evaluation import tuning
+from recsemble.evaluation import search_spaces, tuning
 from recsemble.evaluation.protocol import Split, validation_split
 from recsemble.evaluation.workflow import load_and_split
 from recsemble.generators.popularity import TrendingPopularity
@@ -36,21 +36,27 @@ def _pairs(dataset: Dataset) -> set[tuple[int, int]]:
     return set(zip(inter["user_idx"].to_list(), inter["item_idx"].to_list(), strict=True))
 
 
-@pytest.mark.parametrize("name", sorted(tuning.SEARCH_SPACES))
+@pytest.mark.parametrize("name", sorted(search_spaces.SEARCH_SPACES))
 def test_every_space_key_is_a_valid_config_value(name: str) -> None:
-    tuning.check_space(name)
+    search_spaces.check_space(name)
 
 
 def test_a_space_key_that_is_no_config_field_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(tuning.SEARCH_SPACES, "pop-trending", {"half_lfe": {"float": [1, 2]}})
+    monkeypatch.setitem(
+        search_spaces.SEARCH_SPACES, "pop-trending", {"half_lfe": {"float": [1, 2]}}
+    )
     with pytest.raises(ConfigError, match="'half_lfe' is not a TrendingConfig field"):
-        tuning.check_space("pop-trending")
-    monkeypatch.setitem(tuning.SEARCH_SPACES, "pop-trending", {"half_life_days": {"int": [-5, 2]}})
+        search_spaces.check_space("pop-trending")
+    monkeypatch.setitem(
+        search_spaces.SEARCH_SPACES, "pop-trending", {"half_life_days": {"int": [-5, 2]}}
+    )
     with pytest.raises(ConfigError, match="half_life_days=-5"):
-        tuning.check_space("pop-trending")
-    monkeypatch.setitem(tuning.SEARCH_SPACES, "pop-trending", {"half_life_days": {"float": [2, 1]}})
+        search_spaces.check_space("pop-trending")
+    monkeypatch.setitem(
+        search_spaces.SEARCH_SPACES, "pop-trending", {"half_life_days": {"float": [2, 1]}}
+    )
     with pytest.raises(ConfigError, match="malformed"):
-        tuning.check_space("pop-trending")
+        search_spaces.check_space("pop-trending")
 
 
 def test_tune_sees_only_the_validation_window(
@@ -101,7 +107,7 @@ def test_cli_writes_a_config_that_evaluate_accepts(data_dir: Path, tmp_path: Pat
     raw = tomllib.loads(text)
     assert raw["evaluate"]["models"] == ["pop-trending", "itemknn"]
     assert raw["protocol"]["k"] == [5, 10]
-    assert set(raw["models"]["itemknn"]) == set(tuning.SEARCH_SPACES["itemknn"])
+    assert set(raw["models"]["itemknn"]) == set(search_spaces.SEARCH_SPACES["itemknn"])
     resolved = resolve(out, env={}).config
     assert resolved.data.dataset == str(data_dir)
     assert resolved.model_config_for("itemknn").neighbors == raw["models"]["itemknn"]["neighbors"]
