@@ -18,6 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from recsemble.errors import ConfigError
 from recsemble.generators import GENERATORS
+from recsemble.ranking.config import EnsembleConfig
+
+#: Names `evaluate.models` accepts beside the generators.
+COMPOSITE_MODELS = ("ensemble",)
 
 
 class _Section(BaseModel):
@@ -54,6 +58,7 @@ class RecsembleConfig(_Section):
     protocol: ProtocolConfig = Field(default_factory=ProtocolConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     models: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
 
     def model_config_for(self, name: str) -> Any:
         """The validated config object of generator `name`."""
@@ -107,9 +112,10 @@ def resolve(
             config.model_config_for(name)
     except ValidationError as exc:
         raise ConfigError(_describe_validation(exc)) from None
+    known = [*GENERATORS, *COMPOSITE_MODELS]
     for name in [*config.evaluate.models, config.evaluate.baseline]:
-        if name not in GENERATORS:
-            raise ConfigError(f"evaluate: unknown model {name!r}{_suggest(name, list(GENERATORS))}")
+        if name not in known:
+            raise ConfigError(f"evaluate: unknown model {name!r}{_suggest(name, known)}")
     return ResolvedConfig(config, sources)
 
 

@@ -171,6 +171,14 @@ def _read_100k(folder: Path) -> Frames:
     return _ratings(folder / "u.data", "\t"), items, users
 
 
+def with_title_year(items: pl.DataFrame) -> pl.DataFrame:
+    """created_at = 1 January of the year in a title like "Heat (1995)": these releases carry
+    no date column, and an item's age is a strong signal for rankers."""
+    year = pl.col("title").str.extract(r"\((\d{4})\)\s*$", 1).cast(pl.Int32, strict=False)
+    stamp = pl.datetime(year, 1, 1).dt.epoch("s")
+    return items.with_columns(pl.when(year.is_not_null()).then(stamp).alias("created_at"))
+
+
 def _genres(path: Path) -> list[str]:
     """u.genre: "name|index" lines (and a blank last line) -> names in index order."""
     pairs = [line.rsplit("|", 1) for line in path.read_text("latin-1").splitlines() if "|" in line]
@@ -209,11 +217,11 @@ def _read_1m(folder: Path) -> Frames:
         ),
         pl.col("zip").cast(pl.String),
     )
-    return _ratings(folder / "ratings.dat", "::"), items_frame(movies), users
+    return _ratings(folder / "ratings.dat", "::"), with_title_year(items_frame(movies)), users
 
 
 def _read_csv_release(folder: Path) -> Frames:
-    items = items_frame(read_table(folder / "movies.csv")).with_columns(
+    items = with_title_year(items_frame(read_table(folder / "movies.csv"))).with_columns(
         pl.col("categories").list.eval(pl.element().filter(pl.element() != "(no genres listed)"))
     )
     if (folder / "tags.csv").is_file():

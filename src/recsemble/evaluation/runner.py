@@ -9,22 +9,39 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from recsemble.data.dataset import Dataset
 from recsemble.evaluation.metrics import CatalogStats, MetricResult, compute_metrics
 from recsemble.evaluation.protocol import Split
 from recsemble.evaluation.slices import history_slice_labels, longtail_hit_share, sliced_summary
-from recsemble.generators.base import CandidateGenerator
+from recsemble.generators.history import Histories
 from recsemble.types import PAD_IDX, TopK
 
 #: progress(model name, stage, done, total): stage is "fit" or "recommend".
 Progress = Callable[[str, str, int, int], None]
 
 _USERS_PER_CALL = 2048
+
+
+class Model(Protocol):
+    """What the runner needs: a generator or an ensemble, called as a user would."""
+
+    def fit(self, dataset: Dataset) -> Any: ...
+
+    def recommend(
+        self,
+        users: npt.ArrayLike,
+        k: int,
+        *,
+        exclude_seen: bool = True,
+        at: npt.ArrayLike | None = None,
+        histories: Histories | None = None,
+    ) -> TopK: ...
 
 
 @dataclass(frozen=True)
@@ -70,7 +87,7 @@ def truth_matrix(split: Split, users: npt.NDArray[np.int32]) -> sp.csr_array:
 
 
 def recommend_for_split(
-    model: CandidateGenerator,
+    model: Model,
     split: Split,
     users: npt.NDArray[np.int32],
     k: int,
@@ -90,7 +107,7 @@ def recommend_for_split(
 
 def evaluate(
     split: Split,
-    models: Mapping[str, CandidateGenerator],
+    models: Mapping[str, Model],
     ks: Sequence[int] = (10,),
     progress: Progress | None = None,
 ) -> Evaluation:

@@ -11,7 +11,7 @@ from recsemble.config import RecsembleConfig
 from recsemble.data.dataset import Dataset
 from recsemble.evaluation.files import write_dump, write_results
 from recsemble.evaluation.protocol import Split, prepare, split
-from recsemble.evaluation.runner import Evaluation, Progress, evaluate, to_results_json
+from recsemble.evaluation.runner import Evaluation, Model, Progress, evaluate, to_results_json
 from recsemble.generators import GENERATORS, CandidateGenerator
 
 
@@ -27,11 +27,21 @@ class EvaluationOutcome:
         return write_dump(self.evaluation, out_dir)
 
 
-def build_models(config: RecsembleConfig) -> dict[str, CandidateGenerator]:
+def build_model(config: RecsembleConfig, name: str) -> Model:
+    """One configured model: a generator by name, or the ensemble over its members."""
+    if name == "ensemble":
+        from recsemble.ranking.ensemble import Ensemble
+
+        return Ensemble(config.ensemble, config.models, protocol=config.protocol.name)
+    generator: CandidateGenerator = GENERATORS[name](config.model_config_for(name))
+    return generator
+
+
+def build_models(config: RecsembleConfig) -> dict[str, Model]:
     """The configured models, the baseline first (it is always evaluated)."""
     names = [config.evaluate.baseline, *config.evaluate.models]
     ordered = list(dict.fromkeys(names))
-    return {name: GENERATORS[name](config.model_config_for(name)) for name in ordered}
+    return {name: build_model(config, name) for name in ordered}
 
 
 def load_and_split(config: RecsembleConfig) -> tuple[Dataset, Split]:

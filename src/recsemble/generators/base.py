@@ -147,6 +147,24 @@ class CandidateGenerator(ABC):
             items[lo:hi], scores[lo:hi] = topk_rows(block, k)
         return TopK(items, scores)
 
+    def score_catalog(
+        self,
+        users: npt.ArrayLike,
+        *,
+        exclude_seen: bool = True,
+        at: npt.ArrayLike | None = None,
+        histories: Histories | None = None,
+    ) -> npt.NDArray[np.float32]:
+        """Dense scores (len(users), n_items) over the whole catalog; -inf = cannot recommend.
+
+        One block: the caller keeps len(users) x n_items within its memory budget.
+        """
+        user_arr, at_arr, hist = self._request(users, at, histories)
+        block = self._score_block(user_arr, at_arr, hist)
+        if exclude_seen:
+            mask_seen(block, hist.seen_matrix())
+        return block
+
     def similar_items(self, items: npt.ArrayLike, k: int) -> TopK:
         """The k items most similar to each given item (itself excluded), where the model has
         an item-item notion of similarity; others raise NotImplementedError."""

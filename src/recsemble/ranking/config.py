@@ -1,0 +1,101 @@
+"""The ensemble's typed configuration: members (model, view, candidates), ranker, options."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from recsemble.ranking.metaranker import RankerConfig
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ViewConfig(_Frozen):
+    """A slice of the training data one member learns from, so members can specialise."""
+
+    window_days: float | None = Field(None, gt=0)  # only events in the last N days of the data
+    events: list[str] | None = None  # only these event types
+
+    def label(self) -> str:
+        parts = []
+        if self.window_days is not None:
+            parts.append(f"{self.window_days:g}d")
+        if self.events:
+            parts.append("+".join(self.events))
+        return ",".join(parts)
+
+
+class MemberConfig(_Frozen):
+    """One ensemble member: a generator, optionally on a view of the data."""
+
+    model: str  # a generator name (see `recsemble evaluate --help`)
+    name: str | None = None  # label in reports; default: the model name (plus the view)
+    candidates: int = Field(100, ge=1, le=5000)  # top-N it proposes per user
+    view: ViewConfig | None = None
+    params: dict[str, Any] = Field(default_factory=dict)  # overrides of [models.<model>]
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        return f"{self.model}@{self.view.label()}" if self.view else self.model
+
+
+def _default_members() -> list[MemberConfig]:
+    # Different kinds of signal, not several versions of one: all-time and trending popularity,
+    # neighbourhoods, factors, EASE (plain and recency-weighted), content and sequence.
+    models = [
+        "pop",
+        "pop-trending",
+        "itemknn",
+        "itemknn-recent",
+        "userknn",
+        "ials",
+        "ease",
+        "ease-recent",
+        "content",
+        "covisit",
+    ]
+    return [MemberConfig(model=m) for m in models]
+
+
+class EnsembleConfig(_Frozen):
+    """The ensemble's settings: `[ensemble]` in the TOML config."""
+
+    members: list[MemberConfig] = Field(default_factory=_default_members)
+    ranker: RankerConfig = Field(default_factory=RankerConfig)
+    # How the validation window is cut from the training data; "auto" follows the protocol
+    # the ensemble is evaluated under (temporal-user unless told otherwise).
+    validation: Literal["auto", "temporal-user", "temporal-global"] = "auto"
+    validation_fraction: float = Field(0.2, gt=0, lt=1)
+    # Each further fold splits the previous fit part again: more (older) training requests.
+    validation_folds: int = Field(2, ge=1, le=5)
+    # Random negatives per validation request the ranker trains on (None: all candidates).
+    negatives_per_user: int | None = Field(100, ge=1)
+    popularity_windows_days: list[float] = Field(default_factory=lambda: [1.0, 7.0, 30.0, 365.0])
+    prune: list[str] = Field(default_factory=list)  # member labels removed from serving
+    max_block_cells: int = Field(40_000_000, ge=1_000_000)  # dense member scores held at once
+
+    @model_validator(mode="after")
+    def _check_members(self) -> EnsembleConfig:
+        from recsemble.generators import GENERATORS
+
+        labels = [m.label for m in self.members]
+        for member in self.members:
+            if member.model not in GENERATORS:
+                raise ValueError(
+                    f"unknown member model {member.model!r}; choose from {sorted(GENERATORS)}"
+                )
+            GENERATORS[member.model].Config.model_validate(member.params)
+        dupes = sorted({label for label in labels if labels.count(label) > 1})
+        if dupes:
+            raise ValueError(f"member labels must be unique, repeated: {dupes} (set `name`)")
+        unknown = sorted(set(self.prune) - set(labels))
+        if unknown:
+            raise ValueError(f"prune names unknown members {unknown}; members are {labels}")
+        if len(set(self.prune)) >= len(labels):
+            raise ValueError("prune would remove every member")
+        return self

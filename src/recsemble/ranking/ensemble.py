@@ -1,0 +1,401 @@
+"""Ensemble: members propose candidates, a meta-ranker learned on a validation window orders them.
+
+Stacking follows ../shared/benchmark-protocol.md: the training data is split again by the
+protocol's rule; members fit on the fit part propose candidates for the validation users, the
+ranker learns from the validation targets, and the members are refitted on all the training
+data before anything is served. Nothing after the training data's end is ever seen.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+import scipy.sparse as sp
+
+from recsemble.data.dataset import Dataset
+from recsemble.errors import NotFittedError
+from recsemble.evaluation.slices import HISTORY_SLICES, history_slice_labels
+from recsemble.generators import GENERATORS, CandidateGenerator
+from recsemble.generators.history import Histories
+from recsemble.ranking.candidates import Candidates, union
+from recsemble.ranking.config import EnsembleConfig, MemberConfig, ViewConfig
+from recsemble.ranking.features import FeatureBuilder, FeatureTable
+from recsemble.ranking.metaranker import MetaRanker
+from recsemble.types import PAD_IDX, TopK
+
+I32 = npt.NDArray[np.int32]
+I64 = npt.NDArray[np.int64]
+F32 = npt.NDArray[np.float32]
+_DAY = 86_400
+
+
+@dataclass(frozen=True)
+class RankedBlock:
+    """One block of requests: its candidates, their features and the ranker's scores."""
+
+    lo: int
+    candidates: Candidates
+    features: FeatureTable
+    scores: F32
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """What the ranker learned from: validation candidates, features and targets."""
+
+    candidates: Candidates
+    features: FeatureTable
+    labels: npt.NDArray[np.int8]
+    users: I32
+    history_lengths: I64  # per request row: events in the user's history
+    n_targets: int  # validation (user, item) targets, reachable or not
+
+
+def apply_view(dataset: Dataset, view: ViewConfig | None) -> Dataset:
+    """The member's slice of the data: a recent window and/or some event types."""
+    if view is None:
+        return dataset
+    inter = dataset.interactions
+    if view.window_days is not None and inter.height:
+        end = int(inter["timestamp"].max())  # type: ignore[arg-type]
+        inter = inter.filter(pl.col("timestamp") > end - int(view.window_days * _DAY))
+    if view.events:
+        inter = inter.filter(pl.col("event").is_in(view.events))
+    return dataset.with_interactions(inter)
+
+
+class Ensemble:
+    """fit(dataset) -> self; recommend(users, k) like any member, candidates ranked jointly."""
+
+    name: ClassVar[str] = "ensemble"
+
+    def __init__(
+        self,
+        config: EnsembleConfig | None = None,
+        model_params: Mapping[str, Mapping[str, Any]] | None = None,
+        protocol: str = "temporal-user",
+    ) -> None:
+        self.config = config or EnsembleConfig()
+        self.model_params = {k: dict(v) for k, v in (model_params or {}).items()}
+        self.protocol = protocol
+
+    # -- members ----------------------------------------------------------------------------
+    @property
+    def serving_members(self) -> list[MemberConfig]:
+        pruned = set(self.config.prune)
+        return [m for m in self.config.members if m.label not in pruned]
+
+    def build_member(self, spec: MemberConfig) -> CandidateGenerator:
+        kind = GENERATORS[spec.model]
+        params = {**self.model_params.get(spec.model, {}), **spec.params}
+        return kind(kind.Config.model_validate(params))
+
+    def fit_members(
+        self, dataset: Dataset, specs: list[MemberConfig]
+    ) -> dict[str, CandidateGenerator]:
+        out = {}
+        for spec in specs:
+            start = time.perf_counter()
+            out[spec.label] = self.build_member(spec).fit(apply_view(dataset, spec.view))
+            self.fit_seconds_[spec.label] = time.perf_counter() - start
+        return out
+
+    # -- fitting ---------------------------------------------------------------------------
+    def fit(self, dataset: Dataset) -> Self:
+        """Learn the ranker on a validation window of `dataset`, then refit the members on all."""
+        from recsemble.evaluation.protocol import split
+
+        self.fit_seconds_: dict[str, float] = {}
+        self.routes_: dict[str, list[str]] | None = None  # every member runs while learning
+        protocol = self.protocol if self.config.validation == "auto" else self.config.validation
+        specs = self.serving_members
+        folds, data = [], dataset
+        for _ in range(self.config.validation_folds):
+            inner = split(data, protocol, self.config.validation_fraction)
+            folds.append(self.training_set(inner, self.fit_members(inner.train, specs), specs))
+            data = inner.train
+        self.training_ = _stack_training(folds)
+        self.routes_ = _routes(self.training_, [spec.label for spec in specs])
+        keep = _groups_with_positives(self.training_) & _sample_negatives(
+            self.training_, self.config.negatives_per_user, self.config.ranker.seed
+        )
+        train = self.training_.candidates.take(keep)
+        self.feature_names_ = self.training_.features.names
+        self.ranker_ = MetaRanker(self.config.ranker).fit(
+            self.training_.features.values[keep],
+            self.training_.labels[keep],
+            _nonzero_groups(train),
+        )
+        self.members_ = self.fit_members(dataset, specs)
+        self.features_ = self._feature_builder().fit(dataset)
+        self.histories_ = Histories.from_dataset(dataset)
+        self.n_items_ = dataset.n_items
+        self.n_users_ = dataset.n_users
+        ts = dataset.column("timestamp")
+        self.now_ = int(ts.max()) if ts.size else 0
+        return self
+
+    def _feature_builder(self) -> FeatureBuilder:
+        return FeatureBuilder(tuple(self.config.popularity_windows_days))
+
+    def training_set(
+        self, inner: Any, members: dict[str, CandidateGenerator], specs: list[MemberConfig]
+    ) -> TrainingSet:
+        """Candidates and features of the validation users of `inner` (a Split), with targets."""
+        users = inner.evaluated_users
+        builder = self._feature_builder().fit(inner.train)
+        hist = Histories.from_dataset(inner.train).rows(users)
+        at = inner.reference_time[users]
+        blocks = list(self._ranked_blocks(members, specs, builder, users, at, hist, True, None))
+        cands = _concat([b.candidates for b in blocks], [b.lo for b in blocks], users.size)
+        values = np.concatenate([b.features.values for b in blocks])
+        names = blocks[0].features.names if blocks else builder.feature_names(())
+        truth = sp.csr_array(inner.test.user_item_matrix("binary")[users])
+        labels = _labels(cands, truth)
+        return TrainingSet(
+            cands, FeatureTable(values, names), labels, users, hist.lengths, int(truth.nnz)
+        )
+
+    # -- answering -------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if getattr(self, "ranker_", None) is None:
+            raise NotFittedError("Ensemble is not fitted; call fit(dataset) first")
+
+    def ranked_blocks(
+        self,
+        users: npt.ArrayLike,
+        *,
+        exclude_seen: bool = True,
+        at: npt.ArrayLike | None = None,
+        histories: Histories | None = None,
+    ) -> Iterator[RankedBlock]:
+        """Candidates, features and ranker scores, one block of requests at a time."""
+        self._check_fitted()
+        user_arr = np.atleast_1d(np.asarray(users, dtype=np.int32))
+        at_arr = (
+            np.full(user_arr.size, self.now_, np.int64)
+            if at is None
+            else np.ascontiguousarray(np.broadcast_to(np.asarray(at, np.int64), user_arr.shape))
+        )
+        hist = self.histories_.rows(user_arr) if histories is None else histories
+        yield from self._ranked_blocks(
+            self.members_,
+            self.serving_members,
+            self.features_,
+            user_arr,
+            at_arr,
+            hist,
+            exclude_seen,
+            self.ranker_,
+            histories is not None,
+        )
+
+    def recommend(
+        self,
+        users: npt.ArrayLike,
+        k: int,
+        *,
+        exclude_seen: bool = True,
+        at: npt.ArrayLike | None = None,
+        histories: Histories | None = None,
+    ) -> TopK:
+        """Top-k per user by the meta-ranker's score over the members' candidate union."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        n = np.atleast_1d(np.asarray(users)).size
+        items = np.full((n, k), PAD_IDX, dtype=np.int32)
+        scores = np.full((n, k), -np.inf, dtype=np.float32)
+        for block in self.ranked_blocks(
+            users, exclude_seen=exclude_seen, at=at, histories=histories
+        ):
+            rows, slots, top_items, top_scores = _top_per_row(block.candidates, block.scores, k)
+            items[block.lo + rows, slots] = top_items
+            scores[block.lo + rows, slots] = top_scores
+        return TopK(items, scores)
+
+    def _route(self, label: str, slices: I64) -> npt.NDArray[np.bool_]:
+        """Which rows (by slice position) the member runs for."""
+        routes = getattr(self, "routes_", None)
+        if routes is None:
+            return np.ones(slices.size, dtype=bool)
+        runs = np.array([label in routes[name] for name in HISTORY_SLICES])
+        out: npt.NDArray[np.bool_] = runs[slices]
+        return out
+
+    def _member_block(
+        self,
+        member: CandidateGenerator,
+        rows: npt.NDArray[np.bool_],
+        users: I32,
+        at: I64,
+        histories: Histories | None,
+        exclude_seen: bool,
+    ) -> F32:
+        """The member's dense scores for the routed rows; -inf (nothing) for the others."""
+        if rows.all():
+            return member.score_catalog(
+                users, exclude_seen=exclude_seen, at=at, histories=histories
+            )
+        block = np.full((users.size, member.n_items_), -np.inf, dtype=np.float32)
+        if rows.any():
+            block[rows] = member.score_catalog(
+                users[rows],
+                exclude_seen=exclude_seen,
+                at=at[rows],
+                histories=None if histories is None else histories.rows(np.flatnonzero(rows)),
+            )
+        return block
+
+    def _ranked_blocks(
+        self,
+        members: Mapping[str, CandidateGenerator],
+        specs: list[MemberConfig],
+        builder: FeatureBuilder,
+        users: I32,
+        at: I64,
+        hist: Histories,
+        exclude_seen: bool,
+        ranker: MetaRanker | None,
+        pass_histories: bool = False,
+    ) -> Iterator[RankedBlock]:
+        n_items = max(1, builder.timeline_.n_items)
+        step = max(1, self.config.max_block_cells // (n_items * max(1, len(specs))))
+        labels = tuple(spec.label for spec in specs)
+        for lo in range(0, users.size, step):
+            hi = min(users.size, lo + step)
+            block_hist = hist.rows(range(lo, hi))
+            slices = _slice_positions(block_hist.lengths)
+            dense = [
+                self._member_block(
+                    members[label],
+                    self._route(label, slices),
+                    users[lo:hi],
+                    at[lo:hi],
+                    block_hist if pass_histories else None,
+                    exclude_seen,
+                )
+                for label in labels
+            ]
+            if exclude_seen and not pass_histories:
+                seen = block_hist.seen_matrix()  # a view member saw less: mask all it knows
+                for block in dense:
+                    _mask(block, seen)
+            cands = union(dense, labels, [spec.candidates for spec in specs])
+            del dense
+            table = builder.build(cands, block_hist, at[lo:hi])
+            scores = ranker.predict(table.values) if ranker is not None else np.zeros(0, np.float32)
+            yield RankedBlock(lo, cands, table, scores)
+
+
+def _slice_positions(lengths: npt.ArrayLike) -> I64:
+    """Position of each history length's slice in HISTORY_SLICES."""
+    labels = history_slice_labels(np.asarray(lengths, dtype=np.int64))
+    position = {name: pos for pos, name in enumerate(HISTORY_SLICES)}
+    return np.array([position[str(label)] for label in labels], dtype=np.int64)
+
+
+def _routes(training: TrainingSet, labels: list[str]) -> dict[str, list[str]]:
+    """Slice -> the members worth running there: those that proposed anything for validation
+    requests of that slice (e.g. no factor model for users without history). A slice the
+    validation window never saw runs every member."""
+    slice_of_row = _slice_positions(training.history_lengths)
+    proposed = np.isfinite(training.candidates.ranks)
+    routes = {}
+    for pos, name in enumerate(HISTORY_SLICES):
+        in_slice = slice_of_row[training.candidates.rows] == pos
+        if not np.any(slice_of_row == pos):
+            routes[name] = list(labels)
+            continue
+        counts = proposed[in_slice].sum(axis=0)
+        routes[name] = [label for label, n in zip(labels, counts, strict=True) if n > 0]
+    return routes
+
+
+def _stack_training(folds: list[TrainingSet]) -> TrainingSet:
+    """The folds' pairs together, each fold's requests numbered after the previous ones'."""
+    offsets = np.cumsum([0] + [f.candidates.n_rows for f in folds[:-1]]).tolist()
+    n_rows = sum(f.candidates.n_rows for f in folds)
+    return TrainingSet(
+        _concat([f.candidates for f in folds], offsets, n_rows),
+        FeatureTable(np.concatenate([f.features.values for f in folds]), folds[0].features.names),
+        np.concatenate([f.labels for f in folds]),
+        np.concatenate([f.users for f in folds]),
+        np.concatenate([f.history_lengths for f in folds]),
+        sum(f.n_targets for f in folds),
+    )
+
+
+def _mask(block: F32, seen: sp.csr_array) -> None:
+    rows = np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr))
+    block[rows, seen.indices] = -np.inf
+
+
+def _top_per_row(cands: Candidates, scores: F32, k: int) -> tuple[I64, I64, I32, F32]:
+    """(row, slot, item, score) of each row's k best candidates; ties go to the lower item."""
+    order = np.lexsort((cands.items, -scores, cands.rows))
+    rows = cands.rows[order]
+    slot = np.arange(rows.size) - np.searchsorted(rows, rows)
+    keep = slot < k
+    return rows[keep], slot[keep], cands.items[order][keep], scores[order][keep]
+
+
+def _concat(parts: list[Candidates], offsets: list[int], n_rows: int) -> Candidates:
+    if not parts:
+        empty = np.zeros((0, 0), np.float32)
+        return Candidates(np.zeros(0, np.int64), np.zeros(0, np.int32), empty, empty, empty, (), 0)
+    return Candidates(
+        np.concatenate([p.rows + off for p, off in zip(parts, offsets, strict=True)]),
+        np.concatenate([p.items for p in parts]),
+        np.concatenate([p.scores for p in parts]),
+        np.concatenate([p.ranks for p in parts]),
+        np.concatenate([p.zscores for p in parts]),
+        parts[0].members,
+        n_rows,
+    )
+
+
+def _labels(cands: Candidates, truth: sp.csr_array) -> npt.NDArray[np.int8]:
+    """1 where the candidate is one of its user's targets (truth rows = request rows)."""
+    n_items = np.int64(truth.shape[1])
+    truth_rows = np.repeat(np.arange(truth.shape[0], dtype=np.int64), np.diff(truth.indptr))
+    truth_keys = np.sort(truth_rows * n_items + truth.indices)
+    keys = cands.rows * n_items + cands.items
+    return np.isin(keys, truth_keys).astype(np.int8)
+
+
+def _groups_with_positives(training: TrainingSet) -> npt.NDArray[np.bool_]:
+    """Pairs of users with at least one reachable target: others teach a ranker nothing."""
+    rows = training.candidates.rows
+    hits = np.bincount(rows, weights=training.labels, minlength=training.candidates.n_rows)
+    mask: npt.NDArray[np.bool_] = hits[rows] > 0
+    return mask
+
+
+def _sample_negatives(
+    training: TrainingSet, per_user: int | None, seed: int
+) -> npt.NDArray[np.bool_]:
+    """Every positive and at most `per_user` random negatives per request: the ranker learns
+    as well from a sample of the easy negatives and trains several times faster."""
+    labels = training.labels
+    if per_user is None:
+        return np.ones(labels.size, dtype=bool)
+    rows = training.candidates.rows
+    noise = np.random.default_rng(seed).random(labels.size)
+    order = np.lexsort((noise, labels, rows))  # per row: negatives first, in random order
+    sorted_rows = rows[order]
+    position = np.arange(order.size) - np.searchsorted(sorted_rows, sorted_rows)
+    keep = np.empty(labels.size, dtype=bool)
+    keep[order] = position < per_user
+    return keep | (labels > 0)
+
+
+def _nonzero_groups(cands: Candidates) -> I64:
+    sizes = cands.group_sizes()
+    out: I64 = sizes[sizes > 0]
+    return out
