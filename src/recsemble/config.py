@@ -219,6 +219,9 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
             continue
         if isinstance(value, Mapping) and dotted not in ("data.columns", "data.event_weights"):
             out.update(_flatten(value, dotted))
+        elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+            for i, entry in enumerate(value):  # e.g. ensemble members: one row each
+                out.update(_flatten(entry, f"{dotted}[{i}]"))
         else:
             out[dotted] = value
     return out

@@ -146,6 +146,7 @@ class Content(CandidateGenerator):
     config: ContentConfig
 
     def _fit(self, dataset: Dataset) -> None:
+        self._vectors_t: sp.csr_array | None = None
         cfg = self.config
         if cfg.encoder == "tfidf":
             self.vectors_: Vectors = tfidf_vectors(item_documents(dataset, cfg.fields, True), cfg)
@@ -165,6 +166,7 @@ class Content(CandidateGenerator):
         }
 
     def _set_state(self, state: Arrays) -> None:
+        self._vectors_t = None
         if "dense" in state:
             self.vectors_ = state["dense"].astype(np.float32)
             return
@@ -176,8 +178,16 @@ class Content(CandidateGenerator):
     def _similarities(self, left: Vectors) -> npt.NDArray[np.float32]:
         """left (rows x dims) times every item vector: dense (rows, n_items); 0 -> -inf."""
         right = self.vectors_
-        product = left @ right.T
-        dense = product.toarray() if sp.issparse(product) else np.asarray(product)
+        product: Any
+        if isinstance(right, np.ndarray):
+            product = left @ right.T
+        else:
+            # Transposing the catalog per request cost more than the product itself.
+            transposed = getattr(self, "_vectors_t", None)
+            if transposed is None:
+                transposed = self._vectors_t = sp.csr_array(right.T)
+            product = left @ transposed
+        dense = np.asarray(product.toarray() if hasattr(product, "toarray") else product)
         scores = dense.astype(np.float32)
         scores[scores == 0] = -np.inf  # nothing in common (or no text): no evidence
         return scores

@@ -33,7 +33,7 @@ class MemberConfig(_Frozen):
 
     model: str  # a generator name (see `recsemble evaluate --help`)
     name: str | None = None  # label in reports; default: the model name (plus the view)
-    candidates: int = Field(100, ge=1, le=5000)  # top-N it proposes per user
+    candidates: int = Field(200, ge=1, le=5000)  # top-N it proposes per user
     view: ViewConfig | None = None
     params: dict[str, Any] = Field(default_factory=dict)  # overrides of [models.<model>]
 
@@ -54,6 +54,7 @@ def _default_members() -> list[MemberConfig]:
         "itemknn-recent",
         "userknn",
         "ials",
+        "bpr",
         "ease",
         "ease-recent",
         "content",
@@ -73,11 +74,27 @@ class EnsembleConfig(_Frozen):
     validation_fraction: float = Field(0.2, gt=0, lt=1)
     # Each further fold splits the previous fit part again: more (older) training requests.
     validation_folds: int = Field(2, ge=1, le=5)
+    # Validation requests per fold the ranker learns from (a random sample above this).
+    max_validation_users: int | None = Field(2000, ge=10)
     # Random negatives per validation request the ranker trains on (None: all candidates).
     negatives_per_user: int | None = Field(100, ge=1)
-    popularity_windows_days: list[float] = Field(default_factory=lambda: [1.0, 7.0, 30.0, 365.0])
+    # Popularity is counted in each of these windows before the moment of recommendation.
+    popularity_windows_days: list[float] = Field(
+        default_factory=lambda: [0.25, 1.0, 3.0, 7.0, 14.0, 30.0, 90.0, 365.0]
+    )
     prune: list[str] = Field(default_factory=list)  # member labels removed from serving
     max_block_cells: int = Field(40_000_000, ge=1_000_000)  # dense member scores held at once
+    # What orders the candidates: the tree ranker, or the cheap blend of calibrated members.
+    scorer: Literal["ranker", "blend"] = "ranker"
+    # Map ranker scores to P(interaction) (recommend(..., probabilities=True)). Costs
+    # calibration_folds extra ranker fits (about 100 s on ml-100k / ml-latest-small), so off
+    # unless asked for. None: no calibrator.
+    calibration: Literal["isotonic", "platt"] | None = None
+    calibration_folds: int = Field(3, ge=2, le=10)
+    # Diversity strength: 0 = plain top-k; > 0 trades accuracy for less redundant lists.
+    diversity: float = Field(0.0, ge=0)
+    diversity_similarity: Literal["category", "members", "both"] = "both"
+    diversity_pool: int = Field(100, ge=1)  # best candidates per request the re-ranking sees
 
     @model_validator(mode="after")
     def _check_members(self) -> EnsembleConfig:

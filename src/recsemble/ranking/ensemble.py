@@ -23,8 +23,11 @@ from recsemble.errors import NotFittedError
 from recsemble.evaluation.slices import HISTORY_SLICES, history_slice_labels
 from recsemble.generators import GENERATORS, CandidateGenerator
 from recsemble.generators.history import Histories
+from recsemble.ranking.blend import Blend
+from recsemble.ranking.calibration import Calibrator, calibrate_ranker, sigmoid
 from recsemble.ranking.candidates import Candidates, union
 from recsemble.ranking.config import EnsembleConfig, MemberConfig, ViewConfig
+from recsemble.ranking.diversity import diversified_top_per_row
 from recsemble.ranking.features import FeatureBuilder, FeatureTable
 from recsemble.ranking.metaranker import MetaRanker
 from recsemble.types import PAD_IDX, TopK
@@ -84,6 +87,8 @@ class Ensemble:
         self.config = config or EnsembleConfig()
         self.model_params = {k: dict(v) for k, v in (model_params or {}).items()}
         self.protocol = protocol
+        self.calibrator_: Calibrator | None = None  # fitted (or loaded) with the ranker
+        self.blend_: Blend | None = None  # only when config.scorer == "blend"
 
     # -- members ----------------------------------------------------------------------------
     @property
@@ -132,6 +137,13 @@ class Ensemble:
             self.training_.labels[keep],
             _nonzero_groups(train),
         )
+        self.calibrator_ = self.blend_ = None
+        if self.config.scorer == "blend":  # a logistic blend is its own probability
+            self.blend_ = Blend().fit(self.training_.candidates, self.training_.labels)
+        elif self.config.calibration is not None:
+            self.calibrator_ = calibrate_ranker(
+                self.training_, self.config, self.config.calibration, self.config.calibration_folds
+            ).calibrator
         self.members_ = self.fit_members(dataset, specs)
         self.features_ = self._feature_builder().fit(dataset)
         self.histories_ = Histories.from_dataset(dataset)
@@ -149,6 +161,10 @@ class Ensemble:
     ) -> TrainingSet:
         """Candidates and features of the validation users of `inner` (a Split), with targets."""
         users = inner.evaluated_users
+        cap = self.config.max_validation_users
+        if cap is not None and users.size > cap:  # a sample teaches the ranker as well
+            rng = np.random.default_rng(self.config.ranker.seed)
+            users = np.sort(rng.choice(users, size=cap, replace=False)).astype(np.int32)
         builder = self._feature_builder().fit(inner.train)
         hist = Histories.from_dataset(inner.train).rows(users)
         at = inner.reference_time[users]
@@ -192,7 +208,7 @@ class Ensemble:
             at_arr,
             hist,
             exclude_seen,
-            self.ranker_,
+            self.blend_ or self.ranker_,
             histories is not None,
         )
 
@@ -204,20 +220,48 @@ class Ensemble:
         exclude_seen: bool = True,
         at: npt.ArrayLike | None = None,
         histories: Histories | None = None,
+        probabilities: bool = False,
     ) -> TopK:
-        """Top-k per user by the meta-ranker's score over the members' candidate union."""
+        """Top-k per user by the meta-ranker's score over the members' candidate union.
+
+        probabilities: the scores returned are calibrated P(interaction), not ranker scores."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
+        if probabilities and self.blend_ is None and self.calibrator_ is None:
+            raise ValueError("probabilities need a calibrator: set ensemble.calibration")
         n = np.atleast_1d(np.asarray(users)).size
         items = np.full((n, k), PAD_IDX, dtype=np.int32)
         scores = np.full((n, k), -np.inf, dtype=np.float32)
         for block in self.ranked_blocks(
             users, exclude_seen=exclude_seen, at=at, histories=histories
         ):
-            rows, slots, top_items, top_scores = _top_per_row(block.candidates, block.scores, k)
+            rows, slots, top_items, top_scores = self._pick(block, k)
             items[block.lo + rows, slots] = top_items
             scores[block.lo + rows, slots] = top_scores
+        if probabilities:
+            finite = np.isfinite(scores)
+            scores[finite] = self._probability(scores[finite])
         return TopK(items, scores)
+
+    def _pick(self, block: RankedBlock, k: int) -> tuple[I64, I64, I32, F32]:
+        """Each request's k best candidates, diversified when the config asks for it."""
+        if self.config.diversity == 0:
+            return _top_per_row(block.candidates, block.scores, k)
+        return diversified_top_per_row(
+            block.candidates,
+            block.scores,
+            k,
+            self.config.diversity,
+            item_categories=self.features_.categories_,
+            similarity=self.config.diversity_similarity,
+            pool_size=max(k, self.config.diversity_pool),
+        )
+
+    def _probability(self, scores: F32) -> F32:
+        if self.blend_ is not None:
+            return sigmoid(scores).astype(np.float32)
+        assert self.calibrator_ is not None
+        return self.calibrator_.predict(scores).astype(np.float32)
 
     def _route(self, label: str, slices: I64) -> npt.NDArray[np.bool_]:
         """Which rows (by slice position) the member runs for."""
@@ -261,7 +305,7 @@ class Ensemble:
         at: I64,
         hist: Histories,
         exclude_seen: bool,
-        ranker: MetaRanker | None,
+        ranker: MetaRanker | Blend | None,
         pass_histories: bool = False,
     ) -> Iterator[RankedBlock]:
         n_items = max(1, builder.timeline_.n_items)
@@ -289,7 +333,12 @@ class Ensemble:
             cands = union(dense, labels, [spec.candidates for spec in specs])
             del dense
             table = builder.build(cands, block_hist, at[lo:hi])
-            scores = ranker.predict(table.values) if ranker is not None else np.zeros(0, np.float32)
+            if isinstance(ranker, Blend):
+                scores = ranker.rank(cands)
+            elif ranker is not None:
+                scores = ranker.predict(table.values)
+            else:
+                scores = np.zeros(0, np.float32)
             yield RankedBlock(lo, cands, table, scores)
 
 

@@ -1,0 +1,151 @@
+"""Ids at the boundary of a saved model: external user / item ids in, external item ids out.
+
+A saved model answers for internal idx; its folder also holds the catalog (the user and item
+IdMaps and the item titles) as `ids.json`, a plain JSON file (no pickle), so that a loaded model
+can be asked for the ids the data came with. Users the model never saw get the model's cold
+answer (the same as for an empty history), never an exception.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from recsemble.data.dataset import Dataset
+from recsemble.data.idmap import IdMap
+from recsemble.errors import DataError
+from recsemble.types import PAD_IDX, TopK
+
+CATALOG_FILE = "ids.json"
+CATALOG_FORMAT = "recsemble.ids"
+CATALOG_VERSION = 1
+#: Idx given to users the model never saw: every member treats it as "no history".
+UNKNOWN_USER_IDX = -1
+
+
+class Recommender(Protocol):
+    """What recommend_ids needs of a model: a fitted generator or ensemble."""
+
+    def recommend(self, users: npt.ArrayLike, k: int, *, exclude_seen: bool = True) -> TopK: ...
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The external ids a model was fitted with, and item titles where the data had them."""
+
+    users: IdMap
+    items: IdMap
+    titles: tuple[str | None, ...] | None = None  # aligned with items; None: no titles at all
+
+    @classmethod
+    def from_dataset(cls, dataset: Dataset) -> Catalog:
+        titles = dataset.item_attributes["title"].to_list()
+        has_titles = any(title is not None for title in titles)
+        return cls(dataset.users, dataset.items, tuple(titles) if has_titles else None)
+
+    def write(self, folder: Path) -> Path:
+        """Write `folder/ids.json`; returns its path."""
+        path = folder / CATALOG_FILE
+        payload = {
+            "format": CATALOG_FORMAT,
+            "version": CATALOG_VERSION,
+            "users": [str(x) for x in self.users.ids],
+            "items": [str(x) for x in self.items.ids],
+            "titles": list(self.titles) if self.titles is not None else None,
+        }
+        path.write_text(json.dumps(payload, ensure_ascii=False), encoding="utf-8")
+        return path
+
+    @classmethod
+    def read(cls, folder: Path, *, n_users: int, n_items: int) -> Catalog:
+        """Read `folder/ids.json`, checking it covers the model's n_users and n_items."""
+        path = folder / CATALOG_FILE
+        payload = _read_json(path)
+        if payload.get("format") != CATALOG_FORMAT or payload.get("version") != CATALOG_VERSION:
+            raise DataError(
+                f"unsupported format {payload.get('format')!r} v{payload.get('version')}",
+                source=str(path),
+            )
+        try:
+            users, items = IdMap(payload["users"]), IdMap(payload["items"])
+            titles = payload["titles"]
+        except (KeyError, TypeError) as exc:
+            raise DataError(f"malformed id lists ({exc})", source=str(path)) from None
+        if len(users) != n_users or len(items) != n_items:
+            raise DataError(
+                f"holds {len(users)} users and {len(items)} items; the model has "
+                f"{n_users} and {n_items}",
+                source=str(path),
+            )
+        if titles is not None and len(titles) != n_items:
+            raise DataError(f"{len(titles)} titles for {n_items} items", source=str(path))
+        return cls(users, items, tuple(titles) if titles is not None else None)
+
+
+@dataclass(frozen=True)
+class IdRecommendation:
+    """One user's top-k in external ids, best first."""
+
+    user_id: str
+    known: bool  # False: the model never saw this user and gave its cold answer
+    item_ids: tuple[str, ...]
+    scores: tuple[float, ...]
+    titles: tuple[str | None, ...] | None
+
+
+def user_idx(catalog: Catalog, user_ids: Sequence[str]) -> npt.NDArray[np.int32]:
+    """Idx of each external user id; UNKNOWN_USER_IDX for ids the model never saw."""
+    if not user_ids:
+        return np.zeros(0, np.int32)
+    idx = catalog.users.to_idx([str(u) for u in user_ids], missing="ignore")
+    return np.where(idx >= 0, idx, UNKNOWN_USER_IDX).astype(np.int32)
+
+
+def recommend_for_ids(
+    model: Recommender,
+    catalog: Catalog,
+    user_ids: Sequence[str],
+    k: int,
+    *,
+    exclude_seen: bool = True,
+) -> list[IdRecommendation]:
+    """The model's top-k for each external user id, as external item ids with scores."""
+    idx = user_idx(catalog, user_ids)
+    if idx.size == 0:
+        return []
+    top = model.recommend(idx, k, exclude_seen=exclude_seen)
+    out = []
+    for row, user_id in enumerate(user_ids):
+        keep = top.items[row] != PAD_IDX
+        items = top.items[row][keep]
+        titles = (
+            tuple(catalog.titles[int(i)] for i in items) if catalog.titles is not None else None
+        )
+        out.append(
+            IdRecommendation(
+                user_id=str(user_id),
+                known=bool(idx[row] != UNKNOWN_USER_IDX),
+                item_ids=tuple(str(x) for x in catalog.items.to_ids(items)),
+                scores=tuple(float(s) for s in top.scores[row][keep]),
+                titles=titles,
+            )
+        )
+    return out
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError("file is missing", source=str(path)) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"not valid JSON ({exc})", source=str(path)) from None
+    if not isinstance(payload, dict):
+        raise DataError("expected a JSON object", source=str(path))
+    return payload

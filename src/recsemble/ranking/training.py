@@ -1,0 +1,123 @@
+"""Production training: fit the configured model on the whole prepared data set and save it.
+
+No test split: the ensemble cuts its own validation window(s) from the data to learn the
+ranker, then refits its members on all of it. `fit_model` reports each stage through two
+callbacks, so a command line (or a log) can show progress.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from recsemble.config import RecsembleConfig
+from recsemble.data.dataset import Dataset
+from recsemble.errors import ConfigError
+from recsemble.generators import GENERATORS, CandidateGenerator
+from recsemble.ranking.config import MemberConfig
+from recsemble.ranking.ensemble import Ensemble, TrainingSet
+from recsemble.ranking.persistence import Model
+
+ENSEMBLE = "ensemble"
+#: start(description): a stage begins; done(): one step of `training_steps` is complete.
+StageStart = Callable[[str], None]
+StepDone = Callable[[], None]
+
+
+def _ignore_stage(_: str) -> None:
+    pass
+
+
+def _ignore_step() -> None:
+    pass
+
+
+def load_prepared(config: RecsembleConfig) -> Dataset:
+    """The configured data set, prepared by the protocol's rules, not split."""
+    from recsemble.data.loaders import load_dataset
+    from recsemble.evaluation.protocol import prepare
+
+    data = config.data
+    raw = load_dataset(
+        data.dataset,
+        data_dir=data.data_dir,
+        event_weights=data.event_weights,
+        columns=data.columns or None,
+    )
+    return prepare(
+        raw,
+        min_user_interactions=config.protocol.min_user_interactions,
+        min_value=data.min_value,
+    )
+
+
+def check_model_name(name: str) -> None:
+    known = [ENSEMBLE, *GENERATORS]
+    if name not in known:
+        raise ConfigError(f"unknown model {name!r}; choose from {', '.join(known)}")
+
+
+def training_steps(config: RecsembleConfig, name: str) -> int:
+    """Steps `fit_model` reports: for the ensemble, every member fit per validation fold and
+    in the final refit, one training set per fold, and the ranker; one for a generator."""
+    if name != ENSEMBLE:
+        return 1
+    folds = config.ensemble.validation_folds
+    members = len(Ensemble(config.ensemble).serving_members)
+    return (folds + 1) * members + folds + 1
+
+
+def fit_model(
+    config: RecsembleConfig,
+    name: str,
+    dataset: Dataset,
+    start: StageStart = _ignore_stage,
+    done: StepDone = _ignore_step,
+) -> Model:
+    """Fit the ensemble (name "ensemble") or one configured generator on all of `dataset`."""
+    check_model_name(name)
+    if name == ENSEMBLE:
+        return _ReportingEnsemble(config, start, done).fit(dataset)
+    start(f"fit {name}")
+    generator: CandidateGenerator = GENERATORS[name](config.model_config_for(name))
+    generator.fit(dataset)
+    done()
+    return generator
+
+
+class _ReportingEnsemble(Ensemble):
+    """An Ensemble whose fit announces each stage (Ensemble.fit takes no progress callback)."""
+
+    def __init__(self, config: RecsembleConfig, start: StageStart, done: StepDone) -> None:
+        super().__init__(config.ensemble, config.models, protocol=config.protocol.name)
+        self._start, self._done = start, done
+        self._member_rounds = 0
+        self._training_sets = 0
+
+    def fit_members(
+        self, dataset: Dataset, specs: list[MemberConfig]
+    ) -> dict[str, CandidateGenerator]:
+        folds = self.config.validation_folds
+        final = self._member_rounds >= folds
+        if final:
+            self._done()  # the ranker has been trained: the refit on all data comes next
+        stage = "refit on all data" if final else f"fold {self._member_rounds + 1}/{folds}"
+        self._member_rounds += 1
+        out: dict[str, CandidateGenerator] = {}
+        for spec in specs:
+            self._start(f"{stage}: fit {spec.label}")
+            out |= super().fit_members(dataset, [spec])
+            self._done()
+        if not final:
+            self._start(f"{stage}: candidates and features")
+        return out
+
+    def training_set(
+        self, inner: Any, members: dict[str, CandidateGenerator], specs: list[MemberConfig]
+    ) -> TrainingSet:
+        out = super().training_set(inner, members, specs)
+        self._training_sets += 1
+        self._done()
+        if self._training_sets == self.config.validation_folds:
+            self._start("training the ranker")
+        return out

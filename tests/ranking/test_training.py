@@ -1,0 +1,55 @@
+"""Production training: progress reporting does not change what the ensemble learns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recsemble.config import RecsembleConfig
+from recsemble.data.dataset import Dataset
+from recsemble.errors import ConfigError
+from recsemble.ranking import Ensemble
+from recsemble.ranking.training import fit_model, training_steps
+
+CONFIG = RecsembleConfig.model_validate(
+    {
+        "models": {"itemknn": {"neighbors": 20}},
+        "ensemble": {
+            "members": [
+                {"model": "pop"},
+                {"model": "itemknn", "candidates": 30},
+                {"model": "covisit", "candidates": 50},
+            ],
+            "validation_folds": 2,
+            "ranker": {"kind": "logistic"},
+        },
+    }
+)
+
+
+def test_fit_model_reports_every_step_and_learns_what_fit_learns(small_data: Dataset) -> None:
+    stages: list[str] = []
+    steps = [0]
+
+    def done() -> None:
+        steps[0] += 1
+
+    reported = fit_model(CONFIG, "ensemble", small_data, start=stages.append, done=done)
+    assert steps[0] == training_steps(CONFIG, "ensemble") == 3 * 3 + 2 + 1
+    assert stages[0] == "fold 1/2: fit pop"
+    assert "training the ranker" in stages
+    assert stages[-1] == "refit on all data: fit covisit"
+    assert isinstance(reported, Ensemble)
+    plain = Ensemble(CONFIG.ensemble, CONFIG.models, protocol=CONFIG.protocol.name).fit(small_data)
+    users = np.arange(-1, small_data.n_users + 1)
+    left, right = reported.recommend(users, 10), plain.recommend(users, 10)
+    np.testing.assert_array_equal(left.items, right.items)
+    np.testing.assert_array_equal(left.scores, right.scores)
+    assert list(reported.fit_seconds_) == list(plain.fit_seconds_)
+
+
+def test_fit_model_trains_one_generator(small_data: Dataset) -> None:
+    model = fit_model(CONFIG, "itemknn", small_data)
+    assert model.name == "itemknn" and training_steps(CONFIG, "itemknn") == 1
+    with pytest.raises(ConfigError, match="unknown model"):
+        fit_model(CONFIG, "no-such-model", small_data)
