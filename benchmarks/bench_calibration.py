@@ -53,7 +53,8 @@ from recsemble.ranking.calibration import (
 )
 from recsemble.ranking.candidates import Candidates
 from recsemble.ranking.diversity import diversified_top_per_row
-from recsemble.ranking.ensemble import Ensemble, _concat, _labels, _top_per_row
+from recsemble.ranking.ensemble import Ensemble, _top_per_row
+from recsemble.ranking.trainingset import _concat, _labels
 from recsemble.types import PAD_IDX
 
 ROOT = Path(__file__).resolve().parents[1]

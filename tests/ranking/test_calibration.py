@@ -18,9 +18,9 @@ from recsemble.ranking.calibration import (
 )
 from recsemble.ranking.candidates import Candidates
 from recsemble.ranking.config import EnsembleConfig, MemberConfig
-from recsemble.ranking.ensemble import TrainingSet
 from recsemble.ranking.features import FeatureTable
 from recsemble.ranking.metaranker import RankerConfig
+from recsemble.ranking.trainingset import TrainingSet
 
 
 def _bernoulli(p: np.ndarray, seed: int = 0) -> np.ndarray:

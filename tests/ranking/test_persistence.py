@@ -84,6 +84,7 @@ def test_round_trip_restores_the_fitted_state(fitted: Ensemble, saved: Path) -> 
     )
     assert list(loaded.members_) == list(fitted.members_)
     assert loaded.routes_ == fitted.routes_
+    assert loaded.direct_ == fitted.direct_
     for key in ("indptr", "items", "timestamps", "weights"):
         np.testing.assert_array_equal(
             getattr(loaded.histories_, key), getattr(fitted.histories_, key)

@@ -20,7 +20,7 @@ from recsemble.ranking.config import EnsembleConfig
 from recsemble.ranking.metaranker import MetaRanker
 
 if TYPE_CHECKING:  # ensemble.py may import this module to calibrate at fit time
-    from recsemble.ranking.ensemble import TrainingSet
+    from recsemble.ranking.trainingset import TrainingSet
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -230,7 +230,7 @@ def out_of_fold_scores(
 ) -> tuple[F64, F64, npt.NDArray[np.int64]]:
     """(raw scores, their uncalibrated probabilities, fold) for every training pair, each from a
     ranker trained as Ensemble.fit trains one, but without the pair's fold of users."""
-    from recsemble.ranking.ensemble import (
+    from recsemble.ranking.trainingset import (
         _groups_with_positives,
         _nonzero_groups,
         _sample_negatives,

@@ -82,6 +82,11 @@ class EnsembleConfig(_Frozen):
     popularity_windows_days: list[float] = Field(
         default_factory=lambda: [0.25, 1.0, 3.0, 7.0, 14.0, 30.0, 90.0, 365.0]
     )
+    # Serve a history slice by one member alone when, on validation (ranker scored out of
+    # fold), that member beat the ranker there over at least routing_min_users requests.
+    routing: bool = True
+    routing_folds: int = Field(2, ge=2, le=10)
+    routing_min_users: int = Field(20, ge=1)
     prune: list[str] = Field(default_factory=list)  # member labels removed from serving
     max_block_cells: int = Field(40_000_000, ge=1_000_000)  # dense member scores held at once
     # What orders the candidates: the tree ranker, or the cheap blend of calibrated members.

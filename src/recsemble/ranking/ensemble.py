@@ -20,7 +20,7 @@ import scipy.sparse as sp
 
 from recsemble.data.dataset import Dataset
 from recsemble.errors import NotFittedError
-from recsemble.evaluation.slices import HISTORY_SLICES, history_slice_labels
+from recsemble.evaluation.slices import HISTORY_SLICES
 from recsemble.generators import GENERATORS, CandidateGenerator
 from recsemble.generators.history import Histories
 from recsemble.ranking.blend import Blend
@@ -30,6 +30,18 @@ from recsemble.ranking.config import EnsembleConfig, MemberConfig, ViewConfig
 from recsemble.ranking.diversity import diversified_top_per_row
 from recsemble.ranking.features import FeatureBuilder, FeatureTable
 from recsemble.ranking.metaranker import MetaRanker
+from recsemble.ranking.routing import direct_routes, slice_board
+from recsemble.ranking.trainingset import (
+    TrainingSet,
+    _concat,
+    _groups_with_positives,
+    _labels,
+    _nonzero_groups,
+    _routes,
+    _sample_negatives,
+    _slice_positions,
+    _stack_training,
+)
 from recsemble.types import PAD_IDX, TopK
 
 I32 = npt.NDArray[np.int32]
@@ -46,18 +58,6 @@ class RankedBlock:
     candidates: Candidates
     features: FeatureTable
     scores: F32
-
-
-@dataclass(frozen=True)
-class TrainingSet:
-    """What the ranker learned from: validation candidates, features and targets."""
-
-    candidates: Candidates
-    features: FeatureTable
-    labels: npt.NDArray[np.int8]
-    users: I32
-    history_lengths: I64  # per request row: events in the user's history
-    n_targets: int  # validation (user, item) targets, reachable or not
 
 
 def apply_view(dataset: Dataset, view: ViewConfig | None) -> Dataset:
@@ -137,6 +137,9 @@ class Ensemble:
             self.training_.labels[keep],
             _nonzero_groups(train),
         )
+        self.direct_: dict[str, str] = {}
+        if self.config.routing and self.config.scorer == "ranker":
+            self._learn_direct_routes()
         self.calibrator_ = self.blend_ = None
         if self.config.scorer == "blend":  # a logistic blend is its own probability
             self.blend_ = Blend().fit(self.training_.candidates, self.training_.labels)
@@ -152,6 +155,29 @@ class Ensemble:
         ts = dataset.column("timestamp")
         self.now_ = int(ts.max()) if ts.size else 0
         return self
+
+    def _learn_direct_routes(self) -> None:
+        """Serve a slice by one member alone where it beat the ranker (out of fold) on
+        validation; only that member then runs for the slice."""
+        from recsemble.ranking.calibration import out_of_fold_scores
+
+        training = self.training_
+        if training.target_counts is None:
+            return
+        oof, _, _ = out_of_fold_scores(training, self.config, self.config.routing_folds)
+        self.slice_board_ = slice_board(
+            training.candidates.rows,
+            training.labels,
+            training.target_counts,
+            training.history_lengths,
+            oof,
+            training.candidates.ranks,
+            list(training.candidates.members),
+        )
+        self.direct_ = direct_routes(self.slice_board_, self.config.routing_min_users)
+        assert self.routes_ is not None
+        for slice_name, member in self.direct_.items():
+            self.routes_[slice_name] = [member]
 
     def _feature_builder(self) -> FeatureBuilder:
         return FeatureBuilder(tuple(self.config.popularity_windows_days))
@@ -174,8 +200,15 @@ class Ensemble:
         names = blocks[0].features.names if blocks else builder.feature_names(())
         truth = sp.csr_array(inner.test.user_item_matrix("binary")[users])
         labels = _labels(cands, truth)
+        targets = np.diff(truth.indptr).astype(np.int64)
         return TrainingSet(
-            cands, FeatureTable(values, names), labels, users, hist.lengths, int(truth.nnz)
+            cands,
+            FeatureTable(values, names),
+            labels,
+            users,
+            hist.lengths,
+            int(truth.nnz),
+            targets,
         )
 
     # -- answering -------------------------------------------------------------------------
@@ -339,45 +372,18 @@ class Ensemble:
                 scores = ranker.predict(table.values)
             else:
                 scores = np.zeros(0, np.float32)
+            if ranker is not None and getattr(self, "direct_", None):
+                scores = self._direct_scores(cands, slices, scores)
             yield RankedBlock(lo, cands, table, scores)
 
-
-def _slice_positions(lengths: npt.ArrayLike) -> I64:
-    """Position of each history length's slice in HISTORY_SLICES."""
-    labels = history_slice_labels(np.asarray(lengths, dtype=np.int64))
-    position = {name: pos for pos, name in enumerate(HISTORY_SLICES)}
-    return np.array([position[str(label)] for label in labels], dtype=np.int64)
-
-
-def _routes(training: TrainingSet, labels: list[str]) -> dict[str, list[str]]:
-    """Slice -> the members worth running there: those that proposed anything for validation
-    requests of that slice (e.g. no factor model for users without history). A slice the
-    validation window never saw runs every member."""
-    slice_of_row = _slice_positions(training.history_lengths)
-    proposed = np.isfinite(training.candidates.ranks)
-    routes = {}
-    for pos, name in enumerate(HISTORY_SLICES):
-        in_slice = slice_of_row[training.candidates.rows] == pos
-        if not np.any(slice_of_row == pos):
-            routes[name] = list(labels)
-            continue
-        counts = proposed[in_slice].sum(axis=0)
-        routes[name] = [label for label, n in zip(labels, counts, strict=True) if n > 0]
-    return routes
-
-
-def _stack_training(folds: list[TrainingSet]) -> TrainingSet:
-    """The folds' pairs together, each fold's requests numbered after the previous ones'."""
-    offsets = np.cumsum([0] + [f.candidates.n_rows for f in folds[:-1]]).tolist()
-    n_rows = sum(f.candidates.n_rows for f in folds)
-    return TrainingSet(
-        _concat([f.candidates for f in folds], offsets, n_rows),
-        FeatureTable(np.concatenate([f.features.values for f in folds]), folds[0].features.names),
-        np.concatenate([f.labels for f in folds]),
-        np.concatenate([f.users for f in folds]),
-        np.concatenate([f.history_lengths for f in folds]),
-        sum(f.n_targets for f in folds),
-    )
+    def _direct_scores(self, cands: Candidates, slices: I64, scores: F32) -> F32:
+        """Rows of a directly routed slice take that member's own order (-inf: not proposed)."""
+        out = scores.copy()
+        for slice_name, member in self.direct_.items():
+            rows = slices[cands.rows] == HISTORY_SLICES.index(slice_name)
+            ranks = cands.ranks[rows, cands.members.index(member)]
+            out[rows] = np.where(np.isfinite(ranks), -ranks, -np.inf)
+        return out
 
 
 def _mask(block: F32, seen: sp.csr_array) -> None:
@@ -387,64 +393,9 @@ def _mask(block: F32, seen: sp.csr_array) -> None:
 
 def _top_per_row(cands: Candidates, scores: F32, k: int) -> tuple[I64, I64, I32, F32]:
     """(row, slot, item, score) of each row's k best candidates; ties go to the lower item."""
-    order = np.lexsort((cands.items, -scores, cands.rows))
+    usable = np.flatnonzero(np.isfinite(scores))  # -inf: routed away from this candidate
+    order = usable[np.lexsort((cands.items[usable], -scores[usable], cands.rows[usable]))]
     rows = cands.rows[order]
     slot = np.arange(rows.size) - np.searchsorted(rows, rows)
     keep = slot < k
     return rows[keep], slot[keep], cands.items[order][keep], scores[order][keep]
-
-
-def _concat(parts: list[Candidates], offsets: list[int], n_rows: int) -> Candidates:
-    if not parts:
-        empty = np.zeros((0, 0), np.float32)
-        return Candidates(np.zeros(0, np.int64), np.zeros(0, np.int32), empty, empty, empty, (), 0)
-    return Candidates(
-        np.concatenate([p.rows + off for p, off in zip(parts, offsets, strict=True)]),
-        np.concatenate([p.items for p in parts]),
-        np.concatenate([p.scores for p in parts]),
-        np.concatenate([p.ranks for p in parts]),
-        np.concatenate([p.zscores for p in parts]),
-        parts[0].members,
-        n_rows,
-    )
-
-
-def _labels(cands: Candidates, truth: sp.csr_array) -> npt.NDArray[np.int8]:
-    """1 where the candidate is one of its user's targets (truth rows = request rows)."""
-    n_items = np.int64(truth.shape[1])
-    truth_rows = np.repeat(np.arange(truth.shape[0], dtype=np.int64), np.diff(truth.indptr))
-    truth_keys = np.sort(truth_rows * n_items + truth.indices)
-    keys = cands.rows * n_items + cands.items
-    return np.isin(keys, truth_keys).astype(np.int8)
-
-
-def _groups_with_positives(training: TrainingSet) -> npt.NDArray[np.bool_]:
-    """Pairs of users with at least one reachable target: others teach a ranker nothing."""
-    rows = training.candidates.rows
-    hits = np.bincount(rows, weights=training.labels, minlength=training.candidates.n_rows)
-    mask: npt.NDArray[np.bool_] = hits[rows] > 0
-    return mask
-
-
-def _sample_negatives(
-    training: TrainingSet, per_user: int | None, seed: int
-) -> npt.NDArray[np.bool_]:
-    """Every positive and at most `per_user` random negatives per request: the ranker learns
-    as well from a sample of the easy negatives and trains several times faster."""
-    labels = training.labels
-    if per_user is None:
-        return np.ones(labels.size, dtype=bool)
-    rows = training.candidates.rows
-    noise = np.random.default_rng(seed).random(labels.size)
-    order = np.lexsort((noise, labels, rows))  # per row: negatives first, in random order
-    sorted_rows = rows[order]
-    position = np.arange(order.size) - np.searchsorted(sorted_rows, sorted_rows)
-    keep = np.empty(labels.size, dtype=bool)
-    keep[order] = position < per_user
-    return keep | (labels > 0)
-
-
-def _nonzero_groups(cands: Candidates) -> I64:
-    sizes = cands.group_sizes()
-    out: I64 = sizes[sizes > 0]
-    return out

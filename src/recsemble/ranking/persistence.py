@@ -43,6 +43,7 @@ from recsemble.ranking.ensemble import Ensemble
 from recsemble.ranking.features import FeatureBuilder
 from recsemble.ranking.ids import CATALOG_FILE, Catalog, IdRecommendation, recommend_for_ids
 from recsemble.ranking.metaranker import MetaRanker
+from recsemble.ranking.routing import SliceBoard
 from recsemble.ranking.timeline import ItemTimeline
 
 FORMAT = "recsemble.ensemble"
@@ -118,6 +119,8 @@ def _write_ensemble(ens: Ensemble, folder: Path, catalog: Catalog | None) -> Non
         "fit_seconds": ens.fit_seconds_,
         "members": members,
         "routes": getattr(ens, "routes_", None),  # history slice -> members run there
+        "direct": getattr(ens, "direct_", {}),  # history slice -> the member serving it alone
+        "slice_board": _board_dict(getattr(ens, "slice_board_", None)),
         "ranker": {"kind": ens.ranker_.kind_, "rounds": getattr(ens.ranker_, "rounds_", None)},
         "training": training_summary(ens),
         "files": {
@@ -231,6 +234,10 @@ def _load_ensemble(folder: Path, manifest: dict[str, Any]) -> Ensemble:
         ens.feature_names_ = tuple(str(name) for name in manifest["feature_names"])
         ens.members_ = _load_members(folder, manifest["members"], ens)
         ens.routes_ = _routes(manifest.get("routes"), list(ens.members_))
+        ens.direct_ = _direct(manifest.get("direct") or {}, list(ens.members_))
+        board = manifest.get("slice_board")
+        if board is not None:
+            ens.slice_board_ = SliceBoard(dict(board["ndcg"]), dict(board["users"]))
     except DataError:
         raise
     except (KeyError, TypeError, ValueError, ValidationError) as exc:
@@ -268,6 +275,22 @@ def _load_members(
             )
         members[label] = member
     return members
+
+
+def _board_dict(board: SliceBoard | None) -> dict[str, Any] | None:
+    """The validation leaderboard per slice that routing was decided on (diagnostics)."""
+    return None if board is None else {"ndcg": board.ndcg, "users": board.users}
+
+
+def _direct(direct: Any, labels: list[str]) -> dict[str, str]:
+    """The slices served by one member alone; each must be a slice and a serving member."""
+    if not isinstance(direct, dict):
+        raise ValueError("direct must map history slices to members")
+    out = {str(name): str(member) for name, member in direct.items()}
+    bad = {n: m for n, m in out.items() if n not in HISTORY_SLICES or m not in labels}
+    if bad:
+        raise ValueError(f"direct routes name unknown slices or members: {bad}")
+    return out
 
 
 def _routes(routes: Any, labels: list[str]) -> dict[str, list[str]] | None:

@@ -15,8 +15,9 @@ from recsemble.data.dataset import Dataset
 from recsemble.errors import ConfigError
 from recsemble.generators import GENERATORS, CandidateGenerator
 from recsemble.ranking.config import MemberConfig
-from recsemble.ranking.ensemble import Ensemble, TrainingSet
+from recsemble.ranking.ensemble import Ensemble
 from recsemble.ranking.persistence import Model
+from recsemble.ranking.trainingset import TrainingSet
 
 ENSEMBLE = "ensemble"
 #: start(description): a stage begins; done(): one step of `training_steps` is complete.
