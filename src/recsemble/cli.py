@@ -22,7 +22,10 @@ from rich.progress import (
 from rich.table import Table
 
 from recsemble import config as cfg
+from recsemble.cli_analyze import analyze as analyze_command
 from recsemble.cli_tables import comparison_table, metrics_table
+from recsemble.cli_train import recommend as recommend_command
+from recsemble.cli_train import train as train_command
 from recsemble.errors import ConfigError, RecsembleError
 
 app = typer.Typer(help="recsemble: an ensemble recommender engine.", no_args_is_help=True)
@@ -30,6 +33,9 @@ data_app = typer.Typer(help="Generate and inspect data.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the resolved configuration.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(config_app, name="config")
+app.command("analyze")(analyze_command)  # body in cli_analyze.py
+app.command("train")(train_command)  # body in cli_train.py
+app.command("recommend")(recommend_command)
 
 console = Console()
 if not console.is_terminal:
@@ -354,8 +360,9 @@ def config_show(config_path: ConfigOpt = None, sets: SetOpt = None) -> None:
     with _errors_exit():
         resolved = _resolve(config_path, sets)
         table = Table(title="recsemble configuration")
-        for column in ("key", "value", "source"):
-            table.add_column(column)
+        table.add_column("key")
+        table.add_column("value")
+        table.add_column("source", no_wrap=True)  # a file path stays readable in one piece
         for key, value, source in resolved.rows():
             table.add_row(key, repr(value), source)
         console.print(table)

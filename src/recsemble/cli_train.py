@@ -1,0 +1,145 @@
+"""`recsemble train` and `recsemble recommend`: fit a model on all the data, save it, ask it.
+
+Registered on the main app by cli.py; the shared helpers (config resolution, progress display,
+error handling) are read from there when a command runs, which keeps imports one-way. The
+work itself is in ranking/training.py (fit) and ranking/persistence.py (save, load, ids).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from recsemble.ranking.ids import IdRecommendation
+    from recsemble.ranking.persistence import Model
+
+_ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML configuration file.", show_default=False)
+]
+_SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a config key: section.key=value (repeatable)."),
+]
+_DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir", help="Where datasets live (default: $RECSEMBLE_DATA).", show_default=False
+    ),
+]
+
+
+def train(
+    dataset: Annotated[
+        str | None, typer.Option(help="A dataset name or a path.", show_default=False)
+    ] = None,
+    data_dir: _DataDirOpt = None,
+    model: Annotated[
+        str, typer.Option("--model", help="'ensemble', or one generator's name to train alone.")
+    ] = "ensemble",
+    out: Annotated[Path, typer.Option(help="Folder to write the trained model to.")] = Path(
+        "out/model"
+    ),
+    config_path: _ConfigOpt = None,
+    sets: _SetOpt = None,
+) -> None:
+    """Fit the configured model on the whole data set (no test split) and save it."""
+    from recsemble.cli import _errors_exit, _progress, _resolve, console, err_console
+    from recsemble.ranking.ids import Catalog
+    from recsemble.ranking.persistence import save_model
+    from recsemble.ranking.training import (
+        check_model_name,
+        fit_model,
+        load_prepared,
+        training_steps,
+    )
+
+    with _errors_exit():
+        check_model_name(model)
+        data_flags = {"data.dataset": dataset, "data.data_dir": str(data_dir) if data_dir else None}
+        config = _resolve(config_path, sets, **data_flags).config
+        with err_console.status(f"loading {config.data.dataset}"):
+            prepared = load_prepared(config)
+        err_console.print(f"{prepared!r}: training {model} on all of it")
+        start = time.perf_counter()
+        with _progress() as bar:
+            task = bar.add_task(model, total=training_steps(config, model))
+            fitted = fit_model(
+                config,
+                model,
+                prepared,
+                start=lambda text: bar.update(task, description=text),
+                done=lambda: bar.advance(task),
+            )
+            bar.update(task, description=f"{model} fitted")
+        fit_seconds = time.perf_counter() - start
+        with err_console.status(f"saving to {out}"):
+            folder = save_model(fitted, out, Catalog.from_dataset(prepared))
+        console.print(_summary_table(fitted, fit_seconds, folder))
+
+
+def _summary_table(model: Model, fit_seconds: float, folder: Path) -> Table:
+    from recsemble.ranking.ensemble import Ensemble
+    from recsemble.ranking.persistence import folder_size, training_summary
+
+    table = Table(title=f"trained {model.name}", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    if isinstance(model, Ensemble):
+        for label, seconds in model.fit_seconds_.items():
+            table.add_row(f"member {label}", f"fit {seconds:.2f} s (refit on all data)")
+        training = training_summary(model) or {}
+        table.add_row(
+            "ranker training",
+            f"{training.get('pairs', 0):,} pairs, {training.get('positives', 0):,} positives, "
+            f"{training.get('requests', 0):,} requests",
+        )
+        rounds = getattr(model.ranker_, "rounds_", None)
+        kind = model.ranker_.kind_ + (f", {rounds} rounds" if rounds else "")
+        table.add_row("ranker", kind)
+    table.add_row("fit wall time", f"{fit_seconds:.1f} s")
+    table.add_row("saved to", str(folder))
+    table.add_row("size on disk", f"{folder_size(folder) / 1e6:.1f} MB")
+    return table
+
+
+def recommend(
+    user: Annotated[
+        list[str], typer.Option("--user", help="External user id (repeatable).", show_default=False)
+    ],
+    model_dir: Annotated[
+        Path, typer.Option("--model", help="Folder written by `recsemble train`.")
+    ] = Path("out/model"),
+    k: Annotated[int, typer.Option("--k", min=1, help="Items per user.")] = 10,
+    include_seen: Annotated[
+        bool, typer.Option(help="Allow items the user already interacted with.")
+    ] = False,
+) -> None:
+    """Top-k items of a trained model for the given users, with external ids (and titles)."""
+    from recsemble.cli import _errors_exit, console, err_console
+    from recsemble.ranking.persistence import load_model, recommend_ids
+
+    with _errors_exit():
+        start = time.perf_counter()
+        loaded = load_model(model_dir)
+        err_console.print(f"loaded {model_dir} in {time.perf_counter() - start:.2f} s")
+        for answer in recommend_ids(loaded, user, k, exclude_seen=not include_seen):
+            console.print(_answer_table(answer))
+
+
+def _answer_table(answer: IdRecommendation) -> Table:
+    note = "" if answer.known else " (unknown user: cold-start answer)"
+    table = Table(title=f"user {answer.user_id}{note}")
+    table.add_column("rank", justify="right")
+    table.add_column("item")
+    if answer.titles is not None:
+        table.add_column("title")
+    table.add_column("score", justify="right")
+    for rank, item in enumerate(answer.item_ids):
+        title = [answer.titles[rank] or ""] if answer.titles is not None else []
+        table.add_row(str(rank + 1), item, *title, f"{answer.scores[rank]:.4f}")
+    return table

@@ -1,0 +1,112 @@
+"""`recsemble train` and `recsemble recommend` end to end on a small synthetic folder."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from recsemble.cli import app
+
+runner = CliRunner()
+
+TINY_ENSEMBLE = """
+[ensemble]
+validation_folds = 1
+members = [
+  {model = "pop"},
+  {model = "itemknn", candidates = 30},
+  {model = "ease-recent", view = {window_days = 60}},
+  {model = "covisit", candidates = 50},
+]
+[ensemble.ranker]
+kind = "logistic"
+"""
+
+
+def _run(*args: str) -> str:
+    result = runner.invoke(app, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _fail(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 2, result.output
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("train")
+    _run(
+        "data", "synth", "--out", str(root / "data"), "--users", "300", "--items", "120",
+        "--interactions", "9000",
+    )  # fmt: skip
+    (root / "tiny.toml").write_text(TINY_ENSEMBLE)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(synth: Path) -> tuple[Path, str]:
+    out = synth / "model"
+    output = _run(
+        "train", "--dataset", str(synth / "data"), "--config", str(synth / "tiny.toml"),
+        "--out", str(out),
+    )  # fmt: skip
+    return out, output
+
+
+def _listed_items(output: str) -> list[str]:
+    return re.findall(r"│\s+\d+ │ (i\d+) ", output)
+
+
+def test_train_writes_a_loadable_ensemble_and_prints_a_summary(trained: tuple[Path, str]) -> None:
+    out, output = trained
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["format"] == "recsemble.ensemble"
+    labels = [m["label"] for m in manifest["members"]]
+    assert labels == ["pop", "itemknn", "ease-recent@60d", "covisit"]
+    for label in labels:
+        assert f"member {label}" in output
+    assert f"{manifest['training']['pairs']:,} pairs" in output
+    assert "logistic" in output and "size on disk" in output and str(out) in output
+    ids = json.loads((out / "ids.json").read_text())
+    assert len(ids["users"]) == manifest["n_users"] and len(ids["items"]) == manifest["n_items"]
+
+
+def test_recommend_prints_unseen_external_items(synth: Path, trained: tuple[Path, str]) -> None:
+    out, _ = trained
+    user = json.loads((out / "ids.json").read_text())["users"][0]
+    output = _run("recommend", "--model", str(out), "--user", user, "--k", "5")
+    items = _listed_items(output)
+    assert len(items) == 5 and len(set(items)) == 5
+    inter = pl.read_parquet(synth / "data" / "interactions.parquet")
+    seen = set(inter.filter(pl.col("user_id").cast(pl.String) == user)["item_id"].cast(pl.String))
+    assert seen, "the user should have a history"
+    assert not seen & set(items), "recommend listed an item the user already has"
+    assert "title" in output  # synthetic items have titles
+
+
+def test_recommend_answers_unknown_users(trained: tuple[Path, str]) -> None:
+    out, _ = trained
+    output = _run("recommend", "--model", str(out), "--user", "nobody-knows-me", "--k", "3")
+    assert "unknown user" in output
+    assert len(_listed_items(output)) == 3
+
+
+def test_train_a_single_generator(synth: Path) -> None:
+    out = synth / "knn"
+    _run("train", "--dataset", str(synth / "data"), "--model", "itemknn", "--out", str(out))
+    assert json.loads((out / "manifest.json").read_text())["generator"] == "itemknn"
+    user = json.loads((out / "ids.json").read_text())["users"][1]
+    assert len(_listed_items(_run("recommend", "--model", str(out), "--user", user))) == 10
+
+
+def test_errors_are_one_line(synth: Path, tmp_path: Path) -> None:
+    assert "unknown model" in _fail("train", "--dataset", str(synth / "data"), "--model", "nope")
+    assert "manifest.json" in _fail("recommend", "--model", str(tmp_path), "--user", "1")
