@@ -7,12 +7,23 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
+import scipy.sparse as sp
 from pydantic import ValidationError
 
 from recsemble.data.dataset import Dataset
 from recsemble.generators import GENERATORS, CandidateGenerator
 from recsemble.generators.history import Histories
-from recsemble.generators.knn import ItemKNN, ItemKNNRecent, UserKNN
+from recsemble.generators.knn import (
+    ItemKNN,
+    ItemKNNConfig,
+    ItemKNNRecent,
+    UserKNN,
+    _binary,
+    _row_sq_norms,
+    _term_stats,
+    _weigh,
+    item_similarities,
+)
 
 # Users u100..u103, items i900..i903 (disjoint id ranges). Item columns over users:
 # i900 = {u100, u101}, i901 = {u100, u101, u102}, i902 = {u101, u102}, i903 = {u103}.
@@ -129,6 +140,61 @@ def test_top_neighbour_pruning(toy: Dataset) -> None:
     source = _sim(ItemKNN(weighting="none", shrink=0.0, neighbors=1, prune="source").fit(toy), toy)
     assert np.count_nonzero(source, axis=1).tolist() == [1, 1, 1, 0]
     assert source[0, 1] == pytest.approx(COS_01) and source[0, 2] == 0.0
+
+
+def test_pruning_ties_go_to_the_lower_item() -> None:
+    # c shares one user with a and one with b: sim(c, a) == sim(c, b) exactly.
+    data = _data([("u1", "a", 1), ("u1", "c", 2), ("u2", "b", 1), ("u2", "c", 2)])
+    a, b, c = _idx(data, "a", "b", "c")
+    lower, upper = min(a, b), max(a, b)
+    for prune in ("target", "source"):
+        model = ItemKNN(weighting="none", neighbors=1, prune=prune).fit(data)
+        sim = model.similarity_.toarray()
+        kept = sim[:, c] if prune == "target" else sim[c, :]  # c's neighbour list
+        assert kept[lower] > 0 and kept[upper] == 0, prune
+
+
+def _pruned_by_sorting(train: sp.csr_array, config: ItemKNNConfig) -> np.ndarray:
+    """item_similarities the slow way: every pair's similarity (the same float32 operations),
+    then each candidate's (target) or history item's (source) best `neighbors`, ties to the
+    lower item idx."""
+    docs = sp.csr_array(train.T).astype(np.float32)
+    weighted = _weigh(docs, _term_stats(docs, config.weighting), config)
+    sq = _row_sq_norms(weighted)
+    a = config.alpha if config.prune == "source" else 1.0 - config.alpha
+    dots = sp.csr_array(weighted @ weighted.T)
+    den = np.repeat((sq**a).astype(np.float32), np.diff(dots.indptr))
+    den *= (sq ** (1.0 - a)).astype(np.float32)[dots.indices]
+    den += np.float32(config.shrink)
+    sims = sp.csr_array((dots.data / den, dots.indices, dots.indptr), dots.shape).toarray()
+    support = (_binary(docs) @ _binary(docs).T).toarray()
+    sims[support < config.min_support] = 0.0
+    np.fill_diagonal(sims, 0.0)
+    out = np.zeros_like(sims)
+    for row in range(sims.shape[0]):
+        best = np.lexsort((np.arange(sims.shape[1]), -sims[row]))[: config.neighbors]
+        best = best[sims[row, best] > 0]
+        out[row, best] = sims[row, best]
+    return out.T if config.prune == "target" else out
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"neighbors": 3},
+        {"neighbors": 2, "weighting": "none", "shrink": 0.0},
+        {"neighbors": 4, "weighting": "bm25", "prune": "source", "alpha": 0.3},
+        {"neighbors": 3, "min_support": 2, "alpha": 0.8},
+    ],
+)
+def test_item_similarities_equal_a_full_sort(config: dict[str, Any]) -> None:
+    rng = np.random.default_rng(len(config))
+    # Few users and many one-user items: many equal similarities, also at the cut.
+    train = sp.random_array((12, 40), density=0.15, rng=rng, format="csr", dtype=np.float32)
+    train.data[:] = 1.0
+    cfg = ItemKNNConfig(**config)
+    got = item_similarities(sp.csr_array(train), cfg).toarray()
+    np.testing.assert_array_equal(got, _pruned_by_sorting(sp.csr_array(train), cfg))
 
 
 def test_similar_items(toy: Dataset) -> None:

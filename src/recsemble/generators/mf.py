@@ -14,6 +14,7 @@ iALS 0.225 / 0.129 and BPR 0.225 / 0.136 with half_life_events=3; without recenc
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any, ClassVar
 
 import numpy as np
@@ -22,7 +23,7 @@ import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 from implicit.cpu.bpr import BayesianPersonalizedRanking
 from pydantic import Field
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from recsemble.data.dataset import Dataset
 from recsemble.generators.base import CandidateGenerator
@@ -59,9 +60,22 @@ class BPRConfig(RecencyConfig):
     alpha: float = Field(30.0, ge=0)
 
 
+@cache
+def _thread_pools() -> ThreadpoolController:
+    """The loaded thread pools, found once: threadpool_limits() rescans every loaded library on
+    each call (milliseconds, at every fit and every scored block)."""
+    return ThreadpoolController()
+
+
+def _one_blas_thread() -> Any:
+    """A context with BLAS on one thread: implicit parallelises over users itself, and warns
+    about (and is slowed by) BLAS threads."""
+    return _thread_pools().limit(limits=1, user_api="blas")
+
+
 def _fold_in_solver(item_factors: npt.NDArray[np.float32], regularization: float) -> Any:
     """An implicit ALS model holding fixed item factors, for its exact per-user solves."""
-    with threadpool_limits(1, "blas"):  # implicit warns about (and is slowed by) BLAS threads
+    with _one_blas_thread():
         solver = AlternatingLeastSquares(
             factors=item_factors.shape[1], regularization=regularization, alpha=1.0
         )
@@ -83,7 +97,7 @@ def fold_in(profile: sp.csr_array, solver: Any, alpha: float) -> npt.NDArray[np.
     conf.data = 1.0 + alpha * conf.data
     # implicit's recalculate_user: a Cholesky solve per user in native, multi-threaded code
     # (about 10x faster than batched numpy for 64-128 factors), exact against the given Y.
-    with threadpool_limits(1, "blas"):
+    with _one_blas_thread():
         factors = solver.recalculate_user(np.arange(n_rows), conf)
     return np.asarray(factors, dtype=np.float32).reshape(n_rows, width)
 
@@ -98,8 +112,7 @@ class _MatrixFactorization(CandidateGenerator):
         if x.nnz == 0 or x.shape[1] == 0:  # nothing to learn: zero factors, empty answers
             self._set_item_factors(np.zeros((x.shape[1], self._width()), dtype=np.float32))
             return
-        # implicit asks for one BLAS thread: it parallelises over users itself.
-        with threadpool_limits(1, "blas"):
+        with _one_blas_thread():
             model = self._implicit_model()
             model.fit(sp.csr_matrix(self._training_matrix(x)), show_progress=False)
         self._set_item_factors(model.item_factors)
