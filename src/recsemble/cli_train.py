@@ -49,14 +49,10 @@ def train(
 ) -> None:
     """Fit the configured model on the whole data set (no test split) and save it."""
     from recsemble.cli import _errors_exit, _progress, _resolve, console, err_console
+    from recsemble.evaluation.workflow import load_prepared
     from recsemble.ranking.ids import Catalog
     from recsemble.ranking.persistence import save_model
-    from recsemble.ranking.training import (
-        check_model_name,
-        fit_model,
-        load_prepared,
-        training_steps,
-    )
+    from recsemble.ranking.training import check_model_name, fit_model, training_steps
 
     with _errors_exit():
         check_model_name(model)

@@ -44,7 +44,8 @@ def build_models(config: RecsembleConfig) -> dict[str, Model]:
     return {name: build_model(config, name) for name in ordered}
 
 
-def load_and_split(config: RecsembleConfig) -> tuple[Dataset, Split]:
+def load_prepared(config: RecsembleConfig) -> Dataset:
+    """The configured data set, prepared by the protocol's rules, not split."""
     from recsemble.data.loaders import load_dataset
 
     data = config.data
@@ -54,11 +55,15 @@ def load_and_split(config: RecsembleConfig) -> tuple[Dataset, Split]:
         event_weights=data.event_weights,
         columns=data.columns or None,
     )
-    prepared = prepare(
+    return prepare(
         raw,
         min_user_interactions=config.protocol.min_user_interactions,
         min_value=data.min_value,
     )
+
+
+def load_and_split(config: RecsembleConfig) -> tuple[Dataset, Split]:
+    prepared = load_prepared(config)
     return prepared, split(prepared, config.protocol.name, config.protocol.test_fraction)
 
 

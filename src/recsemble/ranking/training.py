@@ -33,25 +33,6 @@ def _ignore_step() -> None:
     pass
 
 
-def load_prepared(config: RecsembleConfig) -> Dataset:
-    """The configured data set, prepared by the protocol's rules, not split."""
-    from recsemble.data.loaders import load_dataset
-    from recsemble.evaluation.protocol import prepare
-
-    data = config.data
-    raw = load_dataset(
-        data.dataset,
-        data_dir=data.data_dir,
-        event_weights=data.event_weights,
-        columns=data.columns or None,
-    )
-    return prepare(
-        raw,
-        min_user_interactions=config.protocol.min_user_interactions,
-        min_value=data.min_value,
-    )
-
-
 def check_model_name(name: str) -> None:
     known = [ENSEMBLE, *GENERATORS]
     if name not in known:
