@@ -143,9 +143,10 @@ class Histories:
         data = np.ones_like(self.weights) if binary else self.weights.copy()
         if factors is not None:
             data = data * np.asarray(factors, dtype=np.float32)
-        mat = sp.coo_array(
-            (data, (self.row_of_event, self.items)), shape=(self.n_rows, self.n_items)
-        ).tocsr()
+        # The events are already laid out row by row: build the CSR directly (no COO pass).
+        mat = sp.csr_array(
+            (data, self.items.copy(), self.indptr.copy()), shape=(self.n_rows, self.n_items)
+        )
         mat.sum_duplicates()
         if binary and factors is None:
             mat.data[:] = 1.0

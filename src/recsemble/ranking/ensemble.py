@@ -355,12 +355,12 @@ class Ensemble:
                     users[lo:hi],
                     at[lo:hi],
                     block_hist if pass_histories else None,
-                    exclude_seen,
+                    False,  # seen items are masked once below, for all members
                 )
                 for label in labels
             ]
-            if exclude_seen and not pass_histories:
-                seen = block_hist.seen_matrix()  # a view member saw less: mask all it knows
+            if exclude_seen:  # once for all members (a view member saw less: mask all we know)
+                seen = block_hist.seen_matrix()
                 for block in dense:
                     _mask(block, seen)
             cands = union(dense, labels, [spec.candidates for spec in specs])

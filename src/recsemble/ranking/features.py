@@ -25,6 +25,8 @@ F64 = npt.NDArray[np.float64]
 _DAY = 86_400.0
 #: Recent items that define the user's "current" taste for the category match.
 _RECENT_ITEMS = 5
+#: Up to this many categories (genres), category matches are computed with dense arrays.
+_DENSE_CATEGORIES = 256
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,8 @@ class FeatureBuilder:
     def _category_columns(self, cands: Candidates, histories: Histories) -> list[F64]:
         assert self.categories_ is not None
         cats = self.categories_
+        if cats.shape[1] <= _DENSE_CATEGORIES:
+            return self._dense_category_columns(cands, histories)
         profile_all = _normalise_rows(histories.matrix(binary=True) @ cats)
         recent = _recent_rows(histories, _RECENT_ITEMS)
         profile_recent = _normalise_rows(recent.matrix(binary=True) @ cats)
@@ -130,6 +134,20 @@ class FeatureBuilder:
             _rowwise_dot(profile_all[cands.rows], item_cats),
             _rowwise_dot(profile_recent[cands.rows], item_cats),
         ]
+
+    def _dense_category_columns(self, cands: Candidates, histories: Histories) -> list[F64]:
+        """Same values as the sparse path, with small dense arrays (far less overhead)."""
+        assert self.categories_ is not None
+        dense = getattr(self, "_dense_categories", None)
+        if dense is None:
+            dense = self._dense_categories = self.categories_.toarray().astype(np.float64)
+        item_cats = dense[cands.items]
+        out = []
+        for hist in (histories, _recent_rows(histories, _RECENT_ITEMS)):
+            profile = np.asarray(hist.matrix(binary=True) @ dense)
+            profile /= np.maximum(profile.sum(axis=1, keepdims=True), 1e-12)
+            out.append((profile[cands.rows] * item_cats).sum(axis=1))
+        return out
 
 
 def _normalise_rows(mat: Any) -> sp.csr_array:
