@@ -23,6 +23,7 @@ from rich.table import Table
 
 from recsemble import config as cfg
 from recsemble.cli_analyze import analyze as analyze_command
+from recsemble.cli_options import ConfigOpt, DataDirOpt, SetOpt
 from recsemble.cli_tables import comparison_table, metrics_table
 from recsemble.cli_train import recommend as recommend_command
 from recsemble.cli_train import train as train_command
@@ -41,20 +42,6 @@ console = Console()
 if not console.is_terminal:
     console = Console(width=160)  # pipes and CI logs: wide enough for the metrics table
 err_console = Console(stderr=True)
-
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", "-c", help="TOML configuration file.", show_default=False)
-]
-SetOpt = Annotated[
-    list[str] | None,
-    typer.Option("--set", help="Override a config key: section.key=value (repeatable)."),
-]
-DataDirOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir", help="Where datasets live (default: $RECSEMBLE_DATA).", show_default=False
-    ),
-]
 
 
 @contextmanager

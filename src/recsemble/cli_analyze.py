@@ -18,24 +18,11 @@ import numpy.typing as npt
 import typer
 from rich.table import Table
 
+from recsemble.cli_options import ConfigOpt, DataDirOpt, SetOpt
 from recsemble.config import RecsembleConfig
 
 if TYPE_CHECKING:
     from recsemble.ranking.analysis import EnsembleAnalysis
-
-_ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", "-c", help="TOML configuration file.", show_default=False)
-]
-_SetOpt = Annotated[
-    list[str] | None,
-    typer.Option("--set", help="Override a config key: section.key=value (repeatable)."),
-]
-_DataDirOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir", help="Where datasets live (default: $RECSEMBLE_DATA).", show_default=False
-    ),
-]
 
 
 def analyze(
@@ -43,7 +30,7 @@ def analyze(
         str | None,
         typer.Option(help="A dataset name (e.g. ml-100k) or a path.", show_default=False),
     ] = None,
-    data_dir: _DataDirOpt = None,
+    data_dir: DataDirOpt = None,
     protocol: Annotated[
         str | None, typer.Option(help="temporal-user or temporal-global.", show_default=False)
     ] = None,
@@ -59,8 +46,8 @@ def analyze(
         Path | None,
         typer.Option(help="Write the pruning curve as a PNG here.", show_default=False),
     ] = None,
-    config_path: _ConfigOpt = None,
-    sets: _SetOpt = None,
+    config_path: ConfigOpt = None,
+    sets: SetOpt = None,
 ) -> None:
     """Analyse the ensemble: member overlap, score correlation, unique hits, leave-one-member-out
     and a forward selection curve (chosen on validation) that recommends a pruned member set."""

@@ -14,38 +14,26 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
+from recsemble.cli_options import ConfigOpt, DataDirOpt, SetOpt
+
 if TYPE_CHECKING:
     from recsemble.ranking.ids import IdRecommendation
     from recsemble.ranking.persistence import Model
-
-_ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", "-c", help="TOML configuration file.", show_default=False)
-]
-_SetOpt = Annotated[
-    list[str] | None,
-    typer.Option("--set", help="Override a config key: section.key=value (repeatable)."),
-]
-_DataDirOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir", help="Where datasets live (default: $RECSEMBLE_DATA).", show_default=False
-    ),
-]
 
 
 def train(
     dataset: Annotated[
         str | None, typer.Option(help="A dataset name or a path.", show_default=False)
     ] = None,
-    data_dir: _DataDirOpt = None,
+    data_dir: DataDirOpt = None,
     model: Annotated[
         str, typer.Option("--model", help="'ensemble', or one generator's name to train alone.")
     ] = "ensemble",
     out: Annotated[Path, typer.Option(help="Folder to write the trained model to.")] = Path(
         "out/model"
     ),
-    config_path: _ConfigOpt = None,
-    sets: _SetOpt = None,
+    config_path: ConfigOpt = None,
+    sets: SetOpt = None,
 ) -> None:
     """Fit the configured model on the whole data set (no test split) and save it."""
     from recsemble.cli import _errors_exit, _progress, _resolve, console, err_console
