@@ -66,7 +66,7 @@ class Catalog:
     def read(cls, folder: Path, *, n_users: int, n_items: int) -> Catalog:
         """Read `folder/ids.json`, checking it covers the model's n_users and n_items."""
         path = folder / CATALOG_FILE
-        payload = _read_json(path)
+        payload = read_json_object(path)
         if payload.get("format") != CATALOG_FORMAT or payload.get("version") != CATALOG_VERSION:
             raise DataError(
                 f"unsupported format {payload.get('format')!r} v{payload.get('version')}",
@@ -139,11 +139,12 @@ def recommend_for_ids(
     return out
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json_object(path: Path, missing: str = "file is missing") -> dict[str, Any]:
+    """A JSON object from `path`; a missing, malformed or non-object file is a DataError."""
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise DataError("file is missing", source=str(path)) from None
+        raise DataError(missing, source=str(path)) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"not valid JSON ({exc})", source=str(path)) from None
     if not isinstance(payload, dict):

@@ -41,7 +41,13 @@ from recsemble.ranking.calibration import Calibrator
 from recsemble.ranking.config import EnsembleConfig
 from recsemble.ranking.ensemble import Ensemble
 from recsemble.ranking.features import FeatureBuilder
-from recsemble.ranking.ids import CATALOG_FILE, Catalog, IdRecommendation, recommend_for_ids
+from recsemble.ranking.ids import (
+    CATALOG_FILE,
+    Catalog,
+    IdRecommendation,
+    read_json_object,
+    recommend_for_ids,
+)
 from recsemble.ranking.metaranker import MetaRanker
 from recsemble.ranking.routing import SliceBoard
 from recsemble.ranking.timeline import ItemTimeline
@@ -399,15 +405,7 @@ def _checked_by_member(relative: str) -> bool:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError("no manifest.json: not a saved model", source=str(path)) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"not valid JSON ({exc})", source=str(path)) from None
-    if not isinstance(payload, dict):
-        raise DataError("expected a JSON object", source=str(path))
-    return payload
+    return read_json_object(path, missing=f"no {path.name}: not a saved model")
 
 
 def _read_npz(path: Path) -> Arrays:
