@@ -23,8 +23,9 @@ from rich.table import Table
 
 from recsemble import config as cfg
 from recsemble.cli_analyze import analyze as analyze_command
+from recsemble.cli_evaluate import evaluate as evaluate_command
 from recsemble.cli_options import ConfigOpt, DataDirOpt, SetOpt
-from recsemble.cli_tables import comparison_table, metrics_table
+from recsemble.cli_tables import comparison_table
 from recsemble.cli_train import recommend as recommend_command
 from recsemble.cli_train import train as train_command
 from recsemble.errors import ConfigError, RecsembleError
@@ -37,6 +38,7 @@ app.add_typer(config_app, name="config")
 app.command("analyze")(analyze_command)  # body in cli_analyze.py
 app.command("train")(train_command)  # body in cli_train.py
 app.command("recommend")(recommend_command)
+app.command("evaluate")(evaluate_command)  # body in cli_evaluate.py
 
 console = Console()
 if not console.is_terminal:
@@ -87,73 +89,6 @@ def _ks(values: list[str] | None) -> list[int] | None:
         return sorted({int(part) for value in values for part in value.split(",") if part.strip()})
     except ValueError:
         raise ConfigError(f"--k takes integers, got {values}") from None
-
-
-@app.command()
-def evaluate(
-    dataset: Annotated[
-        str | None,
-        typer.Option(
-            help="ml-100k, ml-latest-small, ml-1m, ml-20m, ml-25m, synthetic, or a path.",
-            show_default=False,
-        ),
-    ] = None,
-    data_dir: DataDirOpt = None,
-    protocol: Annotated[
-        str | None, typer.Option(help="temporal-user or temporal-global.", show_default=False)
-    ] = None,
-    models: Annotated[
-        str | None, typer.Option(help="Comma-separated model names.", show_default=False)
-    ] = None,
-    k: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--k", help="Cut-off(s), e.g. --k 10 --k 20 or --k 10,20.", show_default=False
-        ),
-    ] = None,
-    json_out: Annotated[
-        Path | None, typer.Option("--json", help="Write results.json here.", show_default=False)
-    ] = None,
-    dump: Annotated[
-        Path | None,
-        typer.Option(help="Write train/test/recs CSVs (external ids) here.", show_default=False),
-    ] = None,
-    config_path: ConfigOpt = None,
-    sets: SetOpt = None,
-) -> None:
-    """Evaluate models under the offline protocol; the popularity baseline is always included."""
-    from recsemble.evaluation.workflow import run_evaluation
-
-    with _errors_exit():
-        resolved = _resolve(
-            config_path,
-            sets,
-            **{
-                "data.dataset": dataset,
-                "data.data_dir": str(data_dir) if data_dir else None,
-                "protocol.name": protocol,
-                "evaluate.models": _split_csv(models),
-                "protocol.k": _ks(k),
-            },
-        )
-        with _progress() as bar:
-            tasks: dict[tuple[str, str], TaskID] = {}
-
-            def on_progress(name: str, stage: str, done: int, total: int) -> None:
-                key = (name, stage)
-                if key not in tasks:
-                    tasks[key] = bar.add_task(f"{stage:9s} {name}", total=total)
-                bar.update(tasks[key], completed=done, total=total)
-
-            outcome = run_evaluation(resolved.config, on_progress, log=err_console.print)
-        for cutoff in resolved.config.protocol.k:
-            console.print(metrics_table(outcome.results, cutoff))
-        if json_out is not None:
-            outcome.write_json(json_out)
-            console.print(f"results written to {json_out}")
-        if dump is not None:
-            paths = outcome.write_dump(dump)
-            console.print(f"split and lists written to {dump}/ ({len(paths)} files)")
 
 
 @app.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 METRIC_COLUMNS = (
@@ -17,7 +18,11 @@ METRIC_COLUMNS = (
     "novelty",
     "arp",
     "ild",
+    "gini",
+    "calibration_kl",
 )
+#: Shorter headers where the metric's name would widen the table.
+_HEADERS = {"calibration_kl": "cal_kl"}
 
 
 def metrics_table(results: dict[str, Any], k: int) -> Table:
@@ -25,9 +30,9 @@ def metrics_table(results: dict[str, Any], k: int) -> Table:
     table.add_column("model", style="bold")
     present = [m for m in METRIC_COLUMNS if any(f"{m}@{k}" in r for r in results.values())]
     for metric in present:
-        table.add_column(f"{metric}@{k}", justify="right")
+        table.add_column(f"{_HEADERS.get(metric, metric)}@{k}", justify="right")
     for name, entry in results.items():
-        table.add_row(name, *(_fmt(entry.get(f"{m}@{k}")) for m in present))
+        table.add_row(escape(name), *(_fmt(entry.get(f"{m}@{k}")) for m in present))
     return table
 
 
@@ -66,3 +71,33 @@ def comparison_table(
             style=style,
         )
     return table
+
+
+def sweep_table(
+    model: str,
+    stage: str,
+    key: str,
+    rows: list[dict[str, float]],
+    plain: dict[str, Any],
+    k: int,
+) -> Table:
+    """One row per knob value: NDCG and the trade-off metrics, with changes vs the plain model."""
+    title = f"{model} + {stage}: sweep of {key} at k={k} (change vs plain {model})"
+    table = Table(title=escape(title))
+    table.add_column(key, justify="right")
+    metrics = ["ndcg", "ild", "coverage", "novelty", "calibration_kl"]
+    for metric in metrics:
+        table.add_column(f"{_HEADERS.get(metric, metric)}@{k}", justify="right")
+    for row in rows:
+        cells = [f"{row['value']:g}"]
+        for metric in metrics:
+            base = plain.get(f"{metric}@{k}")
+            cells.append(f"{_fmt(row[metric])} ({_relative(row[metric], base)})")
+        table.add_row(*cells)
+    return table
+
+
+def _relative(value: float, base: Any) -> str:
+    if base is None or base != base or value != value or base == 0:
+        return "-"
+    return f"{(value - base) / abs(base):+.1%}"

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from recsemble.errors import ConfigError
 from recsemble.generators import GENERATORS
 from recsemble.ranking.config import EnsembleConfig
+from recsemble.rerank.config import RerankConfig, check_stage_names
 
 #: Names `evaluate.models` accepts beside the generators.
 COMPOSITE_MODELS = ("ensemble",)
@@ -51,6 +52,10 @@ class ProtocolConfig(_Section):
 class EvaluateConfig(_Section):
     models: list[str] = Field(default_factory=lambda: ["pop", "pop-trending"])
     baseline: str = "pop"
+    # Re-ranking stages applied to every model in `models`, reported as "<model>+<stages>".
+    rerank: list[str] = Field(default_factory=list)
+    # Knob sweeps such as "rerank.mmr.lambda=0:1:0.1" (start:stop:step or a,b,c).
+    sweep: list[str] = Field(default_factory=list)
 
 
 class RecsembleConfig(_Section):
@@ -59,6 +64,7 @@ class RecsembleConfig(_Section):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     models: dict[str, dict[str, Any]] = Field(default_factory=dict)
     ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
+    rerank: RerankConfig = Field(default_factory=RerankConfig)
 
     def model_config_for(self, name: str) -> Any:
         """The validated config object of generator `name`."""
@@ -75,7 +81,7 @@ class ResolvedConfig:
 
     def rows(self) -> list[tuple[str, Any, Source]]:
         """(dotted key, value, source) for every leaf, sorted by key."""
-        flat = _flatten(self.config.model_dump())
+        flat = _flatten(self.config.model_dump(by_alias=True))
         for name in self.config.models:
             flat.update(_flatten(self.config.model_config_for(name).model_dump(), f"models.{name}"))
         return [
@@ -116,6 +122,8 @@ def resolve(
     for name in [*config.evaluate.models, config.evaluate.baseline]:
         if name not in known:
             raise ConfigError(f"evaluate: unknown model {name!r}{_suggest(name, known)}")
+    check_stage_names(config.evaluate.rerank)
+    check_stage_names(config.rerank.stages)
     return ResolvedConfig(config, sources)
 
 
@@ -141,8 +149,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
-def _valid_keys(model: type[BaseModel]) -> list[str]:
-    return list(model.model_fields)
+def _valid_keys(model: type[BaseModel]) -> dict[str, str]:
+    """Key as written in a config (the alias, e.g. "lambda") -> field name."""
+    return {field.alias or name: name for name, field in model.model_fields.items()}
 
 
 def _suggest(key: str, valid: list[str]) -> str:
@@ -163,8 +172,8 @@ def _check_section(
     for key, value in data.items():
         dotted = f"{prefix}{key}"
         if key not in valid:
-            raise ConfigError(f"{where}: unknown key {dotted!r}{_suggest(key, valid)}")
-        annotation = model.model_fields[key].annotation
+            raise ConfigError(f"{where}: unknown key {dotted!r}{_suggest(key, list(valid))}")
+        annotation = model.model_fields[valid[key]].annotation
         if dotted == "models":
             _check_models(value, where)
         elif isinstance(annotation, type) and issubclass(annotation, BaseModel):

@@ -91,6 +91,7 @@ def test_hand_summary(hand: MetricResult) -> None:
         "mrr@3",
         "hit@3",
         "coverage@3",
+        "gini@3",
         "novelty@3",
         "arp@3",
         "ild@3",
@@ -101,6 +102,9 @@ def test_hand_summary(hand: MetricResult) -> None:
     assert summary["coverage@3"] == pytest.approx(0.7)
     # ILD: u3's NaN is left out of the mean.
     assert summary["ild@3"] == pytest.approx((2.5 / 3 + 1 + 7 / 9) / 3)
+    # Exposure counts over the 10 items: three 0s, five 1s, two 2s (9 slots). Sum of |x_i - x_j|
+    # over ordered pairs: 0-1: 30, 0-2: 24, 1-2: 20 -> 74; Gini = 74 / (2 * 10 * 9).
+    assert summary["gini@3"] == pytest.approx(74 / 180)
 
 
 def test_longtail_hits(hand: MetricResult) -> None:

@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from recsemble.evaluation.distribution import calibration_kl, exposure_gini
 from recsemble.types import PAD_IDX
 
 F64 = npt.NDArray[np.float64]
@@ -140,6 +141,7 @@ class MetricResult:
     ild: F64 | None
     n_hits: I64
     n_longtail_hits: I64
+    calibration_kl: F64 | None = None  # with categories and the users' histories only
 
     @property
     def n_users(self) -> int:
@@ -151,6 +153,8 @@ class MetricResult:
         out: dict[str, F64] = {name: getattr(self, name) for name in names}
         if self.ild is not None:
             out["ild"] = self.ild
+        if self.calibration_kl is not None:
+            out["calibration_kl"] = self.calibration_kl
         return out
 
     def subset(self, users: npt.ArrayLike) -> MetricResult:
@@ -177,9 +181,11 @@ class MetricResult:
         values = self.per_user()
         out = {f"{name}@{k}": _nanmean(values[name]) for name in ACCURACY_METRICS}
         out[f"coverage@{k}"] = self.coverage()
+        out[f"gini@{k}"] = exposure_gini(self.top, self.n_items) if self.n_users else math.nan
         out.update({f"{name}@{k}": _nanmean(values[name]) for name in LIST_METRICS})
-        if "ild" in values:
-            out[f"ild@{k}"] = _nanmean(values["ild"])
+        for name in ("ild", "calibration_kl"):
+            if name in values:
+                out[f"{name}@{k}"] = _nanmean(values[name])
         return out
 
 
@@ -195,8 +201,12 @@ def compute_metrics(
     stats: CatalogStats,
     *,
     longtail_share: float = 0.2,
+    history: Any = None,
 ) -> MetricResult:
-    """All protocol metrics at k for `recs` (n_users, K >= k) against binary `truth` (CSR)."""
+    """All protocol metrics at k for `recs` (n_users, K >= k) against binary `truth` (CSR).
+
+    history: users x items train matrix aligned with the rows of recs; with item categories it
+    adds each user's calibration KL (category mix of the list vs of the history)."""
     top = _validated_top(recs, k, stats.n_items)
     rel_csr = _validated_truth(truth, top.shape[0], stats.n_items)
     rel = _relevance(top, rel_csr)
@@ -217,7 +227,19 @@ def compute_metrics(
         ild=None if cats is None else _readonly(_ild(safe, valid, cats), np.float64),
         n_hits=_readonly(rel.sum(axis=1), np.int64),
         n_longtail_hits=_readonly((rel & tail[safe]).sum(axis=1), np.int64),
+        calibration_kl=None
+        if cats is None or history is None
+        else _readonly(
+            calibration_kl(safe, valid, _history(history, top.shape[0]), cats), np.float64
+        ),
     )
+
+
+def _history(history: Any, n_users: int) -> sp.csr_array:
+    csr = sp.csr_array(history)
+    if csr.shape[0] != n_users:
+        raise ValueError(f"history has {csr.shape[0]} rows for {n_users} lists")
+    return csr
 
 
 def _validated_top(recs: npt.ArrayLike, k: int, n_items: int) -> I64:

@@ -117,6 +117,7 @@ def evaluate(
     users = split.evaluated_users
     stats = catalog_stats(split)
     truth = truth_matrix(split, users)
+    history = split.train.user_item_matrix("binary")[users]
     runs: dict[str, ModelRun] = {}
     for name, model in models.items():
         if progress:
@@ -133,7 +134,7 @@ def evaluate(
 
         topk = recommend_for_split(model, split, users, max(ks), report)
         ranked = time.perf_counter()
-        metrics = {k: compute_metrics(topk.items, truth, k, stats) for k in ks}
+        metrics = {k: compute_metrics(topk.items, truth, k, stats, history=history) for k in ks}
         runs[name] = ModelRun(name, topk, metrics, fitted - start, ranked - fitted)
     labels = history_slice_labels(split.train.user_history_lengths[users])
     return Evaluation(split, users, labels, runs, tuple(sorted(set(ks))))

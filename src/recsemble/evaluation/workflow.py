@@ -12,6 +12,7 @@ from recsemble.data.dataset import Dataset
 from recsemble.evaluation.files import write_dump, write_results
 from recsemble.evaluation.protocol import Split, prepare, split
 from recsemble.evaluation.runner import Evaluation, Model, Progress, evaluate, to_results_json
+from recsemble.evaluation.sweep import parse_sweep, reranked_variants
 from recsemble.generators import GENERATORS, CandidateGenerator
 
 
@@ -38,10 +39,18 @@ def build_model(config: RecsembleConfig, name: str) -> Model:
 
 
 def build_models(config: RecsembleConfig) -> dict[str, Model]:
-    """The configured models, the baseline first (it is always evaluated)."""
+    """The configured models, the baseline first (it is always evaluated), then their
+    re-ranked variants (`evaluate.rerank`, `evaluate.sweep`), which reuse the plain fit."""
     names = [config.evaluate.baseline, *config.evaluate.models]
     ordered = list(dict.fromkeys(names))
-    return {name: build_model(config, name) for name in ordered}
+    models: dict[str, Model] = {name: build_model(config, name) for name in ordered}
+    evaluate = config.evaluate
+    if evaluate.rerank or evaluate.sweep:
+        sweeps = [parse_sweep(text, config.rerank) for text in evaluate.sweep]
+        models.update(
+            reranked_variants(models, evaluate.models, evaluate.rerank, sweeps, config.rerank)
+        )
+    return models
 
 
 def load_prepared(config: RecsembleConfig) -> Dataset:
@@ -72,6 +81,7 @@ def run_evaluation(
     progress: Progress | None = None,
     log: Callable[[str], None] | None = None,
 ) -> EvaluationOutcome:
+    models = build_models(config)  # first: a bad sweep or stage fails before loading data
     prepared, the_split = load_and_split(config)
     if log:
         log(
@@ -79,7 +89,6 @@ def run_evaluation(
             f"{the_split.test.n_interactions:,} test, "
             f"{the_split.evaluated_users.size:,} users evaluated"
         )
-    models = build_models(config)
     evaluation = evaluate(the_split, models, config.protocol.k, progress)
     meta = {
         "dataset": config.data.dataset,

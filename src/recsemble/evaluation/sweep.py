@@ -1,0 +1,155 @@
+"""Re-ranking variants for `evaluate`: `--rerank` chains and `--sweep` knob curves.
+
+A sweep such as "rerank.mmr.lambda=0:1:0.1" evaluates the model once per knob value with that
+stage applied, all on one fit of the model (the stages are cheap, the model is not), so the
+curve of NDCG@k against ILD, coverage, novelty and calibration KL shows what each value costs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recsemble.errors import ConfigError
+from recsemble.rerank.config import RERANKERS, RerankConfig, build_stages, check_stage_names
+from recsemble.rerank.reranked import PoolCache, Reranked
+
+#: The beyond-accuracy metrics a sweep plots NDCG against.
+TRADE_OFF_METRICS = ("ild", "coverage", "novelty", "calibration_kl")
+_MAX_VALUES = 101
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One knob of one stage and the values it takes."""
+
+    stage: str
+    key: str
+    values: tuple[float, ...]
+
+    def label(self, value: float) -> str:
+        return f"{self.stage}[{self.key}={value:g}]"
+
+
+def _values(text: str) -> tuple[float, ...]:
+    try:
+        if ":" in text:
+            start, stop, step = (float(part) for part in text.split(":"))
+            if step <= 0 or stop < start:
+                raise ValueError
+            count = int(np.floor((stop - start) / step + 1e-9)) + 1
+            values = [round(start + i * step, 10) for i in range(count)]
+        else:
+            values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(
+            f"sweep values {text!r} must be start:stop:step (step > 0) or a,b,c"
+        ) from None
+    if not values or len(values) > _MAX_VALUES:
+        raise ConfigError(f"sweep {text!r} gives {len(values)} values; 1..{_MAX_VALUES} allowed")
+    return tuple(values)
+
+
+def parse_sweep(text: str, config: RerankConfig) -> Sweep:
+    """'rerank.mmr.lambda=0:1:0.1' -> Sweep('mmr', 'lambda', (0.0, 0.1, ..., 1.0)), checked."""
+    if "=" not in text:
+        raise ConfigError(f"sweep {text!r} must look like rerank.<stage>.<key>=start:stop:step")
+    key, raw = (part.strip() for part in text.split("=", 1))
+    parts = key.split(".")
+    if len(parts) != 3 or parts[0] != "rerank":
+        raise ConfigError(f"sweep key {key!r} must be rerank.<stage>.<key>")
+    stage = check_stage_names([parts[1]])[0]
+    real = config.stage_name(stage)
+    fields = {f.alias or n for n, f in RERANKERS[real].Config.model_fields.items()}
+    if parts[2] not in fields:
+        raise ConfigError(
+            f"sweep key {parts[2]!r} is not a setting of {real}; it has {', '.join(sorted(fields))}"
+        )
+    sweep = Sweep(stage, parts[2], _values(raw))
+    for value in sweep.values:  # every value must be valid before hours of evaluation
+        try:
+            config.with_value(stage, sweep.key, value)
+        except ValueError as exc:
+            raise ConfigError(f"sweep {text!r}: value {value:g} is invalid: {exc}") from None
+    return sweep
+
+
+def reranked_variants(
+    models: Mapping[str, Any],
+    names: Sequence[str],
+    rerank: Sequence[str],
+    sweeps: Sequence[Sweep],
+    config: RerankConfig,
+) -> dict[str, Reranked]:
+    """'<model>+<stages>' and '<model>+<stage>[<key>=<value>]' for each model in `names`.
+
+    The variants share the plain model's fit (it is evaluated first, under its own name)."""
+    out: dict[str, Reranked] = {}
+    for name in names:
+        model = PoolCache(models[name])  # one candidate pool per user for every variant
+        if rerank:
+            stages = build_stages(config, rerank)
+            out[f"{name}+{'+'.join(rerank)}"] = Reranked(model, stages, config.pool, False)
+        for sweep in sweeps:
+            chain = list(rerank) if sweep.stage in rerank else [sweep.stage]
+            for value in sweep.values:
+                varied = config.with_value(sweep.stage, sweep.key, value)
+                stages = build_stages(varied, chain)
+                label = "+".join(sweep.label(value) if s == sweep.stage else s for s in chain)
+                out[f"{name}+{label}"] = Reranked(model, stages, config.pool, False)
+    return out
+
+
+def sweep_rows(
+    results: Mapping[str, Any], model: str, sweep: Sweep, rerank: Sequence[str], k: int
+) -> list[dict[str, float]]:
+    """One row per knob value: the value and the metrics at k (NaN when absent)."""
+    chain = list(rerank) if sweep.stage in rerank else [sweep.stage]
+    rows = []
+    for value in sweep.values:
+        label = "+".join(sweep.label(value) if s == sweep.stage else s for s in chain)
+        entry = results[f"{model}+{label}"]
+        row = {"value": value, "ndcg": entry.get(f"ndcg@{k}", np.nan)}
+        row.update({m: entry.get(f"{m}@{k}", np.nan) for m in TRADE_OFF_METRICS})
+        rows.append(row)
+    return rows
+
+
+def plot_sweeps(
+    curves: Mapping[str, list[dict[str, float]]],
+    plain: Mapping[str, Mapping[str, float]],
+    k: int,
+    path: Path,
+) -> Path:
+    """NDCG@k against each trade-off metric, one line per swept knob, the plain model as a star.
+
+    curves: '<model> <stage>.<key>' -> sweep rows; plain: model -> its metrics at k."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(TRADE_OFF_METRICS), figsize=(4.2 * len(TRADE_OFF_METRICS), 4))
+    for axis, metric in zip(axes, TRADE_OFF_METRICS, strict=True):
+        for label, rows in curves.items():
+            xs, ys = [r[metric] for r in rows], [r["ndcg"] for r in rows]
+            axis.plot(xs, ys, marker="o", markersize=3, label=label)
+            for row in (rows[0], rows[-1]):
+                axis.annotate(f"{row['value']:g}", (row[metric], row["ndcg"]), fontsize=7)
+        for model, entry in plain.items():
+            axis.plot(entry.get(metric, np.nan), entry["ndcg"], "k*", markersize=10, label=model)
+        axis.set_xlabel(f"{metric}@{k}")
+        axis.set_ylabel(f"ndcg@{k}")
+        axis.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8)
+    fig.suptitle(f"Re-ranking trade-offs at k={k} (numbers: knob values at the curve ends)")
+    fig.tight_layout(rect=(0, 0.12, 1, 0.95))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

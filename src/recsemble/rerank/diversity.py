@@ -1,0 +1,161 @@
+"""Diversity stages: MMR, greedy DPP MAP inference and per-category caps.
+
+Both MMR and DPP trade the list's relevance (the ranker's scores scaled to [0, 1] within the
+list) against how alike its items are, with item similarity the cosine of `item_vectors`
+(categories, content or collaborative embeddings). Each keeps the input scores: it changes
+the order, not what the ranker believed.
+
+- MMR (Carbonell & Goldstein 1998): the next item maximises
+  lambda * relevance - (1 - lambda) * max similarity to the items already chosen.
+- DPP (Chen, Zhang & Zhou 2018, fast greedy MAP): kernel L = diag(q) S diag(q) with
+  q = exp(alpha * relevance), alpha = theta / (2 (1 - theta)), so log det L_Y is
+  theta * relevance + (1 - theta) * log det S_Y up to scale; each step picks the item with the
+  largest gain in log det through an incremental Cholesky factor, O(n (d + k)) per step.
+  S = (1 - jitter) V V^T off the diagonal and 1 on it keeps S positive definite, so near-
+  duplicates are penalised rather than making the determinant vanish.
+Lambda = 1 and theta = 1 give the input order exactly.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import Field
+
+from recsemble.data.dataset import Dataset
+from recsemble.rerank.base import Query, Reranker, RerankerConfig, relevance
+from recsemble.rerank.catalog import category_matrix
+from recsemble.rerank.similarity import Source, item_vectors
+from recsemble.types import ItemList
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+
+class MMRConfig(RerankerConfig):
+    lambda_: float = Field(0.75, ge=0, le=1, alias="lambda")  # 1 = relevance only
+    similarity: Source = "category"
+    dims: int = Field(64, ge=2, le=1024)  # content / embedding vector size
+
+
+class DPPConfig(RerankerConfig):
+    theta: float = Field(0.75, ge=0, le=1)  # 1 = relevance only
+    similarity: Source = "category"
+    dims: int = Field(64, ge=2, le=1024)
+    jitter: float = Field(0.1, gt=0, le=1)  # share of self-similarity no other item can explain
+
+
+class CapConfig(RerankerConfig):
+    max_per_category: int = Field(3, ge=1)
+    fill: bool = False  # True: top up a short list with the capped items, in input order
+
+
+class _VectorStage(Reranker):
+    """A stage that compares items through unit vectors from `item_vectors`."""
+
+    def _fit(self, dataset: Dataset) -> None:
+        config = self.config
+        assert isinstance(config, MMRConfig | DPPConfig)
+        self.vectors_ = item_vectors(dataset, config.similarity, config.dims)
+
+    def _vectors(self, items: ItemList) -> F64:
+        return self.vectors_[items.items].astype(np.float64)
+
+
+class MMR(_VectorStage):
+    """Maximal marginal relevance."""
+
+    name: ClassVar[str] = "mmr"
+    Config: ClassVar[type[RerankerConfig]] = MMRConfig
+
+    def _rerank(self, query: Query, items: ItemList, k: int) -> ItemList:
+        assert isinstance(self.config, MMRConfig)
+        n_out = min(k, len(items))
+        weight = self.config.lambda_
+        if weight == 1.0 or n_out == 0:
+            return items.top(k)
+        rel, vectors = relevance(items), self._vectors(items)
+        max_sim = np.zeros(len(items))
+        available = np.ones(len(items), dtype=np.bool_)
+        chosen = np.empty(n_out, dtype=np.int64)
+        for slot in range(n_out):
+            objective = np.where(available, weight * rel - (1 - weight) * max_sim, -np.inf)
+            best = int(np.argmax(objective))  # first maximum: the better-placed item
+            chosen[slot] = best
+            available[best] = False
+            np.maximum(max_sim, vectors @ vectors[best], out=max_sim)
+        return items.take(chosen)
+
+
+class DPP(_VectorStage):
+    """Greedy MAP inference of a quality x similarity determinantal point process."""
+
+    name: ClassVar[str] = "dpp"
+    Config: ClassVar[type[RerankerConfig]] = DPPConfig
+
+    def _rerank(self, query: Query, items: ItemList, k: int) -> ItemList:
+        assert isinstance(self.config, DPPConfig)
+        n_out = min(k, len(items))
+        if self.config.theta == 1.0 or n_out == 0:
+            return items.top(k)
+        chosen = greedy_dpp(
+            relevance(items), self._vectors(items), n_out, self.config.theta, self.config.jitter
+        )
+        return items.take(chosen)
+
+
+def greedy_dpp(rel: F64, vectors: F64, n_out: int, theta: float, jitter: float) -> I64:
+    """Positions of the n_out items chosen by Chen et al.'s incremental-Cholesky greedy MAP."""
+    n = rel.size
+    if theta >= 1.0:
+        return np.arange(min(n_out, n), dtype=np.int64)
+    alpha = theta / (2 * (1 - theta))
+    quality = np.exp(alpha * (rel - 1.0))  # scaled so the best item has 1: no overflow
+    gains = quality**2  # d_i^2, the gain in det of adding item i; S has a unit diagonal
+    factors = np.zeros((n_out, n))
+    available = np.ones(n, dtype=np.bool_)
+    chosen: list[int] = []
+    for slot in range(n_out):
+        masked = np.where(available, gains, -np.inf)
+        best = int(np.argmax(masked))
+        if not masked[best] > 1e-300:  # nothing adds volume any more: rank by relevance
+            break
+        chosen.append(best)
+        available[best] = False
+        kernel_row = quality[best] * quality * ((1 - jitter) * (vectors @ vectors[best]))
+        kernel_row[best] = quality[best] ** 2
+        e = (kernel_row - factors[:slot, best] @ factors[:slot]) / np.sqrt(gains[best])
+        factors[slot] = e
+        gains = np.maximum(gains - e**2, 0.0)
+    rest = np.flatnonzero(available)[: n_out - len(chosen)]
+    return np.concatenate([np.array(chosen, dtype=np.int64), rest.astype(np.int64)])
+
+
+class CategoryCap(Reranker):
+    """At most max_per_category items of any one category, in input order."""
+
+    name: ClassVar[str] = "cap"
+    Config: ClassVar[type[RerankerConfig]] = CapConfig
+
+    def _fit(self, dataset: Dataset) -> None:
+        self.categories_ = category_matrix(dataset) > 0
+
+    def _rerank(self, query: Query, items: ItemList, k: int) -> ItemList:
+        assert isinstance(self.config, CapConfig)
+        cats = self.categories_[items.items]
+        counts = np.zeros(cats.shape[1], dtype=np.int64)
+        picked: list[int] = []
+        skipped: list[int] = []
+        for pos in range(len(items)):
+            if len(picked) == k:
+                break
+            if (counts[cats[pos]] >= self.config.max_per_category).any():
+                skipped.append(pos)
+                continue
+            picked.append(pos)
+            counts[cats[pos]] += 1
+        if self.config.fill:
+            picked = sorted(picked + skipped[: k - len(picked)])
+        return items.take(picked)
