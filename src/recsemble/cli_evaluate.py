@@ -62,7 +62,7 @@ def evaluate(
         list[str] | None,
         typer.Option(
             help="Sweep a re-ranking knob, e.g. rerank.mmr.lambda=0:1:0.1 (repeatable): prints "
-            "and plots NDCG against ILD, coverage, novelty and calibration KL.",
+            "and plots NDCG against ILD, coverage, novelty, calibration KL and exposure Gini.",
             show_default=False,
         ),
     ] = None,

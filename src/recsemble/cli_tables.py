@@ -27,7 +27,7 @@ _HEADERS = {"calibration_kl": "cal_kl"}
 
 def metrics_table(results: dict[str, Any], k: int) -> Table:
     table = Table(title=f"Offline evaluation at k={k} (macro-averaged over evaluated users)")
-    table.add_column("model", style="bold")
+    table.add_column("model", style="bold", overflow="fold")
     present = [m for m in METRIC_COLUMNS if any(f"{m}@{k}" in r for r in results.values())]
     for metric in present:
         table.add_column(f"{_HEADERS.get(metric, metric)}@{k}", justify="right")
@@ -85,7 +85,7 @@ def sweep_table(
     title = f"{model} + {stage}: sweep of {key} at k={k} (change vs plain {model})"
     table = Table(title=escape(title))
     table.add_column(key, justify="right")
-    metrics = ["ndcg", "ild", "coverage", "novelty", "calibration_kl"]
+    metrics = ["ndcg", "ild", "coverage", "novelty", "calibration_kl", "gini"]
     for metric in metrics:
         table.add_column(f"{_HEADERS.get(metric, metric)}@{k}", justify="right")
     for row in rows:

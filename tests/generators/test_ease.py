@@ -179,6 +179,55 @@ def test_torch_path_matches_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
         )
 
 
+@pytest.mark.parametrize(("n_users", "n_items"), [(40, 15), (15, 40)])
+def test_torch_routes_and_blocked_gram_match_reference(
+    n_users: int, n_items: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The GPU routes on CPU torch: the Gram built over blocks of 7 users' rows, and the same
+    # primal / dual choice as the numpy route.
+    pytest.importorskip("torch")
+    monkeypatch.setattr(ease_module, "_GRAM_BLOCK_CELLS", 7 * n_items)
+    duals: list[tuple[int, int]] = []
+    dual_form = ease_module._dual_form_torch
+
+    def counted_dual_form(x: sp.csr_array, l2: float, device: str) -> object:
+        duals.append(x.shape)
+        return dual_form(x, l2, device)
+
+    monkeypatch.setattr(ease_module, "_dual_form_torch", counted_dual_form)
+    x = sp.random_array((n_users, n_items), density=0.3, random_state=3, format="csr")
+    x.data[:] = np.ceil(x.data * 3)  # event weights 1..3, not only 1s
+    for l2 in (0.5, 30.0):
+        got = ease_weights(x, l2, "cpu")
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, _reference(x.toarray(), l2), atol=2e-5)
+        assert np.all(np.diag(got) == 0.0)
+    assert len(duals) == (2 if n_users < n_items else 0)
+
+
+def test_torch_fit_keeps_weights_on_device_until_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("torch")
+    data = _data(ROWS)
+    monkeypatch.setattr(ease_module, "_resolve_device", lambda device: "cpu")
+    model = EASE(l2=2.0).fit(data)
+    users, items = np.arange(data.n_users), np.arange(data.n_items)
+    scores = model.score(users, items)
+    similar = model.similar_items(items, 2)
+    assert model._host_weights is None  # scoring and similar_items used the device copy alone
+    with pytest.raises(IndexError):
+        model.similar_items([data.n_items], 2)
+    # Row-major like the host copy a loaded model moves over: the same GEMM, the same bits.
+    assert model._device_weights is not None and model._device_weights.is_contiguous()
+    loaded = CandidateGenerator.load(model.save(tmp_path / "ease"))  # save copies B back
+    assert model._host_weights is not None
+    np.testing.assert_array_equal(loaded.score(users, items), scores)
+    np.testing.assert_array_equal(loaded.similar_items(items, 2).items, similar.items)
+    x = data.user_item_matrix("binary").toarray().astype(np.float64)
+    np.testing.assert_allclose(model.weights_, _reference(x, 2.0), atol=1e-5)
+
+
 def test_cuda_without_a_gpu_is_a_clear_error() -> None:
     try:
         import torch

@@ -19,7 +19,7 @@ from recsemble.rerank.config import RERANKERS, RerankConfig, build_stages, check
 from recsemble.rerank.reranked import PoolCache, Reranked
 
 #: The beyond-accuracy metrics a sweep plots NDCG against.
-TRADE_OFF_METRICS = ("ild", "coverage", "novelty", "calibration_kl")
+TRADE_OFF_METRICS = ("ild", "coverage", "novelty", "calibration_kl", "gini")
 _MAX_VALUES = 101
 
 
@@ -133,8 +133,9 @@ def plot_sweeps(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(TRADE_OFF_METRICS), figsize=(4.2 * len(TRADE_OFF_METRICS), 4))
-    for axis, metric in zip(axes, TRADE_OFF_METRICS, strict=True):
+    fig, grid = plt.subplots(2, 3, figsize=(13, 8))
+    axes = list(grid.ravel())
+    for axis, metric in zip(axes, TRADE_OFF_METRICS, strict=False):
         for label, rows in curves.items():
             xs, ys = [r[metric] for r in rows], [r["ndcg"] for r in rows]
             axis.plot(xs, ys, marker="o", markersize=3, label=label)
@@ -146,9 +147,11 @@ def plot_sweeps(
         axis.set_ylabel(f"ndcg@{k}")
         axis.grid(alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8)
+    legend_axis = axes[len(TRADE_OFF_METRICS)]  # the spare cell of the grid holds the legend
+    legend_axis.axis("off")
+    legend_axis.legend(handles, labels, loc="center", fontsize=9)
     fig.suptitle(f"Re-ranking trade-offs at k={k} (numbers: knob values at the curve ends)")
-    fig.tight_layout(rect=(0, 0.12, 1, 0.95))
+    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -103,11 +103,23 @@ class Reranker(ABC):
         return self.latest_ if query.at is None else int(query.at)
 
 
-def relevance(items: ItemList) -> F64:
-    """Scores min-max scaled to [0, 1] within the list (all 1 when they are all equal).
+RelevanceScale = Literal["score", "rank"]
 
-    Trade-off knobs then mean the same on every request and whatever scale the ranker has."""
-    scores = items.scores.astype(np.float64)
+
+def relevance(items: ItemList, scale: RelevanceScale = "score") -> F64:
+    """How much each entry is worth keeping, in [0, 1].
+
+    "score": the scores; "rank": 1 / log2(position + 2), the weight NDCG gives the entry where
+    the input put it, so moving a top item costs what it would cost in NDCG if it is relevant,
+    whatever the score gaps. Either is min-max scaled within the list (all 1 when equal), so a
+    trade-off knob means the same on every request and whatever scale the ranker has."""
+    if scale == "rank":
+        weights = 1.0 / np.log2(np.arange(len(items), dtype=np.float64) + 2.0)
+        return _min_max(weights)
+    return _min_max(items.scores.astype(np.float64))
+
+
+def _min_max(scores: F64) -> F64:
     if scores.size == 0:
         return scores
     finite = np.isfinite(scores)

@@ -1,12 +1,16 @@
 """Diversity stages: MMR, greedy DPP MAP inference and per-category caps.
 
-Both MMR and DPP trade the list's relevance (the ranker's scores scaled to [0, 1] within the
-list) against how alike its items are, with item similarity the cosine of `item_vectors`
-(categories, content or collaborative embeddings). Each keeps the input scores: it changes
-the order, not what the ranker believed.
+Both MMR and DPP trade the list's relevance (`base.relevance`: the ranker's scores, or the
+NDCG weight of each input position, scaled to [0, 1] within the list) against how alike its
+items are, with item similarity the cosine of `item_vectors` (categories, content or
+collaborative embeddings). Each keeps the input scores: it changes the order, not what the
+ranker believed.
 
 - MMR (Carbonell & Goldstein 1998): the next item maximises
-  lambda * relevance - (1 - lambda) * max similarity to the items already chosen.
+  lambda * relevance - (1 - lambda) * redundancy, the redundancy being the max (classic) or
+  mean similarity to the items already chosen; with position_discount the relevance term of
+  slot t is weighed by 1 / log2(t + 2), as NDCG weighs it. The defaults (rank relevance, mean,
+  discount) gave the most ILD per NDCG lost on ml-latest-small (BENCHMARKS.md).
 - DPP (Chen, Zhang & Zhou 2018, fast greedy MAP): kernel L = diag(q) S diag(q) with
   q = exp(alpha * relevance), alpha = theta / (2 (1 - theta)), so log det L_Y is
   theta * relevance + (1 - theta) * log det S_Y up to scale; each step picks the item with the
@@ -18,14 +22,14 @@ Lambda = 1 and theta = 1 give the input order exactly.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import Field
 
 from recsemble.data.dataset import Dataset
-from recsemble.rerank.base import Query, Reranker, RerankerConfig, relevance
+from recsemble.rerank.base import Query, RelevanceScale, Reranker, RerankerConfig, relevance
 from recsemble.rerank.catalog import category_matrix
 from recsemble.rerank.similarity import Source, item_vectors
 from recsemble.types import ItemList
@@ -35,14 +39,26 @@ I64 = npt.NDArray[np.int64]
 
 
 class MMRConfig(RerankerConfig):
-    lambda_: float = Field(0.75, ge=0, le=1, alias="lambda")  # 1 = relevance only
+    """Defaults: the best NDCG / ILD trade-off measured on ml-latest-small (BENCHMARKS.md).
+
+    Classic MMR is relevance="score", redundancy="max", position_discount=False."""
+
+    lambda_: float = Field(0.9, ge=0, le=1, alias="lambda")  # 1 = relevance only
     similarity: Source = "category"
     dims: int = Field(64, ge=2, le=1024)  # content / embedding vector size
+    relevance: RelevanceScale = "rank"  # see base.relevance
+    # max: penalise the closest item already chosen (classic MMR); mean: the average
+    # similarity to them, i.e. the greedy step of intra-list diversity itself.
+    redundancy: Literal["max", "mean"] = "mean"
+    # Weigh relevance by the slot's rank discount 1 / log2(slot + 2): lower slots, which count
+    # less in NDCG, lean more towards diversity.
+    position_discount: bool = True
 
 
 class DPPConfig(RerankerConfig):
-    theta: float = Field(0.75, ge=0, le=1)  # 1 = relevance only
+    theta: float = Field(0.8, ge=0, le=1)  # 1 = relevance only
     similarity: Source = "category"
+    relevance: RelevanceScale = "score"  # see base.relevance
     dims: int = Field(64, ge=2, le=1024)
     jitter: float = Field(0.1, gt=0, le=1)  # share of self-similarity no other item can explain
 
@@ -76,16 +92,22 @@ class MMR(_VectorStage):
         weight = self.config.lambda_
         if weight == 1.0 or n_out == 0:
             return items.top(k)
-        rel, vectors = relevance(items), self._vectors(items)
-        max_sim = np.zeros(len(items))
+        rel, vectors = relevance(items, self.config.relevance), self._vectors(items)
+        redundancy = np.zeros(len(items))
         available = np.ones(len(items), dtype=np.bool_)
         chosen = np.empty(n_out, dtype=np.int64)
+        use_mean = self.config.redundancy == "mean"
         for slot in range(n_out):
-            objective = np.where(available, weight * rel - (1 - weight) * max_sim, -np.inf)
+            gain = weight / np.log2(slot + 2) if self.config.position_discount else weight
+            objective = np.where(available, gain * rel - (1 - weight) * redundancy, -np.inf)
             best = int(np.argmax(objective))  # first maximum: the better-placed item
             chosen[slot] = best
             available[best] = False
-            np.maximum(max_sim, vectors @ vectors[best], out=max_sim)
+            similarity = vectors @ vectors[best]
+            if use_mean:  # running mean over the slot + 1 items chosen so far
+                redundancy += (similarity - redundancy) / (slot + 1)
+            else:
+                np.maximum(redundancy, similarity, out=redundancy)
         return items.take(chosen)
 
 
@@ -100,9 +122,8 @@ class DPP(_VectorStage):
         n_out = min(k, len(items))
         if self.config.theta == 1.0 or n_out == 0:
             return items.top(k)
-        chosen = greedy_dpp(
-            relevance(items), self._vectors(items), n_out, self.config.theta, self.config.jitter
-        )
+        rel = relevance(items, self.config.relevance)
+        chosen = greedy_dpp(rel, self._vectors(items), n_out, self.config.theta, self.config.jitter)
         return items.take(chosen)
 
 
