@@ -25,6 +25,7 @@ from recsemble import config as cfg
 from recsemble.cli_analyze import analyze as analyze_command
 from recsemble.cli_evaluate import evaluate as evaluate_command
 from recsemble.cli_options import ConfigOpt, DataDirOpt, SetOpt
+from recsemble.cli_serve import serve as serve_command
 from recsemble.cli_tables import comparison_table
 from recsemble.cli_train import recommend as recommend_command
 from recsemble.cli_train import train as train_command
@@ -39,6 +40,7 @@ app.command("analyze")(analyze_command)  # body in cli_analyze.py
 app.command("train")(train_command)  # body in cli_train.py
 app.command("recommend")(recommend_command)
 app.command("evaluate")(evaluate_command)  # body in cli_evaluate.py
+app.command("serve")(serve_command)  # body in cli_serve.py
 
 console = Console()
 if not console.is_terminal:

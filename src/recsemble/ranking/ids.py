@@ -4,18 +4,24 @@ A saved model answers for internal idx; its folder also holds the catalog (the u
 IdMaps and the item titles) as `ids.json`, a plain JSON file (no pickle), so that a loaded model
 can be asked for the ids the data came with. Users the model never saw get the model's cold
 answer (the same as for an empty history), never an exception.
+
+The item and user attribute tables (categories, texts, availability, user segments...) go
+beside it as `items.parquet` and `users.parquet`, one row per idx with the external id first:
+serving needs them for re-ranking stages, category filters and content similarity. Folders
+saved before they existed still load (the tables are then None).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+import polars as pl
 
 from recsemble.data.dataset import Dataset
 from recsemble.data.idmap import IdMap
@@ -23,6 +29,8 @@ from recsemble.errors import DataError
 from recsemble.types import PAD_IDX, TopK
 
 CATALOG_FILE = "ids.json"
+ITEMS_FILE = "items.parquet"
+USERS_FILE = "users.parquet"
 CATALOG_FORMAT = "recsemble.ids"
 CATALOG_VERSION = 1
 #: Idx given to users the model never saw: every member treats it as "no history".
@@ -37,20 +45,35 @@ class Recommender(Protocol):
 
 @dataclass(frozen=True)
 class Catalog:
-    """The external ids a model was fitted with, and item titles where the data had them."""
+    """The external ids a model was fitted with, and item titles where the data had them.
+
+    item_attributes / user_attributes: the data's attribute tables aligned with the idx order,
+    the external id as first column ("item_id" / "user_id"); None when not saved.
+    event_weights: the weight of each event type the model was trained with (may be empty).
+    """
 
     users: IdMap
     items: IdMap
     titles: tuple[str | None, ...] | None = None  # aligned with items; None: no titles at all
+    item_attributes: pl.DataFrame | None = field(default=None, compare=False, repr=False)
+    user_attributes: pl.DataFrame | None = field(default=None, compare=False, repr=False)
+    event_weights: Mapping[str, float] = field(default_factory=dict, compare=False)
 
     @classmethod
     def from_dataset(cls, dataset: Dataset) -> Catalog:
         titles = dataset.item_attributes["title"].to_list()
         has_titles = any(title is not None for title in titles)
-        return cls(dataset.users, dataset.items, tuple(titles) if has_titles else None)
+        return cls(
+            dataset.users,
+            dataset.items,
+            tuple(titles) if has_titles else None,
+            _with_ids("item_id", dataset.items, dataset.item_attributes),
+            _with_ids("user_id", dataset.users, dataset.user_attributes),
+            dict(dataset.event_weights),
+        )
 
     def write(self, folder: Path) -> Path:
-        """Write `folder/ids.json`; returns its path."""
+        """Write `folder/ids.json` (and the attribute tables when present); returns its path."""
         path = folder / CATALOG_FILE
         payload = {
             "format": CATALOG_FORMAT,
@@ -58,8 +81,12 @@ class Catalog:
             "users": [str(x) for x in self.users.ids],
             "items": [str(x) for x in self.items.ids],
             "titles": list(self.titles) if self.titles is not None else None,
+            "event_weights": dict(self.event_weights),
         }
         path.write_text(json.dumps(payload, ensure_ascii=False), encoding="utf-8")
+        for name, table in ((ITEMS_FILE, self.item_attributes), (USERS_FILE, self.user_attributes)):
+            if table is not None:
+                table.write_parquet(folder / name)
         return path
 
     @classmethod
@@ -75,7 +102,8 @@ class Catalog:
         try:
             users, items = IdMap(payload["users"]), IdMap(payload["items"])
             titles = payload["titles"]
-        except (KeyError, TypeError) as exc:
+            weights = {str(k): float(v) for k, v in (payload.get("event_weights") or {}).items()}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise DataError(f"malformed id lists ({exc})", source=str(path)) from None
         if len(users) != n_users or len(items) != n_items:
             raise DataError(
@@ -85,7 +113,36 @@ class Catalog:
             )
         if titles is not None and len(titles) != n_items:
             raise DataError(f"{len(titles)} titles for {n_items} items", source=str(path))
-        return cls(users, items, tuple(titles) if titles is not None else None)
+        return cls(
+            users,
+            items,
+            tuple(titles) if titles is not None else None,
+            _read_attributes(folder / ITEMS_FILE, "item_id", items),
+            _read_attributes(folder / USERS_FILE, "user_id", users),
+            weights,
+        )
+
+
+def _with_ids(key: str, ids: IdMap, attributes: pl.DataFrame) -> pl.DataFrame:
+    """A new table: the external ids as first column, then the attributes (not modified)."""
+    return pl.DataFrame({key: ids.as_series()}).hstack(attributes)
+
+
+def _read_attributes(path: Path, key: str, ids: IdMap) -> pl.DataFrame | None:
+    """An attribute table written by Catalog.write, checked against the ids (None: absent)."""
+    if not path.exists():
+        return None
+    try:
+        table = pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise DataError(f"cannot read Parquet ({exc})", source=str(path)) from None
+    if table.columns[:1] != [key]:
+        raise DataError(f"first column must be {key!r}, got {table.columns[:1]}", source=str(path))
+    if not table[key].cast(pl.String).equals(ids.as_series(), check_names=False):
+        raise DataError(
+            f"rows do not follow the {len(ids)} ids of {CATALOG_FILE}", source=str(path)
+        )
+    return table
 
 
 @dataclass(frozen=True)

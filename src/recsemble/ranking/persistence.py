@@ -10,6 +10,8 @@ An ensemble's folder:
     features.npz         the FeatureBuilder's fitted arrays (item timeline, categories, created_at)
     histories.npz        the users' histories the ensemble answers from
     ids.json             the external user / item ids and item titles (ranking/ids.py)
+    items.parquet        the item attribute table, external ids first (absent in old folders)
+    users.parquet        the user attribute table, external ids first (absent in old folders)
 
 A single generator's folder is its own save() plus ids.json. Loading checks every checksum
 before reading anything; a missing, altered or malformed file is a DataError naming it.

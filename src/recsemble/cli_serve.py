@@ -1,0 +1,82 @@
+"""`recsemble serve`: the HTTP API over a trained model, a store and a model registry.
+
+Registered on the main app by cli.py. Without API keys the server only listens on 127.0.0.1
+(and says so), whatever --host asks: an open recommender must not face a network by accident.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+LOCALHOST = "127.0.0.1"
+MAX_REQUEST_HEAD = 64 * 1024  # request line + headers; the routes' query limits fit in it
+
+
+def serve(
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model", help="Folder written by `recsemble train`; registered and published if new."
+        ),
+    ] = None,
+    store: Annotated[
+        str, typer.Option(help="sqlite:///path.db (default) or postgresql://user@host/db.")
+    ] = "sqlite:///out/serve/store.db",
+    registry: Annotated[Path, typer.Option(help="Model registry folder.")] = Path("out/registry"),
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = LOCALHOST,
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    api_key: Annotated[
+        str | None,
+        typer.Option(help="Read key (default $RECSEMBLE_API_KEY).", show_default=False),
+    ] = None,
+    admin_key: Annotated[
+        str | None,
+        typer.Option(help="Write/admin key (default $RECSEMBLE_ADMIN_KEY).", show_default=False),
+    ] = None,
+    max_body: Annotated[
+        int, typer.Option(min=1024, help="Largest request body, bytes.")
+    ] = 1_000_000,
+    retrain_every: Annotated[
+        float | None,
+        typer.Option(help="Retrain in the background every N seconds.", show_default=False),
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+) -> None:
+    """Serve recommendations over HTTP (OpenAPI at /docs and /openapi.json)."""
+    import uvicorn
+
+    from recsemble.cli import err_console
+    from recsemble.serving.app import create_app
+    from recsemble.serving.state import ServeSettings
+
+    read_key = api_key or os.environ.get("RECSEMBLE_API_KEY") or None
+    write_key = admin_key or os.environ.get("RECSEMBLE_ADMIN_KEY") or None
+    if not (read_key or write_key) and host != LOCALHOST:
+        err_console.print(
+            f"[yellow]no API keys configured: listening on {LOCALHOST} only, not {host}[/]"
+        )
+        host = LOCALHOST
+    elif not (read_key or write_key):
+        err_console.print(f"no API keys configured: listening on {LOCALHOST} only")
+    settings = ServeSettings(
+        store_url=store,
+        registry_dir=registry,
+        model_dir=model,
+        api_key=read_key,
+        admin_key=write_key,
+        max_body_bytes=max_body,
+        retrain_every_s=retrain_every,
+    )
+    err_console.print(f"recsemble serving on http://{host}:{port} (docs: /docs)")
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,  # keys travel in headers, and request lines are not worth the time
+        h11_max_incomplete_event_size=MAX_REQUEST_HEAD,
+    )

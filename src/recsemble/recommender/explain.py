@@ -1,0 +1,260 @@
+"""Explanations read off the actual scores: which members proposed an item and how much each
+moved the ranker's score, and which of the user's own items led to it.
+
+Member contributions are an exact additive split of the ranker's score for the (user, item)
+candidate: TreeSHAP values for the LightGBM ranker (summed over each member's score, rank and
+z features; raw margin, i.e. log-odds for the binary objective), weight x standardised
+feature for the logistic ranker, weight x calibrated vote for the blend. Where the ensemble
+routes the user's history slice to one member alone, that member gets 1.0.
+
+"Because" items are the largest terms p_j * M[j, i] of an item-item member's score for item i
+(item-kNN similarities, EASE weights or co-visitation transitions), where p is that member's
+own profile of the history: the terms add up to the member's score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+from recsemble.evaluation.slices import history_slice_labels
+from recsemble.generators import CandidateGenerator
+from recsemble.generators.history import Histories, profile_matrix
+from recsemble.ranking.ensemble import Ensemble, RankedBlock
+from recsemble.recommender.model import Pool, ServingModel
+
+I32 = npt.NDArray[np.int32]
+F64 = npt.NDArray[np.float64]
+#: Members whose score is a sum of per-history-item terms, in order of preference.
+BECAUSE_MEMBERS = ("itemknn", "itemknn-recent", "ease", "ease-recent", "covisit")
+#: History items named per explanation.
+BECAUSE_ITEMS = 3
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Why one item: contribution and rank per proposing member, and the history items."""
+
+    item: int
+    members: dict[str, float] = field(default_factory=dict)
+    ranks: dict[str, int] = field(default_factory=dict)
+    because: list[tuple[int, float]] = field(default_factory=list)
+    because_member: str | None = None
+
+
+class Explainer:
+    """Evidence for some items of one user's list, recomputed from the model (one call)."""
+
+    def __init__(self, serving: ServingModel) -> None:
+        self.serving = serving
+
+    def evidence(
+        self, user: int, histories: Histories | None, items: Sequence[int], pool: Pool | None
+    ) -> list[Evidence]:
+        """histories: the one-row history the pool was computed from (None: the fitted one)."""
+        model = self.serving.model
+        if isinstance(model, Ensemble):
+            found = self._ensemble_members(model, user, histories, items)
+        else:
+            found = self._lone_member(model, pool, items)
+        out = []
+        for item, (members, ranks) in zip(items, found, strict=True):
+            label, because = self._because(user, histories, item, list(ranks))
+            out.append(Evidence(item, members, ranks, because, label))
+        return out
+
+    # -- members ---------------------------------------------------------------------------
+    def _ensemble_members(
+        self, ens: Ensemble, user: int, histories: Histories | None, items: Sequence[int]
+    ) -> list[tuple[dict[str, float], dict[str, int]]]:
+        users = np.array([user], np.int32)
+        block = next(iter(ens.ranked_blocks(users, exclude_seen=True, histories=histories)))
+        cands = block.candidates
+        position = {int(item): row for row, item in enumerate(cands.items.tolist())}
+        rows = [position.get(int(item)) for item in items]
+        present = np.array([r for r in rows if r is not None], dtype=np.int64)
+        contributions = self._contributions(ens, block, present, user, histories)
+        out: list[tuple[dict[str, float], dict[str, int]]] = []
+        at = 0
+        for row in rows:
+            if row is None:
+                out.append(({}, {}))
+                continue
+            ranks = cands.ranks[row]
+            proposed = [m for m in range(len(cands.members)) if np.isfinite(ranks[m])]
+            members = {cands.members[m]: float(contributions[at, m]) for m in proposed}
+            out.append((members, {cands.members[m]: int(ranks[m]) for m in proposed}))
+            at += 1
+        return out
+
+    def _contributions(
+        self,
+        ens: Ensemble,
+        block: RankedBlock,
+        rows: npt.NDArray[np.int64],
+        user: int,
+        histories: Histories | None,
+    ) -> F64:
+        """(rows, members): each member's additive share of the score of those candidates."""
+        cands = block.candidates
+        n_members = len(cands.members)
+        if rows.size == 0:
+            return np.zeros((0, n_members))
+        direct = self._direct_member(ens, user, histories)
+        if direct is not None:  # that member's own order ranked this list, alone
+            out = np.zeros((rows.size, n_members))
+            out[:, cands.members.index(direct)] = 1.0
+            return out
+        if ens.blend_ is not None:
+            votes = ens.blend_.calibrators_.predict(cands.take(_mask(rows, cands.size)))
+            return np.asarray(votes * ens.blend_.weights_, dtype=np.float64)
+        per_feature = _feature_contributions(ens, block.features.values[rows])
+        return _group_by_member(per_feature, block.features.names, cands.members)
+
+    def _direct_member(self, ens: Ensemble, user: int, histories: Histories | None) -> str | None:
+        direct = getattr(ens, "direct_", None)
+        if not direct:
+            return None
+        hist = ens.histories_.rows([user]) if histories is None else histories
+        slice_name = str(history_slice_labels(hist.lengths)[0])
+        found: str | None = direct.get(slice_name)
+        return found
+
+    def _lone_member(
+        self, model: CandidateGenerator, pool: Pool | None, items: Sequence[int]
+    ) -> list[tuple[dict[str, float], dict[str, int]]]:
+        rank = {} if pool is None else {int(i): r + 1 for r, i in enumerate(pool.items.tolist())}
+        score = (
+            {}
+            if pool is None
+            else dict(zip(pool.items.tolist(), pool.scores.tolist(), strict=True))
+        )
+        out: list[tuple[dict[str, float], dict[str, int]]] = []
+        for item in items:
+            if int(item) in rank:
+                out.append(({model.name: float(score[int(item)])}, {model.name: rank[int(item)]}))
+            else:
+                out.append(({}, {}))
+        return out
+
+    # -- because ---------------------------------------------------------------------------
+    def _because(
+        self, user: int, histories: Histories | None, item: int, proposers: list[str]
+    ) -> tuple[str | None, list[tuple[int, float]]]:
+        member = self._because_member(proposers)
+        if member is None:
+            return None, []
+        label, model = member
+        hist = model.histories_.rows([user]) if histories is None else histories
+        terms = history_terms(model, hist, item, self.serving.now)
+        if terms is None:
+            return None, []
+        history_items, weights = terms
+        order = np.argsort(-weights, kind="stable")[:BECAUSE_ITEMS]
+        order = order[weights[order] > 0]
+        return label, [(int(history_items[j]), float(weights[j])) for j in order]
+
+    def _because_member(self, proposers: list[str]) -> tuple[str, CandidateGenerator] | None:
+        members = self.serving.members
+        usable = [(label, m) for label, m in members.items() if m.name in BECAUSE_MEMBERS]
+        usable.sort(key=lambda pair: BECAUSE_MEMBERS.index(pair[1].name))
+        for label, member in usable:  # one that proposed the item, else the preferred one
+            if label in proposers:
+                return label, member
+        return usable[0] if usable else None
+
+
+def history_terms(
+    member: CandidateGenerator, histories: Histories, item: int, at: int
+) -> tuple[I32, F64] | None:
+    """(history items j, p_j * M[j, item]) of an item-item member's score for `item`, whose sum
+    is that score; None for a member that is not such a sum."""
+    config: Any = member.config
+    profile = sp.csr_array(profile_matrix(histories, config, np.array([at], np.int64)))
+    history_items = profile.indices.astype(np.int32)
+    p = profile.data.astype(np.float64)
+    matrix = _item_item_matrix(member)
+    if matrix is None:
+        return None
+    if isinstance(matrix, np.ndarray):
+        column = matrix[history_items, item].astype(np.float64)
+    else:
+        column = np.asarray(matrix[history_items][:, [item]].toarray(), np.float64).ravel()
+    return history_items, p * column
+
+
+def _item_item_matrix(member: CandidateGenerator) -> Any:
+    """The member's (history item x candidate) matrix: score = profile @ matrix."""
+    if member.name in ("itemknn", "itemknn-recent"):
+        return getattr(member, "similarity_", None)
+    if member.name in ("ease", "ease-recent"):
+        return getattr(member, "weights_", None)
+    if member.name == "covisit":
+        return getattr(member, "transitions_", None)
+    return None
+
+
+def _mask(rows: npt.NDArray[np.int64], size: int) -> npt.NDArray[np.bool_]:
+    mask = np.zeros(size, dtype=np.bool_)
+    mask[rows] = True
+    return mask
+
+
+def _feature_contributions(ens: Ensemble, values: npt.NDArray[np.float32]) -> F64:
+    """(rows, features): the ranker's score split over its input features."""
+    ranker = ens.ranker_
+    if ranker.kind_ == "lightgbm":
+        raw = ranker.booster_.predict(values, pred_contrib=True, num_threads=1)
+        return np.asarray(raw, dtype=np.float64)[:, :-1]  # last column: the expected value
+    filled = np.where(np.isnan(values), ranker.fill_, values)
+    standardised = (filled - ranker.mean_) / ranker.scale_
+    return np.asarray(standardised * ranker.coef_, dtype=np.float64)
+
+
+def _group_by_member(per_feature: F64, names: Sequence[str], members: Sequence[str]) -> F64:
+    """Sum of the contributions of each member's own features ("<label>:score" etc.)."""
+    out = np.zeros((per_feature.shape[0], len(members)))
+    for m, label in enumerate(members):
+        columns = [f for f, name in enumerate(names) if name.rsplit(":", 1)[0] == label]
+        out[:, m] = per_feature[:, columns].sum(axis=1)
+    return out
+
+
+def describe(
+    members: dict[str, float],
+    ranks: dict[str, int],
+    because: Sequence[str],
+    source: str,
+) -> str:
+    """A sentence: "Proposed by itemknn (rank 3) and ease (rank 7); because you watched X"."""
+    strongest = sorted(members, key=lambda label: -members[label])
+    parts = []
+    if strongest:
+        named = [f"{label} (rank {ranks[label]})" for label in strongest]
+        parts.append("Proposed by " + _join(named))
+    else:
+        parts.append(_SOURCE_TEXT.get(source, "Recommended"))
+    if because:
+        parts.append("because you watched " + _join(list(because)))
+    return "; ".join(parts)
+
+
+_SOURCE_TEXT = {
+    "session": "Recommended from your latest activity",
+    "cold:segment": "Popular with users like you",
+    "cold:trending": "Trending now",
+    "cold:popular": "Popular overall",
+    "content": "Similar in content",
+    "model": "Recommended",
+}
+
+
+def _join(parts: list[str]) -> str:
+    if len(parts) <= 1:
+        return "".join(parts)
+    return ", ".join(parts[:-1]) + " and " + parts[-1]

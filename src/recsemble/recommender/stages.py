@@ -1,0 +1,112 @@
+"""Re-ranking stages for serving, fitted on a Dataset rebuilt from the saved model folder.
+
+The folder holds the histories the model answers from and, since items.parquet / users.parquet
+exist, the attribute tables: enough for every stage. Event types are not saved with the
+histories, so fitted events count as the generic type. A stage that cannot be fitted on what
+the folder holds (e.g. a quality filter without its attribute column) is skipped with a logged
+warning, never a failed load; asking for it by name in a request is then a clear error.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import polars as pl
+
+from recsemble.data.dataset import DEFAULT_EVENT, Dataset
+from recsemble.data.idmap import IdMap
+from recsemble.errors import ConfigError
+from recsemble.generators.history import Histories
+from recsemble.rerank import Query, RerankConfig, Reranker, build_stages
+from recsemble.rerank.config import check_stage_names
+from recsemble.types import ItemList
+
+log = logging.getLogger(__name__)
+
+
+def serving_dataset(
+    histories: Histories,
+    users: IdMap,
+    items: IdMap,
+    item_attributes: pl.DataFrame,
+    user_attributes: pl.DataFrame | None,
+    event_weights: Mapping[str, float],
+) -> Dataset:
+    """The fitted interactions (from the histories) with the catalog's attribute tables."""
+    interactions = pl.DataFrame(
+        {
+            "user_idx": histories.row_of_event.astype(np.int32),
+            "item_idx": histories.items,
+            "timestamp": histories.timestamps,
+            "event": pl.Series([DEFAULT_EVENT] * histories.items.size, dtype=pl.String),
+            "weight": histories.weights,
+            "value": pl.Series([None] * histories.items.size, dtype=pl.Float32),
+        }
+    )
+    if user_attributes is None:
+        user_frame = pl.DataFrame({"user_id": users.as_series()}).drop("user_id")
+    else:
+        user_frame = user_attributes.drop(user_attributes.columns[0])
+    return Dataset(
+        users=users,
+        items=items,
+        interactions=interactions,
+        item_attributes=item_attributes,
+        user_attributes=user_frame,
+        event_weights=dict(event_weights),
+    )
+
+
+class Stages:
+    """Fitted stages by name: the configured defaults at load, others on first request."""
+
+    def __init__(self, config: RerankConfig, dataset: Dataset) -> None:
+        self.config = config
+        self.dataset = dataset
+        self.fitted: dict[str, Reranker] = {}
+        self.unusable: dict[str, str] = {}  # stage name -> why it could not be fitted
+        self._lock = threading.Lock()
+        self.default = tuple(name for name in config.stages if self._fit(name) is not None)
+
+    def _fit(self, name: str) -> Reranker | None:
+        if name in self.fitted:
+            return self.fitted[name]
+        if name in self.unusable:
+            return None
+        with self._lock:
+            if name not in self.fitted and name not in self.unusable:
+                stage = build_stages(self.config, [name])[0]
+                try:
+                    self.fitted[name] = stage.fit(self.dataset)
+                except (ConfigError, ValueError, KeyError) as exc:
+                    self.unusable[name] = str(exc)
+                    log.warning("re-ranking stage %r skipped: %s", name, exc)
+        return self.fitted.get(name)
+
+    def chain(self, names: Sequence[str] | None) -> list[Reranker]:
+        """The fitted stages for a request (None: the defaults); unknown or unusable: error."""
+        if names is None:
+            return [self.fitted[name] for name in self.default]
+        out = []
+        for name in check_stage_names(list(names)):
+            stage = self._fit(name)
+            if stage is None:
+                raise ConfigError(
+                    f"re-ranking stage {name!r} is not available for this model: "
+                    f"{self.unusable[name]}"
+                )
+            out.append(stage)
+        return out
+
+
+def apply(stages: Sequence[Reranker], query: Query, items: ItemList, k: int) -> ItemList:
+    """Each stage in turn, the last cutting to k (as `Reranked` runs them)."""
+    for position, stage in enumerate(stages):
+        if len(items) == 0:
+            break
+        last = position == len(stages) - 1
+        items = stage.rerank(query, items, k if last else max(len(items), 1))
+    return items.top(k)

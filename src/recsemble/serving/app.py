@@ -1,0 +1,171 @@
+"""The FastAPI application: `create_app(settings)`; the model is loaded in `lifespan`.
+
+Routes are thin: parse (schemas.py), call the ServingState / Recommender, shape the answer.
+Every error is a JSON body {"error": {"code", "message"}} with a 4xx status; a 5xx means a bug.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+
+from recsemble.errors import RecsembleError
+from recsemble.serving import routes
+from recsemble.serving.guard import Guard, Keys
+from recsemble.serving.schemas import ErrorOut, HealthOut
+from recsemble.serving.state import Loader, ServeSettings, ServingState, load_recommender
+
+log = logging.getLogger("recsemble.serving")
+#: Every error status a route may answer, documented on every route (JSON ErrorOut body).
+ERROR_STATUSES = {
+    400: "The body is not valid JSON.",
+    401: "No X-API-Key header (when keys are configured).",
+    403: "The key may not do this.",
+    404: "Unknown id or route.",
+    409: "Conflict (e.g. a model version that cannot be served).",
+    413: "Body too large.",
+    422: "Invalid request.",
+    503: "No model loaded yet.",
+}
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    """The app's own Prometheus registry (two apps in one process never share counters)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.latency = Histogram(
+            "recsemble_request_seconds",
+            "Request latency by route template, method and status.",
+            ["route", "method", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.events = Counter(
+            "recsemble_events_total", "Events received.", ["outcome"], registry=self.registry
+        )
+        self.version = Gauge(
+            "recsemble_model_info", "The model version served (value 1).", ["version"],
+            registry=self.registry,
+        )  # fmt: skip
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in exc.errors()[:10]:
+            where = ".".join(str(p) for p in err.get("loc", ()))
+            parts.append(f"{where}: {err.get('msg')}")
+        return _error(422, "invalid_request", "; ".join(parts) or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 409: "conflict"}.get(
+            exc.status_code, "error"
+        )
+        response = _error(exc.status_code, code, str(exc.detail))
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:  # every method of every route on this path, not the first's
+            response.headers["Allow"] = ", ".join(_allowed_methods(request))
+        return response
+
+    @app.exception_handler(RecsembleError)
+    async def domain_error(_: Request, exc: RecsembleError) -> JSONResponse:
+        return _error(409, "conflict", str(exc))
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
+def create_app(settings: ServeSettings, loader: Loader = load_recommender) -> FastAPI:
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = ServingState(settings, loader)
+        app.state.serving = state
+        try:
+            state.start()
+        except Exception as exc:  # serve /health/ready (503 with the reason) rather than die
+            log.error("start-up: %s", exc)
+        schedule = None
+        if settings.retrain_every_s:
+            from recsemble.serving.retrain import schedule_retraining
+
+            schedule = schedule_retraining(state, settings.retrain_every_s)
+        yield
+        if schedule is not None:
+            schedule.set()
+        state.close()
+
+    app = FastAPI(
+        title="recsemble",
+        version="1",
+        summary="Ensemble recommendations with real-time updates.",
+        lifespan=lifespan,
+        responses={
+            status: {"model": ErrorOut, "description": text}
+            for status, text in ERROR_STATUSES.items()
+        },
+    )
+    app.state.metrics = metrics
+    _install_error_handlers(app)
+    app.include_router(routes.router)
+    _add_health_and_metrics(app, metrics)
+    keys = Keys(settings.api_key, settings.admin_key)
+    app.add_middleware(Guard, keys=keys, max_body=settings.max_body_bytes, latency=metrics.latency)
+    return app
+
+
+def _add_health_and_metrics(app: FastAPI, metrics: Metrics) -> None:
+    @app.get("/health/live", response_model=HealthOut, tags=["health"])
+    def live() -> HealthOut:
+        return HealthOut(status="live")
+
+    @app.get(
+        "/health/ready",
+        response_model=HealthOut,
+        responses={503: {"model": HealthOut}},
+        tags=["health"],
+    )
+    def ready(request: Request) -> Any:
+        problems = request.app.state.serving.readiness()
+        if problems:
+            return JSONResponse(HealthOut(status="not ready", detail=problems).model_dump(), 503)
+        return HealthOut(status="ready")
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    def prometheus(request: Request) -> Response:
+        state: ServingState = request.app.state.serving
+        metrics.version.clear()
+        if state.recommender is not None:
+            metrics.version.labels(state.recommender.version).set(1)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,143 @@
+"""Retraining while serving: export what the served model knew plus what arrived since, train
+in a separate process (`python -m recsemble train`), register, publish, hot swap.
+
+The training data is the served version's own history (its saved histories with its id maps:
+every interaction it was trained on, weights included) and the store's events after the
+version's store cursor, so nothing is counted twice; items come from the store's catalog
+(upserts, deletions) over the served version's item table. The new version records the store
+cursor it includes. Training runs in a child process: a crash or a memory blow-up there never
+takes the server down, and the served version keeps serving until the new one is ready.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from recsemble.errors import RecsembleError
+from recsemble.ranking.ids import read_json_object
+from recsemble.serving.state import ServingState
+
+log = logging.getLogger("recsemble.serving")
+_running: dict[str, threading.Thread] = {}
+_lock = threading.Lock()
+_TRAIN_TIMEOUT_S = 3600
+
+
+def start_retraining(state: ServingState) -> threading.Thread:
+    """Start one background retraining; a second request while it runs is a conflict."""
+    with _lock:
+        current = _running.get("job")
+        if current is not None and current.is_alive():
+            raise RecsembleError(f"retraining {current.name} is still running")
+        job = threading.Thread(
+            target=_retrain_logged, args=(state,), name=f"retrain-{int(time.time())}", daemon=True
+        )
+        _running["job"] = job
+        job.start()
+        return job
+
+
+def _retrain_logged(state: ServingState) -> None:
+    try:
+        version = retrain(state)
+        log.info("retrained and published %s", version)
+    except Exception as exc:  # a background job: report, keep serving the current version
+        log.error("retraining failed: %s", exc)
+
+
+def retrain(state: ServingState) -> str:
+    """Export, train in a child process, register, publish; returns the new version."""
+    current = state.registry.current()
+    if current is None:
+        raise RecsembleError("nothing is published: there is no data to retrain from")
+    cursor = state.cursor
+    with tempfile.TemporaryDirectory(prefix="recsemble-retrain-") as tmp:
+        data = export_training_data(state, current, cursor, Path(tmp) / "data")
+        out = Path(tmp) / "model"
+        command = [sys.executable, "-m", "recsemble", "train", "--dataset", str(data),
+                   "--out", str(out), *state.settings.train_args]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, timeout=_TRAIN_TIMEOUT_S)
+        if done.returncode != 0:
+            raise RecsembleError(f"training failed ({done.returncode}): {done.stderr[-2000:]}")
+        version = state.registry.add(out, config={"store_cursor": cursor, "parent": current})
+    state.publish(version)
+    return version
+
+
+def export_training_data(state: ServingState, version: str, cursor: int, folder: Path) -> Path:
+    """interactions.parquet (+ items.parquet) for `recsemble train --dataset folder`."""
+    folder.mkdir(parents=True)
+    model_dir = state.registry.path(version)
+    frames = [_saved_interactions(model_dir)]
+    start = state.registry.store_cursor(version)
+    rows = []
+    while page := state.store.events_since(start, 10_000):
+        rows += [s.event for s in page if s.seq <= cursor]
+        start = page[-1].seq
+        if start >= cursor:
+            break
+    if rows:
+        frames.append(
+            pl.DataFrame(
+                {
+                    "user_id": [e.user_id for e in rows],
+                    "item_id": [e.item_id for e in rows],
+                    "timestamp": [e.timestamp for e in rows],
+                    "weight": [1.0] * len(rows),
+                },
+                schema={
+                    "user_id": pl.String,
+                    "item_id": pl.String,
+                    "timestamp": pl.Int64,
+                    "weight": pl.Float32,
+                },
+            )
+        )
+    pl.concat(frames).write_parquet(folder / "interactions.parquet")
+    items = model_dir / "items.parquet"
+    if items.is_file():
+        pl.read_parquet(items).write_parquet(folder / "items.parquet")
+    return folder
+
+
+def _saved_interactions(model_dir: Path) -> pl.DataFrame:
+    """Every interaction a saved model was trained on, from its histories and id maps."""
+    ids = read_json_object(model_dir / "ids.json")
+    with np.load(model_dir / "histories.npz", allow_pickle=False) as npz:
+        indptr, items = npz["indptr"], npz["items"]
+        timestamps, weights = npz["timestamps"], npz["weights"]
+    users = np.repeat(np.arange(indptr.size - 1), np.diff(indptr))
+    user_ids = np.asarray(ids["users"], dtype=object)[users]
+    item_ids = np.asarray(ids["items"], dtype=object)[items]
+    return pl.DataFrame(
+        {
+            "user_id": pl.Series(user_ids.tolist(), dtype=pl.String),
+            "item_id": pl.Series(item_ids.tolist(), dtype=pl.String),
+            "timestamp": pl.Series(timestamps, dtype=pl.Int64),
+            "weight": pl.Series(weights, dtype=pl.Float32),
+        }
+    )
+
+
+def schedule_retraining(state: ServingState, every_s: float) -> threading.Event:
+    """Retrain every `every_s` seconds in the background until the returned event is set."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(every_s):
+            try:
+                start_retraining(state).join()
+            except RecsembleError as exc:
+                log.warning("scheduled retraining skipped: %s", exc)
+
+    threading.Thread(target=loop, name="retrain-schedule", daemon=True).start()
+    return stop

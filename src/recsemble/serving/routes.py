@@ -1,0 +1,245 @@
+"""The API's routes: events, items and users in; recommendations, similar items, explanations
+out; model administration. Each route parses, calls the serving state, shapes the answer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Annotated, TypeVar
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from recsemble.errors import ConfigError
+from recsemble.pipeline import Answer, Explanation, Recommender, RequestOptions
+from recsemble.serving.schemas import (
+    ID_PATTERN,
+    MAX_K,
+    STAGES_PATTERN,
+    BecauseOut,
+    EventsIn,
+    EventsOut,
+    ExplanationOut,
+    ItemIn,
+    ModelsOut,
+    ModelVersionOut,
+    RecommendationOut,
+    RecommendationsOut,
+    RecordOut,
+    SessionIn,
+    TrainOut,
+    UserIn,
+)
+from recsemble.serving.state import ServingState
+from recsemble.store.base import Event, Record
+
+router = APIRouter()
+_T = TypeVar("_T")
+PathId = Annotated[str, Path(min_length=1, max_length=256, pattern=ID_PATTERN)]
+# Bounded so the encoded URL (up to 12 bytes a character) stays under the server's 64 KiB
+# request-head limit (cli_serve.py): a longer one would be refused before the app sees it.
+CsvIds = Annotated[str | None, Query(max_length=2000, description="Comma-separated ids.")]
+
+
+def _state(request: Request) -> ServingState:
+    state: ServingState = request.app.state.serving
+    return state
+
+
+def _recommender(request: Request) -> Recommender:
+    recommender = _state(request).recommender
+    if recommender is None:
+        raise HTTPException(503, "no model is loaded yet; see /health/ready")
+    return recommender
+
+
+def _csv(text: str | None) -> tuple[str, ...]:
+    return tuple(part for part in (text or "").split(",") if part)
+
+
+def _json(body: RecommendationsOut) -> Response:
+    """The answer serialised once: returning the model would make FastAPI validate it again."""
+    return Response(body.model_dump_json(), media_type="application/json")
+
+
+def _explanation(e: Explanation) -> ExplanationOut:
+    because = [BecauseOut(item_id=item, weight=weight) for item, weight in e.because]
+    return ExplanationOut(item_id=e.item_id, members=e.members, because=because, text=e.text)
+
+
+def _answer(answer: Answer) -> RecommendationsOut:
+    items = []
+    for rec in answer.items:
+        explanation = None
+        if rec.explanation is not None:
+            e = rec.explanation
+            explanation = _explanation(e)
+        items.append(
+            RecommendationOut(
+                item_id=rec.item_id, score=rec.score, title=rec.title, explanation=explanation
+            )
+        )
+    return RecommendationsOut(
+        items=items,
+        model_version=answer.model_version,
+        source=answer.source,
+        user_known=answer.user_known,
+    )
+
+
+# -- writes ----------------------------------------------------------------------------------
+@router.post("/events", response_model=EventsOut, tags=["events"])
+def post_events(body: EventsIn, request: Request) -> EventsOut:
+    """Store events (2xx only after the commit); a retried event_id is counted once."""
+    now = int(time.time())
+    events = [
+        Event(e.event_id, e.user_id, e.item_id, e.type, e.timestamp or now, e.value)
+        for e in body.events
+    ]
+    state = _state(request)
+    result = _checked(lambda: state.ingest(events))
+    counter = request.app.state.metrics.events
+    counter.labels("accepted").inc(result.accepted)
+    counter.labels("duplicate").inc(result.duplicates)
+    return EventsOut(accepted=result.accepted, duplicates=result.duplicates)
+
+
+@router.put("/items/{item_id}", response_model=RecordOut, tags=["catalog"])
+def put_item(item_id: PathId, body: ItemIn, request: Request) -> RecordOut:
+    state = _state(request)
+    _checked(lambda: state.upsert("item", Record(item_id, body.model_dump())))
+    return RecordOut(id=item_id, kind="item", deleted=False)
+
+
+@router.delete("/items/{item_id}", response_model=RecordOut, tags=["catalog"])
+def delete_item(item_id: PathId, request: Request) -> RecordOut:
+    """The item disappears from every list at once (it stays stored, flagged deleted)."""
+    state = _state(request)
+    state.delete("item", item_id)
+    recommender = state.recommender
+    if recommender is not None:  # also items the store never saw, e.g. from the training data
+        recommender.remove_item(item_id)
+    return RecordOut(id=item_id, kind="item", deleted=True)
+
+
+@router.put("/users/{user_id}", response_model=RecordOut, tags=["catalog"])
+def put_user(user_id: PathId, body: UserIn, request: Request) -> RecordOut:
+    state = _state(request)
+    _checked(lambda: state.upsert("user", Record(user_id, body.attributes)))
+    return RecordOut(id=user_id, kind="user", deleted=False)
+
+
+# -- reads -----------------------------------------------------------------------------------
+@router.get("/users/{user_id}/recommendations", response_model=RecommendationsOut, tags=["recs"])
+async def recommendations(
+    user_id: PathId,
+    request: Request,
+    k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
+    exclude: CsvIds = None,
+    categories: CsvIds = None,
+    rerank: Annotated[str | None, Query(max_length=300, pattern=STAGES_PATTERN)] = None,
+    explain: bool = False,
+) -> Response:
+    """Top-k for a user (unknown users get the cold-start chain, marked in `source`)."""
+    options = RequestOptions(
+        k=k,
+        exclude=_csv(exclude),
+        categories=_csv(categories) or None,
+        rerank=_csv(rerank) if rerank is not None else None,
+        explain=explain,
+    )
+    recommender = _recommender(request)
+    call = partial(_checked, lambda: recommender.recommend(user_id, options))
+    # The cached path takes well under a millisecond: run it on the event loop. Explanations
+    # recompute the model for the user (~100 ms): a worker thread, so other requests go on.
+    answer = await run_in_threadpool(call) if explain else call()
+    return _json(_answer(answer))
+
+
+@router.get(
+    "/users/{user_id}/recommendations/{item_id}/explanation",
+    response_model=ExplanationOut,
+    tags=["recs"],
+)
+def explanation(user_id: PathId, item_id: PathId, request: Request) -> ExplanationOut:
+    """Why this item for this user: the members that proposed it and the user's own items."""
+    return _explanation(_checked(lambda: _recommender(request).explain(user_id, item_id)))
+
+
+@router.get("/items/{item_id}/similar", response_model=RecommendationsOut, tags=["recs"])
+def similar(
+    item_id: PathId, request: Request, k: Annotated[int, Query(ge=1, le=MAX_K)] = 10
+) -> RecommendationsOut:
+    return _answer(_checked(lambda: _recommender(request).similar(item_id, k)))
+
+
+@router.post("/recommendations", response_model=RecommendationsOut, tags=["recs"])
+def session_recommendations(body: SessionIn, request: Request) -> RecommendationsOut:
+    """Recommendations for an anonymous session: its recent item ids, oldest first."""
+    options = RequestOptions(
+        k=body.k,
+        exclude=tuple(body.exclude),
+        categories=tuple(body.categories) if body.categories else None,
+        rerank=tuple(body.rerank) if body.rerank is not None else None,
+        explain=body.explain,
+    )
+    recommender = _recommender(request)
+    return _answer(_checked(lambda: recommender.recommend_session(body.item_ids, options)))
+
+
+def _checked(call: Callable[[], _T]) -> _T:
+    """Unknown ids -> 404, options the model cannot honour -> 409, bad options -> 422."""
+    try:
+        return call()
+    except ConfigError as exc:  # e.g. a stage this model's data cannot support
+        raise HTTPException(409, str(exc)) from None
+    except KeyError as exc:
+        raise HTTPException(404, f"unknown id: {exc.args[0] if exc.args else exc}") from None
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
+# -- admin -----------------------------------------------------------------------------------
+@router.get("/admin/models", response_model=ModelsOut, tags=["admin"])
+def models(request: Request) -> ModelsOut:
+    state = _state(request)
+    current = state.registry.current()
+    versions = [
+        ModelVersionOut(
+            version=info.version,
+            current=info.version == current,
+            created_at=info.created_at,
+            metrics={k: float(v) for k, v in (info.metrics or {}).items()},
+        )
+        for info in state.registry.versions()
+    ]
+    serving = state.recommender.version if state.recommender else None
+    return ModelsOut(current=current, serving=serving, versions=versions)
+
+
+@router.post("/admin/models/{version}/publish", response_model=ModelsOut, tags=["admin"])
+def publish(
+    version: Annotated[str, Path(min_length=1, max_length=128)], request: Request
+) -> ModelsOut:
+    """Verify, load and warm the version, then switch to it atomically."""
+    state = _state(request)
+    if version not in {info.version for info in state.registry.versions()}:
+        raise HTTPException(404, f"no model version {version!r}")
+    state.publish(version)
+    return models(request)
+
+
+@router.post("/admin/rollback", response_model=ModelsOut, tags=["admin"])
+def rollback(request: Request) -> ModelsOut:
+    _state(request).rollback()
+    return models(request)
+
+
+@router.post("/admin/train", response_model=TrainOut, status_code=202, tags=["admin"])
+def train(request: Request) -> TrainOut:
+    """Start retraining in a background process; the new version is published when done."""
+    from recsemble.serving.retrain import start_retraining
+
+    job = start_retraining(_state(request))
+    return TrainOut(job=job.name, status="started")

@@ -1,0 +1,166 @@
+"""Request and response bodies of the HTTP API (separate models, unknown fields rejected).
+
+Limits live in the request models, so a bad body is a 422 naming the field: ids are 1..256
+characters, batches at most MAX_BATCH events, numbers finite.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from recsemble.store.base import MAX_ID_LENGTH
+
+MAX_BATCH = 1000
+MAX_K = 1000
+MAX_SESSION_ITEMS = 200
+MAX_CATEGORIES = 50
+
+#: No NUL characters (PostgreSQL cannot store them). Strings must be UTF-8 text: a lone UTF-16
+#: surrogate escape is refused by the store with a 422.
+ID_PATTERN = r"^[^\x00]+$"
+TEXT_PATTERN = r"^[^\x00]*$"
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
+Text = Annotated[str, Field(pattern=TEXT_PATTERN)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Scalar = Text | Finite | bool | None
+
+
+def _whole_number(value: Any) -> Any:
+    """JSON's integers, 12.0 included (JSON Schema calls it an integer); not true or "12"."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# Constraints go before the validator: after it, pydantic leaves them out of the JSON schema.
+# Epoch seconds between 1970 and 2200: beyond that it is a unit mistake (milliseconds).
+Timestamp = Annotated[int, Field(ge=0, le=7_258_118_400), BeforeValidator(_whole_number)]
+ListSize = Annotated[int, Field(ge=1, le=MAX_K), BeforeValidator(_whole_number)]
+StageName = Literal[
+    "seen", "available", "rules", "quality", "fresh", "boost", "calibrated", "mmr", "dpp", "cap",
+    "fair", "explore", "diverse",
+]  # fmt: skip
+#: Query-string form of a stage list: names from StageName, comma-separated.
+_STAGES = "|".join(get_args(StageName))
+STAGES_PATTERN = f"^({_STAGES})(,({_STAGES}))*$"
+
+
+class _Request(BaseModel):
+    # strict: a JSON `false` is not a number and "yes" is not a boolean
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class EventIn(_Request):
+    event_id: Id  # idempotency key: a retry with the same id is counted once
+    user_id: Id
+    item_id: Id
+    type: Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)] = "view"
+    timestamp: Timestamp | None = None  # default: the server's clock
+    value: Finite | None = None
+
+
+class EventsIn(_Request):
+    events: list[EventIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class EventsOut(_Response):
+    accepted: int
+    duplicates: int
+
+
+class ItemIn(_Request):
+    title: Annotated[Text, Field(max_length=1000)] | None = None
+    text: Annotated[Text, Field(max_length=20_000)] | None = None
+    categories: list[Annotated[str, Field(min_length=1, max_length=200, pattern=ID_PATTERN)]] = (
+        Field(default_factory=list, max_length=MAX_CATEGORIES)
+    )
+    created_at: Timestamp | None = None
+    available: bool = True
+    attributes: dict[
+        Annotated[str, Field(min_length=1, max_length=100, pattern=ID_PATTERN)], Scalar
+    ] = Field(default_factory=dict, max_length=100)
+
+
+class UserIn(_Request):
+    attributes: dict[
+        Annotated[str, Field(min_length=1, max_length=100, pattern=ID_PATTERN)], Scalar
+    ] = Field(default_factory=dict, max_length=100)
+
+
+class RecordOut(_Response):
+    id: str
+    kind: Literal["item", "user"]
+    deleted: bool
+
+
+class SessionIn(_Request):
+    item_ids: list[Id] = Field(min_length=0, max_length=MAX_SESSION_ITEMS)
+    k: ListSize = 10
+    exclude: list[Id] = Field(default_factory=list, max_length=MAX_BATCH)
+    categories: list[Id] | None = Field(None, max_length=MAX_CATEGORIES)
+    rerank: list[StageName] | None = Field(None, max_length=16)
+    explain: bool = False
+
+
+class BecauseOut(_Response):
+    item_id: str  # an item of the user's own history
+    weight: float  # its share in the score that led to the recommended item
+
+
+class ExplanationOut(_Response):
+    item_id: str
+    members: dict[str, float]
+    because: list[BecauseOut]
+    text: str
+
+
+class RecommendationOut(_Response):
+    item_id: str
+    score: float
+    title: str | None = None
+    explanation: ExplanationOut | None = None
+
+
+class RecommendationsOut(_Response):
+    items: list[RecommendationOut]
+    model_version: str
+    source: str  # model | session | cold:segment | cold:trending | cold:popular | content
+    user_known: bool
+
+
+class ModelVersionOut(_Response):
+    version: str
+    current: bool
+    created_at: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class ModelsOut(_Response):
+    current: str | None
+    serving: str | None
+    versions: list[ModelVersionOut]
+
+
+class TrainOut(_Response):
+    job: str
+    status: str
+
+
+class HealthOut(_Response):
+    status: str
+    detail: dict[str, str] = Field(default_factory=dict)
+
+
+class ErrorBody(_Response):
+    code: str
+    message: str
+
+
+class ErrorOut(_Response):
+    error: ErrorBody

@@ -1,0 +1,201 @@
+"""What a running server holds: the store, the registry, the Recommender being served.
+
+The served Recommender is replaced by assigning one attribute, so a request in flight keeps
+the object it started with and the next one gets the new version: hot swaps fail no request.
+A new version is loaded, verified and warmed before anything points at it; if that fails the
+previous version keeps serving and the error is reported (and shown by /health/ready).
+
+Every event is stored first (durable), then replayed into the Recommender from the store's own
+log (`events_since(cursor)`), so what the model observes is exactly what was committed, once,
+in commit order, whoever wrote it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recsemble.errors import RecsembleError
+from recsemble.pipeline import Recommender
+from recsemble.registry import ModelRegistry
+from recsemble.store import open_store
+from recsemble.store.base import AppendResult, Event, Record, Store
+
+log = logging.getLogger("recsemble.serving")
+_PAGE = 10_000
+
+Loader = Callable[[Path, str], Recommender]
+
+
+def load_recommender(folder: Path, version: str) -> Recommender:
+    recommender = Recommender.load(folder, version=version)
+    recommender.warm()
+    return recommender
+
+
+@dataclass
+class ServeSettings:
+    store_url: str = "sqlite:///out/serve/store.db"
+    registry_dir: Path = Path("out/registry")
+    model_dir: Path | None = None  # added to the registry (and published) at start if new
+    api_key: str | None = None
+    admin_key: str | None = None
+    max_body_bytes: int = 1_000_000
+    train_args: list[str] = field(default_factory=list)  # extra `recsemble train` arguments
+    retrain_every_s: float | None = None
+
+
+class ServingState:
+    def __init__(self, settings: ServeSettings, loader: Loader = load_recommender) -> None:
+        self.settings = settings
+        self.loader = loader
+        self.store: Store = open_store(settings.store_url)
+        self.registry = ModelRegistry(settings.registry_dir)
+        self.recommender: Recommender | None = None
+        self.cursor = 0  # last store seq the served Recommender has observed
+        self.item_cursor = 0
+        self.user_cursor = 0
+        self.last_error: str | None = None
+        self._observe_lock = threading.Lock()
+        self._swap_lock = threading.Lock()
+
+    # -- start-up ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """Register the given model (first start), then serve the registry's current version."""
+        if self.settings.model_dir is not None:
+            version = self.registry.add(self.settings.model_dir)
+            if self.registry.current() is None:
+                self.registry.publish(version)
+        current = self.registry.current()
+        if current is None:
+            raise RecsembleError("no model to serve: pass --model or publish a version")
+        self.swap(current)
+
+    def close(self) -> None:
+        if self.recommender is not None:
+            self.recommender.close()
+        self.store.close()
+
+    # -- versions ---------------------------------------------------------------------------
+    def swap(self, version: str) -> Recommender:
+        """Verify, load, warm and catch up `version`, then serve it. Raises on failure (the
+        version being served stays)."""
+        with self._swap_lock:
+            try:
+                self.registry.verify(version)
+                fresh = self.loader(self.registry.path(version), version)
+                start = self.registry.store_cursor(version)
+                with self._observe_lock:
+                    item_cursor, user_cursor = self._catch_up_records(fresh, 0, 0)
+                    cursor = self._catch_up_events(fresh, start)
+                    old, self.recommender = self.recommender, fresh
+                    self.cursor, self.item_cursor, self.user_cursor = (
+                        cursor,
+                        item_cursor,
+                        user_cursor,
+                    )
+            except Exception as exc:
+                self.last_error = f"version {version}: {exc}"
+                log.error("cannot serve %s: %s", version, exc)
+                raise
+            self.last_error = None
+            log.info("serving model version %s", version)
+            if old is not None:  # its refresh worker stops; requests holding it still finish
+                threading.Thread(target=old.close, name="close-old-model", daemon=True).start()
+            return fresh
+
+    def publish(self, version: str) -> None:
+        self.swap(version)  # first: a version that cannot be served is never made current
+        self.registry.publish(version)
+
+    def rollback(self) -> str:
+        previous = self.registry.previous()
+        if previous is None:
+            raise RecsembleError("nothing to roll back to: only one version was ever published")
+        self.swap(previous)
+        return self.registry.rollback()
+
+    # -- data ---------------------------------------------------------------------------------
+    def ingest(self, events: Sequence[Event]) -> AppendResult:
+        """Store the events (durable), then let the served model observe what was stored."""
+        result = self.store.append_events(events)
+        self.follow()
+        return result
+
+    def follow(self) -> None:
+        """Replay into the served Recommender whatever the store committed since last time."""
+        recommender = self.recommender
+        if recommender is None:
+            return
+        with self._observe_lock:
+            if recommender is not self.recommender:
+                return  # swapped meanwhile: the new one caught up by itself
+            self.cursor = self._catch_up_events(recommender, self.cursor)
+
+    def upsert(self, kind: str, record: Record) -> None:
+        self.store.upsert(kind, [record])
+        self._follow_records()
+
+    def delete(self, kind: str, record_id: str) -> bool:
+        found = self.store.delete(kind, record_id)
+        self._follow_records()
+        return found
+
+    def _follow_records(self) -> None:
+        recommender = self.recommender
+        if recommender is None:
+            return
+        with self._observe_lock:
+            self.item_cursor, self.user_cursor = self._catch_up_records(
+                recommender, self.item_cursor, self.user_cursor
+            )
+
+    def _catch_up_events(self, recommender: Recommender, cursor: int) -> int:
+        while True:
+            page = self.store.events_since(cursor, _PAGE)
+            if not page:
+                return cursor
+            recommender.observe([stored.event for stored in page])
+            cursor = page[-1].seq
+
+    def _catch_up_records(
+        self, recommender: Recommender, item_cursor: int, user_cursor: int
+    ) -> tuple[int, int]:
+        items = self.store.changed_since("item", item_cursor)
+        live = [r for r in items if not r.deleted]
+        if live:
+            recommender.upsert_items(live)
+        for record in items:
+            if record.deleted:
+                recommender.remove_item(record.id)
+        users = self.store.changed_since("user", user_cursor)
+        if users:
+            recommender.upsert_users([r for r in users if not r.deleted])
+        return (
+            max([item_cursor, *(r.updated_seq for r in items)]),
+            max([user_cursor, *(r.updated_seq for r in users)]),
+        )
+
+    # -- health -----------------------------------------------------------------------------
+    def readiness(self) -> dict[str, str]:
+        """Empty when ready; else what is wrong, by part."""
+        problems = {}
+        try:
+            self.store.ping()
+        except Exception as exc:
+            problems["store"] = f"{type(exc).__name__}: {exc}"
+        if self.recommender is None:
+            problems["model"] = self.last_error or "no model loaded yet"
+        return problems
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "serving": self.recommender.version if self.recommender else None,
+            "current": self.registry.current(),
+            "last_error": self.last_error,
+            "events_observed_to_seq": self.cursor,
+        }

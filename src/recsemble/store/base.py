@@ -1,0 +1,89 @@
+"""Store: where events, items and users live while the service runs.
+
+A small interface (eight methods) with two backends chosen by URL: `sqlite:///path/to/file.db`
+(the default) and `postgresql://user:pass@host/db` (psycopg 3). One contract test suite runs
+against both. Writes are durable when the call returns: an acknowledged event survives a crash
+of the process (and, with SQLite's synchronous=FULL, of the machine).
+
+Events are idempotent by `event_id`: appending an event whose id is already stored is counted
+as a duplicate and changes nothing, so a client may retry a batch safely. Every stored event
+gets a sequence number (`seq`, strictly increasing in commit order) so readers can follow the
+log with `events_since(cursor)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+#: Longest external id (user, item, event) accepted anywhere.
+MAX_ID_LENGTH = 256
+
+
+@dataclass(frozen=True)
+class Event:
+    """One interaction as the application reports it (external ids, epoch seconds)."""
+
+    event_id: str
+    user_id: str
+    item_id: str
+    type: str = "view"
+    timestamp: int = 0
+    value: float | None = None
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    seq: int
+    event: Event
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    accepted: int  # newly stored
+    duplicates: int  # event_id already stored: ignored
+
+
+@dataclass(frozen=True)
+class Record:
+    """An item or a user: its id and a JSON-serialisable attribute object."""
+
+    id: str
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    deleted: bool = False
+    updated_seq: int = 0  # store-wide change counter when it was last written
+
+
+class Store(Protocol):
+    """The eight operations the service needs; both backends pass tests/store's contract."""
+
+    def append_events(self, events: Sequence[Event]) -> AppendResult:
+        """Store the events in one transaction; returns only after the commit."""
+        ...
+
+    def events_since(self, cursor: int, limit: int = 10_000) -> list[StoredEvent]:
+        """Stored events with seq > cursor, in seq order, at most `limit`."""
+        ...
+
+    def upsert(self, kind: str, records: Sequence[Record]) -> None:
+        """Insert or replace items (kind="item") or users (kind="user"); un-deletes."""
+        ...
+
+    def delete(self, kind: str, record_id: str) -> bool:
+        """Mark a record deleted (kept, so readers learn of it); False if it did not exist."""
+        ...
+
+    def get(self, kind: str, record_ids: Sequence[str]) -> dict[str, Record]:
+        """The records that exist (deleted ones included, flagged), by id."""
+        ...
+
+    def changed_since(self, kind: str, cursor: int) -> list[Record]:
+        """Records written or deleted after the change counter `cursor`, in change order."""
+        ...
+
+    def ping(self) -> None:
+        """Raise if the store cannot answer (what /health/ready asks)."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,144 @@
+"""Input rules both store backends apply before touching the database.
+
+A batch is checked whole before anything is written, so a rejected batch stores nothing. Each
+error is a ValueError naming the field (`events[3].item_id: ...`) so the HTTP layer can turn
+it into a clear 4xx answer. The rules are the same for SQLite and PostgreSQL: an id PostgreSQL
+cannot store (a NUL character, a lone surrogate) is refused by SQLite too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from numbers import Real
+from typing import Any
+
+from recsemble.store.base import MAX_ID_LENGTH, Event, Record
+
+#: The two record kinds a store keeps.
+KINDS = ("item", "user")
+
+_INT64 = 2**63
+
+
+@dataclass(frozen=True)
+class UniqueEvents:
+    """A batch with its repeated event_ids removed (the first occurrence kept)."""
+
+    events: list[Event]
+    repeated: int  # later occurrences of an event_id already in the batch
+
+
+def check_kind(kind: object) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"kind: must be one of {list(KINDS)}, not {kind!r}")
+    return str(kind)
+
+
+def check_id(value: object, field: str) -> str:
+    """A non-empty text id of at most MAX_ID_LENGTH characters that UTF-8 can carry."""
+    if not isinstance(value, str):
+        raise ValueError(f"{field}: must be a string, not {type(value).__name__}")
+    if not value:
+        raise ValueError(f"{field}: must not be empty")
+    if len(value) > MAX_ID_LENGTH:
+        raise ValueError(f"{field}: longer than {MAX_ID_LENGTH} characters ({len(value)})")
+    _check_text(value, field)
+    return value
+
+
+def check_ids(values: Sequence[object], field: str) -> list[str]:
+    return [check_id(value, f"{field}[{position}]") for position, value in enumerate(values)]
+
+
+def unique_events(events: Sequence[Event]) -> UniqueEvents:
+    """Check every event of a batch, then drop repeats of an event_id within it."""
+    for position, event in enumerate(events):
+        check_event(event, f"events[{position}]")
+    seen: set[str] = set()
+    kept = []
+    for event in events:
+        if event.event_id not in seen:
+            seen.add(event.event_id)
+            kept.append(event)
+    return UniqueEvents(kept, len(events) - len(kept))
+
+
+def check_event(event: object, where: str) -> None:
+    if not isinstance(event, Event):
+        raise ValueError(f"{where}: must be an Event, not {type(event).__name__}")
+    for field in ("event_id", "user_id", "item_id", "type"):
+        check_id(getattr(event, field), f"{where}.{field}")
+    timestamp = event.timestamp
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int):
+        raise ValueError(f"{where}.timestamp: must be an integer (epoch seconds)")
+    if not -_INT64 <= timestamp < _INT64:
+        raise ValueError(f"{where}.timestamp: out of the 64-bit range")
+    value = event.value
+    if value is not None:
+        if isinstance(value, bool) or not isinstance(value, Real):
+            raise ValueError(f"{where}.value: must be a number or null")
+        if not math.isfinite(float(value)):
+            raise ValueError(f"{where}.value: must be finite, not {value!r}")
+
+
+def unique_records(records: Sequence[Record]) -> list[tuple[str, str]]:
+    """(id, attributes as JSON text) per record, checked; a repeated id keeps its last value."""
+    latest: dict[str, str] = {}
+    for position, record in enumerate(records):
+        where = f"records[{position}]"
+        if not isinstance(record, Record):
+            raise ValueError(f"{where}: must be a Record, not {type(record).__name__}")
+        record_id = check_id(record.id, f"{where}.id")
+        latest[record_id] = encode_attributes(record.attributes, f"{where}.attributes")
+    return list(latest.items())
+
+
+def encode_attributes(attributes: object, field: str) -> str:
+    """The attribute object as JSON text: string keys, finite numbers, no NUL characters."""
+    if not isinstance(attributes, Mapping):
+        raise ValueError(f"{field}: must be an object, not {type(attributes).__name__}")
+    for key in attributes:
+        if not isinstance(key, str):
+            raise ValueError(f"{field}: keys must be strings, not {key!r}")
+    try:
+        text = json.dumps(dict(attributes), allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{field}: not JSON-serialisable with finite numbers ({exc})") from None
+    _check_text(text, field)
+    if "\\u0000" in text:
+        raise ValueError(f"{field}: contains a NUL character")
+    return text
+
+
+def decode_attributes(text: str | Mapping[str, Any]) -> dict[str, Any]:
+    """Attributes read back (PostgreSQL's jsonb arrives decoded, SQLite's text does not)."""
+    if isinstance(text, Mapping):
+        return dict(text)
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError(f"stored attributes are not a JSON object: {text[:80]!r}")
+    return value
+
+
+def check_limit(limit: object) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limit: must be a positive integer, not {limit!r}")
+    return limit
+
+
+def check_cursor(cursor: object) -> int:
+    if isinstance(cursor, bool) or not isinstance(cursor, int) or cursor < 0:
+        raise ValueError(f"cursor: must be a non-negative integer, not {cursor!r}")
+    return cursor
+
+
+def _check_text(value: str, field: str) -> None:
+    if "\x00" in value:
+        raise ValueError(f"{field}: contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{field}: not valid Unicode text (a lone surrogate)") from None
