@@ -360,3 +360,30 @@ def test_a_replaced_recommender_stops_its_refresh_worker(saved: Path, data: Data
     while workers() > before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert workers() == before
+
+
+def test_warm_cache_is_reused_and_a_damaged_one_recomputed(
+    saved: Path, data: Dataset, tmp_path: Path
+) -> None:
+    users = [str(u) for u in data.users.ids[:3]]
+    cache = tmp_path / "warm" / "v1.npz"
+    first = Recommender.load(saved, version="v1")
+    first.warm(cache)
+    assert cache.is_file()
+    second = Recommender.load(saved, version="v1")
+    second.warm(cache)
+    try:
+        for user in users:
+            options = RequestOptions(k=5)
+            assert _ids(first.recommend(user, options)) == _ids(second.recommend(user, options))
+        cache.write_bytes(cache.read_bytes()[:100])  # damaged: recomputed, then rewritten
+        third = Recommender.load(saved, version="v1")
+        third.warm(cache)
+        assert _ids(third.recommend(users[0], RequestOptions(k=5))) == _ids(
+            first.recommend(users[0], RequestOptions(k=5))
+        )
+        assert np.load(cache)["pool_items"].shape[0] == data.n_users  # rewritten whole
+        third.close()
+    finally:
+        first.close()
+        second.close()

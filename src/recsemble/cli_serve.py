@@ -40,6 +40,10 @@ def serve(
     max_body: Annotated[
         int, typer.Option(min=1024, help="Largest request body, bytes.")
     ] = 1_000_000,
+    train_config: Annotated[
+        Path | None,
+        typer.Option(help="Config file for retraining (POST /admin/train).", show_default=False),
+    ] = None,
     retrain_every: Annotated[
         float | None,
         typer.Option(help="Retrain in the background every N seconds.", show_default=False),
@@ -70,6 +74,7 @@ def serve(
         admin_key=write_key,
         max_body_bytes=max_body,
         retrain_every_s=retrain_every,
+        train_args=["--config", str(train_config)] if train_config else [],
     )
     err_console.print(f"recsemble serving on http://{host}:{port} (docs: /docs)")
     uvicorn.run(

@@ -135,11 +135,12 @@ class Recommender:
             return []
         return [self.segmenter.label(row) for row in table.iter_rows(named=True)]
 
-    def warm(self) -> None:
+    def warm(self, cache: Path | None = None) -> None:
         """Every known user's pool in batch (the model's one expensive call), item neighbour
-        lists and the content index: after this, no request runs the model."""
+        lists and the content index: after this, no request runs the model. `cache`: a file
+        to reuse this version's warm-up from (and save it to)."""
         start = time.perf_counter()
-        self.serving.warm()
+        self.serving.warm(cache)
         self.items.content()
         log.info("warmed %d users in %.1f s", self.serving.n_users, time.perf_counter() - start)
 

@@ -94,6 +94,7 @@ def start_server(
     store_url: str | None = None,
     registry: Path | None = None,
     ready_timeout: float = 120,
+    extra: tuple[str, ...] = (),
 ) -> Server:
     """`python -m recsemble serve` on a free port, once /health/ready says so."""
     port = free_port()
@@ -108,6 +109,7 @@ def start_server(
             "--registry", str(registry), "--port", str(port)]  # fmt: skip
     if model is not None:
         args += ["--model", str(model)]
+    args += list(extra)
     log = tmp / f"server-{port}.log"
     process = subprocess.Popen(args, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
     server = Server(f"http://127.0.0.1:{port}", process, store_url, registry, log)

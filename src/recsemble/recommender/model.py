@@ -9,8 +9,11 @@ A single generator saved alone serves the same way, as a one-member ensemble.
 from __future__ import annotations
 
 import logging
+import os
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -141,8 +144,14 @@ class ServingModel:
         """The model's `pool` best unseen items per user (the expensive call)."""
         return self.model.recommend(users, min(self.pool, self.n_items), histories=histories)
 
-    def warm(self) -> None:
-        """Every known user's pool, in batch calls; then the item neighbour lists."""
+    def warm(self, cache: Path | None = None) -> None:
+        """Every known user's pool, in batch calls; then the item neighbour lists.
+
+        cache: a file where this exact warm-up was saved before (same version, pool size and
+        moment: the result is deterministic), loaded instead of recomputed; written when
+        missing. A hot swap back to a version seen before then takes seconds, not minutes."""
+        if cache is not None and self._load_warm(cache):
+            return
         parts = [
             self.top(np.arange(lo, min(self.n_users, lo + WARM_BATCH), dtype=np.int32))
             for lo in range(0, self.n_users, WARM_BATCH)
@@ -152,6 +161,39 @@ class ServingModel:
                 np.concatenate([p.items for p in parts]), np.concatenate([p.scores for p in parts])
             )
         self.neighbours = self._neighbour_lists()
+        if cache is not None:
+            self._save_warm(cache)
+
+    def _warm_key(self) -> npt.NDArray[np.int64]:
+        return np.array([self.n_users, self.n_items, self.pool, self.now], dtype=np.int64)
+
+    def _load_warm(self, cache: Path) -> bool:
+        try:
+            with np.load(cache, allow_pickle=False) as npz:
+                if not np.array_equal(npz["key"], self._warm_key()):
+                    return False
+                self.pools = TopK(npz["pool_items"], npz["pool_scores"])
+                if "neighbour_items" in npz.files:
+                    self.neighbours = TopK(npz["neighbour_items"], npz["neighbour_scores"])
+                else:
+                    self.neighbours = None
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # recompute
+            log.info("warm cache %s not used: %s", cache, exc)
+            return False
+        return True
+
+    def _save_warm(self, cache: Path) -> None:
+        if self.pools is None:
+            return
+        arrays = {"key": self._warm_key(), "pool_items": self.pools.items,
+                  "pool_scores": self.pools.scores}  # fmt: skip
+        if self.neighbours is not None:
+            arrays["neighbour_items"] = self.neighbours.items
+            arrays["neighbour_scores"] = self.neighbours.scores
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_suffix(".partial.npz")
+        np.savez(partial, **arrays)  # type: ignore[arg-type]
+        os.replace(partial, cache)  # atomic: a reader never sees half a file
 
     def warm_pool(self, user: int) -> Pool | None:
         """The pool warm() computed for a known user (None before warm() or for others)."""

@@ -29,11 +29,13 @@ log = logging.getLogger("recsemble.serving")
 _PAGE = 10_000
 
 Loader = Callable[[Path, str], Recommender]
+WARM_CACHE = "warm-cache"  # beside the registry's versions: derived data, safe to delete
 
 
 def load_recommender(folder: Path, version: str) -> Recommender:
     recommender = Recommender.load(folder, version=version)
-    recommender.warm()
+    # Versions are immutable, so their warm-up is too: cached beside the registry.
+    recommender.warm(folder.parent.parent / WARM_CACHE / f"{version}.npz")
     return recommender
 
 
