@@ -26,16 +26,26 @@ from pydantic import Field
 from threadpoolctl import ThreadpoolController
 
 from recsemble.data.dataset import Dataset
+from recsemble.generators.ann import InnerProductIndex
 from recsemble.generators.base import CandidateGenerator
 from recsemble.generators.config import GeneratorConfig, RecencyConfig
 from recsemble.generators.history import Histories, profile_matrix
 from recsemble.generators.topk import top_similar
-from recsemble.types import TopK
+from recsemble.types import PAD_IDX, TopK
 
 Arrays = dict[str, npt.NDArray[Any]]
+#: Users per ANN search: bounds the over-fetched (users x (k + seen)) result arrays.
+_ANN_BLOCK_USERS = 4096
 
 
-class IALSConfig(RecencyConfig):
+class _RetrievalConfig(RecencyConfig):
+    # Catalog size from which recommend / similar_items search an HNSW index instead of the
+    # dense product (None: never); score and score_catalog stay exact for the ensemble.
+    ann_threshold: int | None = Field(100_000, ge=1)
+    ann_ef_search: int = Field(128, ge=1)  # HNSW candidates per query: recall against speed
+
+
+class IALSConfig(_RetrievalConfig):
     # Defaults measured under the temporal-user protocol (see the module docstring).
     half_life_events: float | None = Field(3.0, gt=0)
     binary: bool = True  # w = 1 per (user, item); False: summed event weights
@@ -47,7 +57,7 @@ class IALSConfig(RecencyConfig):
     num_threads: int = Field(0, ge=0)  # implicit's threads for fit; 0 = every core
 
 
-class BPRConfig(RecencyConfig):
+class BPRConfig(_RetrievalConfig):
     half_life_events: float | None = Field(3.0, gt=0)
     binary: bool = True  # BPR samples observed items as positives; w only shapes fold-in
     factors: int = Field(64, ge=1, le=1024)
@@ -120,6 +130,7 @@ class _MatrixFactorization(CandidateGenerator):
     def _set_item_factors(self, item_factors: npt.NDArray[Any]) -> None:
         self.item_factors_ = np.ascontiguousarray(item_factors, dtype=np.float32)
         self._solver = _fold_in_solver(self.item_factors_, self._fold_in_regularization())
+        self._ann_indexes: dict[str, InnerProductIndex] = {}  # built on first use, never saved
 
     def _implicit_model(self) -> Any:
         raise NotImplementedError
@@ -157,14 +168,66 @@ class _MatrixFactorization(CandidateGenerator):
     def _similarity_factors(self) -> npt.NDArray[np.float32]:
         return self.item_factors_
 
+    def _uses_ann(self) -> bool:
+        threshold = self.config.ann_threshold
+        return threshold is not None and self.item_factors_.shape[0] >= threshold
+
+    def _ann_index(self, kind: str, vectors: npt.NDArray[np.float32]) -> InnerProductIndex:
+        """The HNSW index over `vectors` ("user": item factors, "item": unit item factors)."""
+        if kind not in self._ann_indexes:
+            self._ann_indexes[kind] = InnerProductIndex(
+                vectors,
+                hnsw_threshold=self.config.ann_threshold,
+                ef_search=self.config.ann_ef_search,
+            )
+        return self._ann_indexes[kind]
+
+    def recommend(
+        self,
+        users: npt.ArrayLike,
+        k: int,
+        *,
+        exclude_seen: bool = True,
+        at: npt.ArrayLike | None = None,
+        histories: Histories | None = None,
+    ) -> TopK:
+        """Top-k items per user, best first; from an HNSW index on catalogs of ann_threshold
+        items or more (approximate: a few of the exact top-k may be missed)."""
+        self._check_fitted()
+        if not self._uses_ann():
+            return super().recommend(
+                users, k, exclude_seen=exclude_seen, at=at, histories=histories
+            )
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        user_arr, at_arr, hist = self._request(users, at, histories)
+        index = self._ann_index("user", self.item_factors_)
+        items = np.full((user_arr.size, k), PAD_IDX, dtype=np.int32)
+        scores = np.full((user_arr.size, k), -np.inf, dtype=np.float32)
+        for lo in range(0, user_arr.size, _ANN_BLOCK_USERS):
+            hi = min(user_arr.size, lo + _ANN_BLOCK_USERS)
+            block_hist = hist.rows(range(lo, hi))
+            seen = block_hist.seen_matrix() if exclude_seen else None
+            factors = self.user_factors(block_hist, at_arr[lo:hi])
+            items[lo:hi], scores[lo:hi] = index.search(factors, k, seen)
+        no_history = hist.lengths == 0  # nothing to fold in: no answer, as in the dense path
+        items[no_history], scores[no_history] = PAD_IDX, -np.inf
+        return TopK(items, scores)
+
     def similar_items(self, items: npt.ArrayLike, k: int) -> TopK:
         """The k items with the highest cosine similarity of item factors."""
         self._check_fitted()
         item_arr = np.atleast_1d(np.asarray(items, dtype=np.intp))
         factors = self._similarity_factors()
         norms = np.linalg.norm(factors, axis=1, keepdims=True)
-        unit = factors / np.where(norms > 0, norms, 1.0)
-        return top_similar(item_arr, np.asarray(unit[item_arr] @ unit.T, dtype=np.float32), k)
+        unit = np.asarray(factors / np.where(norms > 0, norms, 1.0), dtype=np.float32)
+        if not self._uses_ann():
+            return top_similar(item_arr, np.asarray(unit[item_arr] @ unit.T, dtype=np.float32), k)
+        itself = sp.csr_array(
+            (np.ones(item_arr.size), item_arr, np.arange(item_arr.size + 1)),
+            shape=(item_arr.size, unit.shape[0]),
+        )
+        return TopK(*self._ann_index("item", unit).search(unit[item_arr], k, itself))
 
 
 class IALS(_MatrixFactorization):
