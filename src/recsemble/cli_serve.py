@@ -40,6 +40,12 @@ def serve(
     max_body: Annotated[
         int, typer.Option(min=1024, help="Largest request body, bytes.")
     ] = 1_000_000,
+    config_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", help="TOML config: [rerank] stages and settings.", show_default=False
+        ),
+    ] = None,
     train_config: Annotated[
         Path | None,
         typer.Option(help="Config file for retraining (POST /admin/train).", show_default=False),
@@ -53,7 +59,8 @@ def serve(
     """Serve recommendations over HTTP (OpenAPI at /docs and /openapi.json)."""
     import uvicorn
 
-    from recsemble.cli import err_console
+    from recsemble import config as cfg
+    from recsemble.cli import _errors_exit, err_console
     from recsemble.serving.app import create_app
     from recsemble.serving.state import ServeSettings
 
@@ -66,6 +73,8 @@ def serve(
         host = LOCALHOST
     elif not (read_key or write_key):
         err_console.print(f"no API keys configured: listening on {LOCALHOST} only")
+    with _errors_exit():
+        config = cfg.resolve(config_path).config if config_path else None
     settings = ServeSettings(
         store_url=store,
         registry_dir=registry,
@@ -75,6 +84,7 @@ def serve(
         max_body_bytes=max_body,
         retrain_every_s=retrain_every,
         train_args=["--config", str(train_config)] if train_config else [],
+        config=config,
     )
     err_console.print(f"recsemble serving on http://{host}:{port} (docs: /docs)")
     uvicorn.run(

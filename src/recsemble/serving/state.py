@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from recsemble.config import RecsembleConfig
 from recsemble.errors import RecsembleError
 from recsemble.pipeline import Recommender
 from recsemble.registry import ModelRegistry
@@ -28,12 +29,12 @@ from recsemble.store.base import AppendResult, Event, Record, Store
 log = logging.getLogger("recsemble.serving")
 _PAGE = 10_000
 
-Loader = Callable[[Path, str], Recommender]
+Loader = Callable[[Path, str, "RecsembleConfig | None"], Recommender]
 WARM_CACHE = "warm-cache"  # beside the registry's versions: derived data, safe to delete
 
 
-def load_recommender(folder: Path, version: str) -> Recommender:
-    recommender = Recommender.load(folder, version=version)
+def load_recommender(folder: Path, version: str, config: RecsembleConfig | None) -> Recommender:
+    recommender = Recommender.load(folder, version=version, config=config)
     # Versions are immutable, so their warm-up is too: cached beside the registry.
     recommender.warm(folder.parent.parent / WARM_CACHE / f"{version}.npz")
     return recommender
@@ -49,6 +50,7 @@ class ServeSettings:
     max_body_bytes: int = 1_000_000
     train_args: list[str] = field(default_factory=list)  # extra `recsemble train` arguments
     retrain_every_s: float | None = None
+    config: RecsembleConfig | None = None  # [rerank] stages and settings; None: defaults
 
 
 class ServingState:
@@ -89,7 +91,7 @@ class ServingState:
         with self._swap_lock:
             try:
                 self.registry.verify(version)
-                fresh = self.loader(self.registry.path(version), version)
+                fresh = self.loader(self.registry.path(version), version, self.settings.config)
                 start = self.registry.store_cursor(version)
                 with self._observe_lock:
                     item_cursor, user_cursor = self._catch_up_records(fresh, 0, 0)

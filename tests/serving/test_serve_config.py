@@ -1,0 +1,44 @@
+"""`recsemble serve --config`: the [rerank] stages apply to every answer; a bad file is a clear
+error before anything starts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+
+from .conftest import start_server
+
+
+def test_configured_stages_shape_every_answer(
+    tmp_path: Path, model_dirs: tuple[Path, Path]
+) -> None:
+    config = tmp_path / "serve.toml"
+    config.write_text('[rerank]\nstages = ["cap"]\ncap = { max_per_category = 1 }\n')
+    items = pl.read_parquet(model_dirs[0] / "items.parquet")
+    ids = items[items.columns[0]].cast(pl.String).to_list()
+    categories = dict(zip(ids, items["categories"].to_list(), strict=True))
+    server = start_server(tmp_path, model_dirs[0], extra=("--config", str(config)))
+    try:
+        with server.client() as client:
+            for user in ("0", "1", "someone-new"):
+                answer = client.get(f"/users/{user}/recommendations", params={"k": 10}).json()
+                seen: list[str] = []
+                for entry in answer["items"]:
+                    seen += list(categories.get(entry["item_id"]) or [])
+                assert len(seen) == len(set(seen)), answer  # no category twice
+    finally:
+        server.stop()
+
+
+def test_a_bad_config_stops_serve_with_a_clear_error(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('[rerank]\nstages = ["shiny"]\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "recsemble", "serve", "--config", str(config), "--port", "9"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "unknown re-ranker 'shiny'" in done.stderr
