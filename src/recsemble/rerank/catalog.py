@@ -94,6 +94,17 @@ def all_rules_mask(dataset: Dataset, rules: list[Rule]) -> Bool:
     return mask
 
 
+def check_event_types(dataset: Dataset, chosen: list[str], setting: str) -> None:
+    """A ConfigError naming the known types when `chosen` holds one the data never had (the
+    dataset's declared event weights count as known: a split may lack rare types)."""
+    known = set(dataset.interactions["event"].unique().to_list()) | set(dataset.event_weights)
+    unknown = sorted(set(chosen) - known)
+    if unknown:
+        raise ConfigError(
+            f"{setting} {unknown} never occur in this dataset; its event types are {sorted(known)}"
+        )
+
+
 def item_birth(dataset: Dataset) -> F64:
     """Epoch seconds each item appeared: created_at, else its first interaction (NaN: neither)."""
     created = dataset.item_attributes["created_at"].cast(pl.Float64).to_numpy().copy()

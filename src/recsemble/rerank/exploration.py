@@ -39,9 +39,8 @@ import numpy.typing as npt
 from pydantic import Field, field_validator
 
 from recsemble.data.dataset import Dataset
-from recsemble.errors import ConfigError
 from recsemble.rerank.base import Query, Reranker, RerankerConfig
-from recsemble.rerank.catalog import age_days, item_birth
+from recsemble.rerank.catalog import age_days, check_event_types, item_birth
 from recsemble.types import ItemList
 
 Bool = npt.NDArray[np.bool_]
@@ -124,7 +123,7 @@ class ItemStats:
         if click_events is None:
             is_click = ~is_impression
         else:
-            _check_event_types(dataset, click_events)
+            check_event_types(dataset, click_events, "explore.click_events")
             is_click = events.is_in(click_events).to_numpy()
         n = dataset.n_items
         clicks = np.bincount(items[is_click], minlength=n).astype(np.float64)
@@ -150,17 +149,6 @@ class ItemStats:
         clicks = self.clicks[items]
         misses = np.maximum(self.impressions[items] - clicks, 0.0)
         return alpha + clicks, beta + misses
-
-
-def _check_event_types(dataset: Dataset, chosen: list[str]) -> None:
-    events = dataset.interactions["event"].unique()
-    known = set(events.to_list()) | set(dataset.event_weights)
-    unknown = sorted(set(chosen) - known)
-    if unknown:
-        raise ConfigError(
-            f"explore.click_events {unknown} never occur in this dataset; "
-            f"its event types are {sorted(known)}"
-        )
 
 
 class Exploration(Reranker):

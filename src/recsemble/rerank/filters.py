@@ -19,7 +19,7 @@ from pydantic import Field
 from recsemble.data.dataset import Dataset
 from recsemble.errors import ConfigError
 from recsemble.rerank.base import I32, Query, Reranker, RerankerConfig, keep
-from recsemble.rerank.catalog import Rule, all_rules_mask, rule_mask
+from recsemble.rerank.catalog import Rule, all_rules_mask, check_event_types, rule_mask
 from recsemble.types import ItemList
 
 Bool = npt.NDArray[np.bool_]
@@ -56,13 +56,7 @@ class SeenFilter(Reranker):
         if chosen is None:
             counted = np.ones(events.size, dtype=np.bool_)
         else:
-            known = set(np.unique(events).tolist()) | set(dataset.event_weights)
-            unknown = sorted(set(chosen) - known)
-            if unknown:
-                raise ConfigError(
-                    f"seen.event_types {unknown} never occur in this dataset; "
-                    f"its event types are {sorted(known)}"
-                )
+            check_event_types(dataset, chosen, "seen.event_types")
             counted = np.isin(events, chosen)
         rows = dataset.column("user_idx")[counted]
         cols = dataset.column("item_idx")[counted]
