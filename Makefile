@@ -4,8 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := out/demo
+# `make demo DATASET=ml-100k` runs the demo on MovieLens (files under DATA_DIR) instead.
+DATASET  ?=
+DATA_DIR ?= ../shared/datasets
+PORT     ?= 8000
 
-.PHONY: install demo test lint typecheck unit postgres bench clean
+.PHONY: install demo test lint typecheck unit postgres browser bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,12 +21,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Data -> train -> evaluate -> report -> serve; prints the URLs and keeps serving (Ctrl-C).
 demo: install
-	$(BIN)/recsemble data synth --out $(DEMO)/data
-	$(BIN)/recsemble data describe $(DEMO)/data
-	$(BIN)/recsemble evaluate --config configs/demo.toml \
-		--json $(DEMO)/results.json --dump $(DEMO)/dump
-	$(BIN)/recsemble compare $(DEMO)/results.json --baseline pop --metric ndcg@10
+	$(BIN)/recsemble demo --out $(DEMO) --port $(PORT) \
+		$(if $(DATASET),--dataset $(DATASET) --data-dir $(DATA_DIR))
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
@@ -31,7 +33,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-unit: install postgres
+unit: install postgres browser
 	$(BIN)/pytest -q
 
 # The store's contract tests (tests/store) also run against PostgreSQL: their conftest.py
@@ -47,6 +49,17 @@ postgres:
 			apt-get install -y -q --no-install-recommends postgresql; \
 	else \
 		echo "no PostgreSQL and not root: the PostgreSQL store tests will skip (fail in CI)"; \
+	fi
+
+# The browser tests (dashboard, report) drive Debian's chromium through chromium-driver.
+browser:
+	@if command -v chromedriver >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "installing chromium and chromium-driver (Debian packages) for the browser tests"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -q --no-install-recommends chromium chromium-driver; \
+	else \
+		echo "no chromedriver and not root: the browser tests will skip (fail in CI)"; \
 	fi
 
 test: lint typecheck unit

@@ -23,8 +23,10 @@ from rich.table import Table
 
 from recsemble import config as cfg
 from recsemble.cli_analyze import analyze as analyze_command
+from recsemble.cli_demo import demo as demo_command
 from recsemble.cli_evaluate import evaluate as evaluate_command
 from recsemble.cli_options import ConfigOpt, DataDirOpt, SetOpt
+from recsemble.cli_report import report as report_command
 from recsemble.cli_serve import serve as serve_command
 from recsemble.cli_tables import comparison_table
 from recsemble.cli_train import recommend as recommend_command
@@ -41,6 +43,8 @@ app.command("train")(train_command)  # body in cli_train.py
 app.command("recommend")(recommend_command)
 app.command("evaluate")(evaluate_command)  # body in cli_evaluate.py
 app.command("serve")(serve_command)  # body in cli_serve.py
+app.command("report")(report_command)  # body in cli_report.py
+app.command("demo")(demo_command)  # body in cli_demo.py
 
 console = Console()
 if not console.is_terminal:

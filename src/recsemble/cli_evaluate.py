@@ -19,6 +19,7 @@ from recsemble.cli_tables import metrics_table, sweep_table
 
 if TYPE_CHECKING:
     from recsemble.config import RecsembleConfig
+    from recsemble.evaluation.workflow import EvaluationOutcome
 
 
 def evaluate(
@@ -77,16 +78,7 @@ def evaluate(
     sets: SetOpt = None,
 ) -> None:
     """Evaluate models under the offline protocol; the popularity baseline is always included."""
-    from recsemble.cli import (
-        _errors_exit,
-        _ks,
-        _progress,
-        _resolve,
-        _split_csv,
-        console,
-        err_console,
-    )
-    from recsemble.evaluation.workflow import run_evaluation
+    from recsemble.cli import _errors_exit, _ks, _resolve, _split_csv, console
 
     with _errors_exit():
         resolved = _resolve(
@@ -102,16 +94,7 @@ def evaluate(
                 "evaluate.sweep": sweep or None,
             },
         )
-        with _progress() as bar:
-            tasks: dict[tuple[str, str], TaskID] = {}
-
-            def on_progress(name: str, stage: str, done: int, total: int) -> None:
-                key = (name, stage)
-                if key not in tasks:
-                    tasks[key] = bar.add_task(f"{stage:9s} {escape(name)}", total=total)
-                bar.update(tasks[key], completed=done, total=total)
-
-            outcome = run_evaluation(resolved.config, on_progress, log=err_console.print)
+        outcome = evaluate_with_progress(resolved.config)
         for cutoff in resolved.config.protocol.k:
             console.print(metrics_table(outcome.results, cutoff))
         if json_out is not None:
@@ -125,22 +108,37 @@ def evaluate(
             console.print(f"split and lists written to {dump}/ ({len(paths)} files)")
 
 
+def evaluate_with_progress(config: RecsembleConfig) -> EvaluationOutcome:
+    """run_evaluation with a progress bar per model and stage (also used by `recsemble demo`)."""
+    from recsemble.cli import _progress, err_console
+    from recsemble.evaluation.workflow import run_evaluation
+
+    with _progress() as bar:
+        tasks: dict[tuple[str, str], TaskID] = {}
+
+        def on_progress(name: str, stage: str, done: int, total: int) -> None:
+            key = (name, stage)
+            if key not in tasks:
+                tasks[key] = bar.add_task(f"{stage:9s} {escape(name)}", total=total)
+            bar.update(tasks[key], completed=done, total=total)
+
+        return run_evaluation(config, on_progress, log=err_console.print)
+
+
 def _report_sweeps(config: RecsembleConfig, results: dict[str, Any], plot: Path) -> None:
     from recsemble.cli import console
     from recsemble.evaluation.sweep import parse_sweep, plot_sweeps, sweep_rows
 
     k = config.protocol.k[0]
     curves = {}
+    swept = config.evaluate.rerank_models or config.evaluate.models
     for text in config.evaluate.sweep:
         sweep = parse_sweep(text, config.rerank)
-        for model in config.evaluate.models:
+        for model in swept:
             rows = sweep_rows(results, model, sweep, config.evaluate.rerank, k)
             console.print(sweep_table(model, sweep.stage, sweep.key, rows, results[model], k))
             curves[f"{model} {sweep.stage}.{sweep.key}"] = rows
-    plain = {
-        m: {"ndcg": results[m][f"ndcg@{k}"], **_trade_offs(results[m], k)}
-        for m in config.evaluate.models
-    }
+    plain = {m: {"ndcg": results[m][f"ndcg@{k}"], **_trade_offs(results[m], k)} for m in swept}
     console.print(f"sweep plot written to {plot_sweeps(curves, plain, k, plot)}")
 
 

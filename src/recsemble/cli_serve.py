@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from recsemble.errors import ConfigError
 
 LOCALHOST = "127.0.0.1"
 MAX_REQUEST_HEAD = 64 * 1024  # request line + headers; the routes' query limits fit in it
@@ -54,9 +56,29 @@ def serve(
         float | None,
         typer.Option(help="Retrain in the background every N seconds.", show_default=False),
     ] = None,
+    results: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="results.json of `recsemble evaluate`: the --model entry's headline figures "
+            "and decision are stored with the version it registers (shown on the dashboard).",
+            show_default=False,
+        ),
+    ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="HTML report (`recsemble report`) to serve at /report.",
+            show_default=False,
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
-    """Serve recommendations over HTTP (OpenAPI at /docs and /openapi.json)."""
+    """Serve recommendations over HTTP (OpenAPI at /docs and /openapi.json, dashboard at
+    /dashboard)."""
     import uvicorn
 
     from recsemble import config as cfg
@@ -66,15 +88,10 @@ def serve(
 
     read_key = api_key or os.environ.get("RECSEMBLE_API_KEY") or None
     write_key = admin_key or os.environ.get("RECSEMBLE_ADMIN_KEY") or None
-    if not (read_key or write_key) and host != LOCALHOST:
-        err_console.print(
-            f"[yellow]no API keys configured: listening on {LOCALHOST} only, not {host}[/]"
-        )
-        host = LOCALHOST
-    elif not (read_key or write_key):
-        err_console.print(f"no API keys configured: listening on {LOCALHOST} only")
+    host = _listening_host(host, bool(read_key or write_key))
     with _errors_exit():
         config = cfg.resolve(config_path).config if config_path else None
+        model_metrics = _model_metrics(results, model)
     settings = ServeSettings(
         store_url=store,
         registry_dir=registry,
@@ -85,8 +102,12 @@ def serve(
         retrain_every_s=retrain_every,
         train_args=["--config", str(train_config)] if train_config else [],
         config=config,
+        model_metrics=model_metrics,
+        report_path=report.resolve() if report is not None else None,
     )
-    err_console.print(f"recsemble serving on http://{host}:{port} (docs: /docs)")
+    err_console.print(
+        f"recsemble serving on http://{host}:{port} (dashboard: /dashboard, docs: /docs)"
+    )
     uvicorn.run(
         create_app(settings),
         host=host,
@@ -95,3 +116,28 @@ def serve(
         access_log=False,  # keys travel in headers, and request lines are not worth the time
         h11_max_incomplete_event_size=MAX_REQUEST_HEAD,
     )
+
+
+def _listening_host(host: str, keys: bool) -> str:
+    """`host`, or 127.0.0.1 when no API key is configured (and say so)."""
+    from recsemble.cli import err_console
+
+    if not keys and host != LOCALHOST:
+        err_console.print(
+            f"[yellow]no API keys configured: listening on {LOCALHOST} only, not {host}[/]"
+        )
+        return LOCALHOST
+    if not keys:
+        err_console.print(f"no API keys configured: listening on {LOCALHOST} only")
+    return host
+
+
+def _model_metrics(results: Path | None, model: Path | None) -> dict[str, Any] | None:
+    """The evaluation summary stored with the --model version (None without --results)."""
+    if results is None:
+        return None
+    if model is None:
+        raise ConfigError("--results describes the --model it comes with: pass both")
+    from recsemble.serving.summary import headline_figures
+
+    return headline_figures(results, model)

@@ -17,6 +17,7 @@ from rich.table import Table
 from recsemble.cli_options import ConfigOpt, DataDirOpt, SetOpt
 
 if TYPE_CHECKING:
+    from recsemble.config import RecsembleConfig
     from recsemble.ranking.ids import IdRecommendation
     from recsemble.ranking.persistence import Model
 
@@ -36,34 +37,43 @@ def train(
     sets: SetOpt = None,
 ) -> None:
     """Fit the configured model on the whole data set (no test split) and save it."""
-    from recsemble.cli import _errors_exit, _progress, _resolve, console, err_console
-    from recsemble.evaluation.workflow import load_prepared
-    from recsemble.ranking.ids import Catalog
-    from recsemble.ranking.persistence import save_model
-    from recsemble.ranking.training import check_model_name, fit_model, training_steps
+    from recsemble.cli import _errors_exit, _resolve, console
+    from recsemble.ranking.training import check_model_name
 
     with _errors_exit():
         check_model_name(model)
         data_flags = {"data.dataset": dataset, "data.data_dir": str(data_dir) if data_dir else None}
         config = _resolve(config_path, sets, **data_flags).config
-        with err_console.status(f"loading {config.data.dataset}"):
-            prepared = load_prepared(config)
-        err_console.print(f"{prepared!r}: training {model} on all of it")
-        start = time.perf_counter()
-        with _progress() as bar:
-            task = bar.add_task(model, total=training_steps(config, model))
-            fitted = fit_model(
-                config,
-                model,
-                prepared,
-                start=lambda text: bar.update(task, description=text),
-                done=lambda: bar.advance(task),
-            )
-            bar.update(task, description=f"{model} fitted")
-        fit_seconds = time.perf_counter() - start
-        with err_console.status(f"saving to {out}"):
-            folder = save_model(fitted, out, Catalog.from_dataset(prepared))
-        console.print(_summary_table(fitted, fit_seconds, folder))
+        console.print(train_and_save(config, model, out))
+
+
+def train_and_save(config: RecsembleConfig, model: str, out: Path) -> Table:
+    """Load the configured data, fit `model` on all of it with a progress bar, save it to
+    `out`; returns the summary table (also used by `recsemble demo`)."""
+    from recsemble.cli import _progress, err_console
+    from recsemble.evaluation.workflow import load_prepared
+    from recsemble.ranking.ids import Catalog
+    from recsemble.ranking.persistence import save_model
+    from recsemble.ranking.training import fit_model, training_steps
+
+    with err_console.status(f"loading {config.data.dataset}"):
+        prepared = load_prepared(config)
+    err_console.print(f"{prepared!r}: training {model} on all of it")
+    start = time.perf_counter()
+    with _progress() as bar:
+        task = bar.add_task(model, total=training_steps(config, model))
+        fitted = fit_model(
+            config,
+            model,
+            prepared,
+            start=lambda text: bar.update(task, description=text),
+            done=lambda: bar.advance(task),
+        )
+        bar.update(task, description=f"{model} fitted")
+    fit_seconds = time.perf_counter() - start
+    with err_console.status(f"saving to {out}"):
+        folder = save_model(fitted, out, Catalog.from_dataset(prepared))
+    return _summary_table(fitted, fit_seconds, folder)
 
 
 def _summary_table(model: Model, fit_seconds: float, folder: Path) -> Table:

@@ -56,6 +56,12 @@ class EvaluateConfig(_Section):
     rerank: list[str] = Field(default_factory=list)
     # Knob sweeps such as "rerank.mmr.lambda=0:1:0.1" (start:stop:step or a,b,c).
     sweep: list[str] = Field(default_factory=list)
+    # The models `rerank` and `sweep` apply to (default: every model in `models`).
+    rerank_models: list[str] | None = None
+    # When "ensemble" is evaluated: also measure its members' overlap, marginal gains, pruning
+    # curve and calibration on the same split (written to results.json for the report). The
+    # analysis refits ~M^2/2 cheap rankers, so it is off unless asked for.
+    analyze: bool = False
 
 
 class RecsembleConfig(_Section):

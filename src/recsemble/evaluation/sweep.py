@@ -78,29 +78,49 @@ def parse_sweep(text: str, config: RerankConfig) -> Sweep:
     return sweep
 
 
-def reranked_variants(
-    models: Mapping[str, Any],
-    names: Sequence[str],
-    rerank: Sequence[str],
-    sweeps: Sequence[Sweep],
-    config: RerankConfig,
-) -> dict[str, Reranked]:
-    """'<model>+<stages>' and '<model>+<stage>[<key>=<value>]' for each model in `names`.
+@dataclass(frozen=True)
+class Variant:
+    """A re-ranked variant of a model: its name in results, stages, settings and sweep point."""
 
-    The variants share the plain model's fit (it is evaluated first, under its own name)."""
-    out: dict[str, Reranked] = {}
+    name: str
+    base: str
+    chain: tuple[str, ...]
+    config: RerankConfig
+    sweep: dict[str, Any] | None = None
+
+    def meta(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"variant_of": self.base, "stages": list(self.chain)}
+        if self.sweep is not None:
+            out["sweep"] = self.sweep
+        return out
+
+
+def variants(
+    names: Sequence[str], rerank: Sequence[str], sweeps: Sequence[Sweep], config: RerankConfig
+) -> list[Variant]:
+    """'<model>+<stages>' and '<model>+<stage>[<key>=<value>]' for each model in `names`."""
+    out = []
     for name in names:
-        model = PoolCache(models[name])  # one candidate pool per user for every variant
         if rerank:
-            stages = build_stages(config, rerank)
-            out[f"{name}+{'+'.join(rerank)}"] = Reranked(model, stages, config.pool, False)
+            out.append(Variant(f"{name}+{'+'.join(rerank)}", name, tuple(rerank), config))
         for sweep in sweeps:
             chain = list(rerank) if sweep.stage in rerank else [sweep.stage]
             for value in sweep.values:
-                varied = config.with_value(sweep.stage, sweep.key, value)
-                stages = build_stages(varied, chain)
                 label = "+".join(sweep.label(value) if s == sweep.stage else s for s in chain)
-                out[f"{name}+{label}"] = Reranked(model, stages, config.pool, False)
+                point = {"stage": sweep.stage, "key": sweep.key, "value": value}
+                varied = config.with_value(sweep.stage, sweep.key, value)
+                out.append(Variant(f"{name}+{label}", name, tuple(chain), varied, point))
+    return out
+
+
+def reranked_variants(models: Mapping[str, Any], specs: Sequence[Variant]) -> dict[str, Reranked]:
+    """The variants as models; they share the plain model's fit (evaluated first, under its
+    own name) and one candidate pool per user."""
+    pooled = {base: PoolCache(models[base]) for base in dict.fromkeys(v.base for v in specs)}
+    out = {}
+    for v in specs:
+        stages = build_stages(v.config, list(v.chain))
+        out[v.name] = Reranked(pooled[v.base], stages, v.config.pool, False)
     return out
 
 

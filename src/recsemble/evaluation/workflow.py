@@ -9,10 +9,12 @@ from typing import Any
 
 from recsemble.config import RecsembleConfig
 from recsemble.data.dataset import Dataset
+from recsemble.errors import ConfigError
+from recsemble.evaluation import extras
 from recsemble.evaluation.files import write_dump, write_results
 from recsemble.evaluation.protocol import Split, prepare, split
 from recsemble.evaluation.runner import Evaluation, Model, Progress, evaluate, to_results_json
-from recsemble.evaluation.sweep import parse_sweep, reranked_variants
+from recsemble.evaluation.sweep import Variant, parse_sweep, reranked_variants, variants
 from recsemble.generators import GENERATORS, CandidateGenerator
 
 
@@ -38,19 +40,21 @@ def build_model(config: RecsembleConfig, name: str) -> Model:
     return generator
 
 
-def build_models(config: RecsembleConfig) -> dict[str, Model]:
+def build_models(config: RecsembleConfig) -> tuple[dict[str, Model], list[Variant]]:
     """The configured models, the baseline first (it is always evaluated), then their
     re-ranked variants (`evaluate.rerank`, `evaluate.sweep`), which reuse the plain fit."""
     names = [config.evaluate.baseline, *config.evaluate.models]
     ordered = list(dict.fromkeys(names))
     models: dict[str, Model] = {name: build_model(config, name) for name in ordered}
     evaluate = config.evaluate
-    if evaluate.rerank or evaluate.sweep:
-        sweeps = [parse_sweep(text, config.rerank) for text in evaluate.sweep]
-        models.update(
-            reranked_variants(models, evaluate.models, evaluate.rerank, sweeps, config.rerank)
-        )
-    return models
+    sweeps = [parse_sweep(text, config.rerank) for text in evaluate.sweep]
+    reranked = evaluate.models if evaluate.rerank_models is None else evaluate.rerank_models
+    unknown = sorted(set(reranked) - set(evaluate.models))
+    if unknown:
+        raise ConfigError(f"evaluate.rerank_models {unknown} are not in evaluate.models")
+    specs = variants(reranked, evaluate.rerank, sweeps, config.rerank)
+    models.update(reranked_variants(models, specs))
+    return models, specs
 
 
 def load_prepared(config: RecsembleConfig) -> Dataset:
@@ -81,7 +85,7 @@ def run_evaluation(
     progress: Progress | None = None,
     log: Callable[[str], None] | None = None,
 ) -> EvaluationOutcome:
-    models = build_models(config)  # first: a bad sweep or stage fails before loading data
+    models, specs = build_models(config)  # first: a bad sweep or stage fails before loading
     prepared, the_split = load_and_split(config)
     if log:
         log(
@@ -96,4 +100,16 @@ def run_evaluation(
         "test_fraction": config.protocol.test_fraction,
         "k": list(config.protocol.k),
     }
-    return EvaluationOutcome(evaluation, to_results_json(evaluation, meta))
+    results = to_results_json(evaluation, meta)
+    baseline, first_k = config.evaluate.baseline, config.protocol.k[0]
+    extras.add_roles(results, baseline, specs)
+    extras.add_item_slices(results, evaluation)
+    extras.add_comparisons(results, evaluation, baseline)
+    extras.add_decisions(results, first_k)
+    if config.evaluate.analyze and "ensemble" in models:
+        from recsemble.ranking.ensemble import Ensemble
+
+        ens = models["ensemble"]
+        assert isinstance(ens, Ensemble)
+        extras.add_ensemble_diagnostics(results["ensemble"], ens, the_split, first_k, progress)
+    return EvaluationOutcome(evaluation, results)

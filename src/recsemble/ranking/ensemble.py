@@ -273,7 +273,7 @@ class Ensemble:
             scores[block.lo + rows, slots] = top_scores
         if probabilities:
             finite = np.isfinite(scores)
-            scores[finite] = self._probability(scores[finite])
+            scores[finite] = self.probability(scores[finite])
         return TopK(items, scores)
 
     def _pick(self, block: RankedBlock, k: int) -> tuple[I64, I64, I32, F32]:
@@ -290,7 +290,10 @@ class Ensemble:
             pool_size=max(k, self.config.diversity_pool),
         )
 
-    def _probability(self, scores: F32) -> F32:
+    def probability(self, scores: F32) -> F32:
+        """Ranker scores -> calibrated P(interaction) (needs ensemble.calibration or the blend)."""
+        if self.blend_ is None and self.calibrator_ is None:
+            raise ValueError("probabilities need a calibrator: set ensemble.calibration")
         if self.blend_ is not None:
             return sigmoid(scores).astype(np.float32)
         assert self.calibrator_ is not None

@@ -7,6 +7,7 @@ Every error is a JSON body {"error": {"code", "message"}} with a 4xx status; a 5
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -26,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from recsemble.errors import RecsembleError
-from recsemble.serving import routes
+from recsemble.serving import dashboard, dashboard_api, routes
 from recsemble.serving.guard import Guard, Keys
 from recsemble.serving.schemas import ErrorOut, HealthOut
 from recsemble.serving.state import Loader, ServeSettings, ServingState, load_recommender
@@ -137,8 +138,11 @@ def create_app(settings: ServeSettings, loader: Loader = load_recommender) -> Fa
         },
     )
     app.state.metrics = metrics
+    app.state.started = time.monotonic()  # GET /stats: uptime
     _install_error_handlers(app)
     app.include_router(routes.router)
+    app.include_router(dashboard_api.router)
+    app.include_router(dashboard.router)
     _add_health_and_metrics(app, metrics)
     keys = Keys(settings.api_key, settings.admin_key)
     app.add_middleware(Guard, keys=keys, max_body=settings.max_body_bytes, latency=metrics.latency)

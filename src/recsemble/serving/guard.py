@@ -1,6 +1,8 @@
 """One ASGI middleware in front of every route: API keys, body size, latency metrics.
 
-- Keys: with keys configured, /health/* is open, reads need the read key (or the admin key),
+- Keys: with keys configured, /health/* is open, and so are GETs of the dashboard's static
+  files and the report (they hold no data: the page asks the API with the key typed into it);
+  reads need the read key (or the admin key),
   and writes (any method but GET/HEAD) and /admin/* need the admin key: missing key 401,
   wrong key 403. Keys are compared in constant time and never logged.
 - Body size: a declared Content-Length over the limit is refused before reading; a body that
@@ -27,6 +29,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 OPEN_PREFIXES = ("/health/",)
+#: Static pages, open to GET/HEAD only.
+OPEN_PAGES = frozenset({"/", "/dashboard", "/report"})
+OPEN_PAGE_PREFIXES = ("/dashboard/",)
 READ_METHODS = ("GET", "HEAD")
 
 
@@ -51,6 +56,8 @@ def _matches(given: str, expected: str | None) -> bool:
 def required_role(path: str, method: str) -> str | None:
     """None (open), "read" or "admin" for a request."""
     if path.startswith(OPEN_PREFIXES):
+        return None
+    if method in READ_METHODS and (path in OPEN_PAGES or path.startswith(OPEN_PAGE_PREFIXES)):
         return None
     if path.startswith("/admin") or method not in READ_METHODS:
         return "admin"

@@ -32,6 +32,7 @@ from recsemble.serving.schemas import (
     UserIn,
 )
 from recsemble.serving.state import ServingState
+from recsemble.serving.summary import numeric_metrics
 from recsemble.store.base import Event, Record
 
 router = APIRouter()
@@ -42,13 +43,13 @@ PathId = Annotated[str, Path(min_length=1, max_length=256, pattern=ID_PATTERN)]
 CsvIds = Annotated[str | None, Query(max_length=2000, description="Comma-separated ids.")]
 
 
-def _state(request: Request) -> ServingState:
+def serving_state(request: Request) -> ServingState:
     state: ServingState = request.app.state.serving
     return state
 
 
-def _recommender(request: Request) -> Recommender:
-    recommender = _state(request).recommender
+def served_recommender(request: Request) -> Recommender:
+    recommender = serving_state(request).recommender
     if recommender is None:
         raise HTTPException(503, "no model is loaded yet; see /health/ready")
     return recommender
@@ -97,8 +98,8 @@ def post_events(body: EventsIn, request: Request) -> EventsOut:
         Event(e.event_id, e.user_id, e.item_id, e.type, e.timestamp or now, e.value)
         for e in body.events
     ]
-    state = _state(request)
-    result = _checked(lambda: state.ingest(events))
+    state = serving_state(request)
+    result = checked(lambda: state.ingest(events))
     counter = request.app.state.metrics.events
     counter.labels("accepted").inc(result.accepted)
     counter.labels("duplicate").inc(result.duplicates)
@@ -107,15 +108,15 @@ def post_events(body: EventsIn, request: Request) -> EventsOut:
 
 @router.put("/items/{item_id}", response_model=RecordOut, tags=["catalog"])
 def put_item(item_id: PathId, body: ItemIn, request: Request) -> RecordOut:
-    state = _state(request)
-    _checked(lambda: state.upsert("item", Record(item_id, body.model_dump())))
+    state = serving_state(request)
+    checked(lambda: state.upsert("item", Record(item_id, body.model_dump())))
     return RecordOut(id=item_id, kind="item", deleted=False)
 
 
 @router.delete("/items/{item_id}", response_model=RecordOut, tags=["catalog"])
 def delete_item(item_id: PathId, request: Request) -> RecordOut:
     """The item disappears from every list at once (it stays stored, flagged deleted)."""
-    state = _state(request)
+    state = serving_state(request)
     state.delete("item", item_id)
     recommender = state.recommender
     if recommender is not None:  # also items the store never saw, e.g. from the training data
@@ -125,8 +126,8 @@ def delete_item(item_id: PathId, request: Request) -> RecordOut:
 
 @router.put("/users/{user_id}", response_model=RecordOut, tags=["catalog"])
 def put_user(user_id: PathId, body: UserIn, request: Request) -> RecordOut:
-    state = _state(request)
-    _checked(lambda: state.upsert("user", Record(user_id, body.attributes)))
+    state = serving_state(request)
+    checked(lambda: state.upsert("user", Record(user_id, body.attributes)))
     return RecordOut(id=user_id, kind="user", deleted=False)
 
 
@@ -149,8 +150,8 @@ async def recommendations(
         rerank=_csv(rerank) if rerank is not None else None,
         explain=explain,
     )
-    recommender = _recommender(request)
-    call = partial(_checked, lambda: recommender.recommend(user_id, options))
+    recommender = served_recommender(request)
+    call = partial(checked, lambda: recommender.recommend(user_id, options))
     # The cached path takes well under a millisecond: run it on the event loop. Explanations
     # recompute the model for the user (~100 ms): a worker thread, so other requests go on.
     answer = await run_in_threadpool(call) if explain else call()
@@ -164,14 +165,14 @@ async def recommendations(
 )
 def explanation(user_id: PathId, item_id: PathId, request: Request) -> ExplanationOut:
     """Why this item for this user: the members that proposed it and the user's own items."""
-    return _explanation(_checked(lambda: _recommender(request).explain(user_id, item_id)))
+    return _explanation(checked(lambda: served_recommender(request).explain(user_id, item_id)))
 
 
 @router.get("/items/{item_id}/similar", response_model=RecommendationsOut, tags=["recs"])
 def similar(
     item_id: PathId, request: Request, k: Annotated[int, Query(ge=1, le=MAX_K)] = 10
 ) -> RecommendationsOut:
-    return _answer(_checked(lambda: _recommender(request).similar(item_id, k)))
+    return _answer(checked(lambda: served_recommender(request).similar(item_id, k)))
 
 
 @router.post("/recommendations", response_model=RecommendationsOut, tags=["recs"])
@@ -184,11 +185,11 @@ def session_recommendations(body: SessionIn, request: Request) -> Recommendation
         rerank=tuple(body.rerank) if body.rerank is not None else None,
         explain=body.explain,
     )
-    recommender = _recommender(request)
-    return _answer(_checked(lambda: recommender.recommend_session(body.item_ids, options)))
+    recommender = served_recommender(request)
+    return _answer(checked(lambda: recommender.recommend_session(body.item_ids, options)))
 
 
-def _checked(call: Callable[[], _T]) -> _T:
+def checked(call: Callable[[], _T]) -> _T:
     """Unknown ids -> 404, options the model cannot honour -> 409, bad options -> 422."""
     try:
         return call()
@@ -203,14 +204,14 @@ def _checked(call: Callable[[], _T]) -> _T:
 # -- admin -----------------------------------------------------------------------------------
 @router.get("/admin/models", response_model=ModelsOut, tags=["admin"])
 def models(request: Request) -> ModelsOut:
-    state = _state(request)
+    state = serving_state(request)
     current = state.registry.current()
     versions = [
         ModelVersionOut(
             version=info.version,
             current=info.version == current,
             created_at=info.created_at,
-            metrics={k: float(v) for k, v in (info.metrics or {}).items()},
+            metrics=numeric_metrics(info.metrics),  # texts (e.g. the decision): GET /models
         )
         for info in state.registry.versions()
     ]
@@ -223,7 +224,7 @@ def publish(
     version: Annotated[str, Path(min_length=1, max_length=128)], request: Request
 ) -> ModelsOut:
     """Verify, load and warm the version, then switch to it atomically."""
-    state = _state(request)
+    state = serving_state(request)
     if version not in {info.version for info in state.registry.versions()}:
         raise HTTPException(404, f"no model version {version!r}")
     state.publish(version)
@@ -232,7 +233,7 @@ def publish(
 
 @router.post("/admin/rollback", response_model=ModelsOut, tags=["admin"])
 def rollback(request: Request) -> ModelsOut:
-    _state(request).rollback()
+    serving_state(request).rollback()
     return models(request)
 
 
@@ -241,5 +242,5 @@ def train(request: Request) -> TrainOut:
     """Start retraining in a background process; the new version is published when done."""
     from recsemble.serving.retrain import start_retraining
 
-    job = start_retraining(_state(request))
+    job = start_retraining(serving_state(request))
     return TrainOut(job=job.name, status="started")

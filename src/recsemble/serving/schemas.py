@@ -164,3 +164,103 @@ class ErrorBody(_Response):
 
 class ErrorOut(_Response):
     error: ErrorBody
+
+
+# -- dashboard reads -------------------------------------------------------------------------
+class UserSummaryOut(_Response):
+    user_id: str
+    history_length: int  # fitted events + live events on model items
+    live_events: int  # events since training (from the store)
+
+
+class UsersOut(_Response):
+    total: int  # users matching the prefix; `users` holds the first `limit`
+    users: list[UserSummaryOut]
+
+
+class HistoryEventOut(_Response):
+    item_id: str
+    title: str | None
+    type: str | None  # None: a fitted event whose weight several event types share
+    timestamp: int  # epoch seconds
+    weight: float
+    live: bool  # arrived after training
+
+
+class HistoryOut(_Response):
+    user_id: str
+    user_known: bool  # fitted with the model (else known from live events only)
+    total: int
+    events: list[HistoryEventOut]  # newest first
+
+
+class MemberItemOut(_Response):
+    item_id: str
+    title: str | None
+    score: float  # the member's own score (its scale, not the ensemble's)
+    rank: int
+
+
+class MemberListOut(_Response):
+    label: str
+    generator: str
+    items: list[MemberItemOut]
+
+
+class MembersOut(_Response):
+    user_id: str
+    model_version: str
+    ensemble: bool  # False: a single generator, its one list
+    members: list[MemberListOut]
+
+
+class LatencyOut(_Response):
+    count: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+class RouteLatencyOut(LatencyOut):
+    route: str
+
+
+class RequestCountOut(_Response):
+    route: str  # the route template, "unmatched" for unknown paths
+    method: str
+    status: int
+    count: int
+
+
+class EventCountsOut(_Response):
+    accepted: int
+    duplicates: int
+
+
+class StatsOut(_Response):
+    serving: str | None
+    uptime_s: float
+    requests_total: int
+    requests: list[RequestCountOut]
+    latency: LatencyOut  # every route but the monitoring ones (/stats, /metrics, health, page)
+    latency_by_route: list[RouteLatencyOut]
+    events: EventCountsOut
+    live_users: int
+    refresh_pending: int
+    report_available: bool  # GET /report serves an HTML report (serve --report)
+
+
+class VersionSummaryOut(_Response):
+    version: str
+    created_at: str | None
+    current: bool  # the registry's published version
+    serving: bool  # the version this process answers with
+    metrics: dict[str, float]  # evaluation figures, e.g. "ndcg@10"
+    evaluated_as: str | None  # the results.json entry they come from
+    decision: str | None  # the evaluation's verdict, when it made one
+
+
+class VersionsOut(_Response):
+    current: str | None
+    serving: str | None
+    versions: list[VersionSummaryOut]  # oldest first

@@ -51,6 +51,8 @@ class ServeSettings:
     train_args: list[str] = field(default_factory=list)  # extra `recsemble train` arguments
     retrain_every_s: float | None = None
     config: RecsembleConfig | None = None  # [rerank] stages and settings; None: defaults
+    model_metrics: dict[str, Any] | None = None  # stored with model_dir's version (--results)
+    report_path: Path | None = None  # the HTML report served at GET /report (--report)
 
 
 class ServingState:
@@ -71,7 +73,9 @@ class ServingState:
     def start(self) -> None:
         """Register the given model (first start), then serve the registry's current version."""
         if self.settings.model_dir is not None:
-            version = self.registry.add(self.settings.model_dir)
+            version = self.registry.add(
+                self.settings.model_dir, metrics=self.settings.model_metrics
+            )
             if self.registry.current() is None:
                 self.registry.publish(version)
         current = self.registry.current()

@@ -1,0 +1,167 @@
+"""results.json beyond the metrics: item-popularity slices, paired comparisons, roles, the
+decision statement, and the ensemble's analysis and reliability curves."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from typer.testing import CliRunner
+
+from recsemble.cli import app
+from recsemble.config import RecsembleConfig
+from recsemble.evaluation.decision import decide
+from recsemble.evaluation.item_slices import item_popularity_slices
+from recsemble.evaluation.workflow import run_evaluation
+
+
+def test_item_slices_known_answer() -> None:
+    # 5 items: head = the ceil(0.2 * 5) = 1 most popular, item 0; tail = items 1..4.
+    popularity = np.array([10, 5, 1, 1, 0])
+    lists = np.array([[0, 2, -1], [1, 3, 4]])
+    truth = sp.csr_array(np.array([[1, 0, 0, 1, 0], [1, 1, 0, 0, 1]]))
+    out = item_popularity_slices(lists, truth, popularity, (2, 3))
+    head, tail = out["head"], out["tail"]
+    assert head["n_items"] == 1 and tail["n_items"] == 4
+    assert head["n_test_interactions"] == 2 and tail["n_test_interactions"] == 3
+    # k=2: user 0 lists [0, 2] (hit 0, head), user 1 lists [1, 3] (hit 1, tail)
+    assert head["recall@2"] == pytest.approx(1 / 2)
+    assert tail["recall@2"] == pytest.approx(1 / 3)
+    assert head["list_share@2"] == pytest.approx(1 / 4)
+    # k=3: user 1 also gets 4 (a tail hit); user 0's third slot is empty
+    assert tail["recall@3"] == pytest.approx(2 / 3)
+    assert tail["list_share@3"] == pytest.approx(4 / 5)
+
+
+def _comparison(mean_a: float, mean_b: float, low: float, high: float) -> dict[str, float]:
+    return {
+        "n_users": 100,
+        "mean_a": mean_a,
+        "mean_b": mean_b,
+        "mean_diff": mean_a - mean_b,
+        "ci_low": low,
+        "ci_high": high,
+        "p_wilcoxon": 0.001,
+        "p_ttest": 0.002,
+    }
+
+
+def _results(slices: dict[str, tuple[float, float]], overall: tuple[float, float]) -> Any:
+    by_slice = {"all": _comparison(0.3, 0.2, *overall)}
+    by_slice.update({name: _comparison(0.3, 0.2, lo, hi) for name, (lo, hi) in slices.items()})
+    meta = {"baseline": "pop", "model": "ensemble", "role": "model"}
+    return {"ensemble": {"meta": meta, "vs_baseline": {"ndcg@10": by_slice}}}
+
+
+def test_decision_names_won_lost_and_tied_slices() -> None:
+    results = _results(
+        {"1-4": (-0.05, -0.01), "5-19": (0.02, 0.2), "20-99": (-0.01, 0.1)}, (0.05, 0.15)
+    )
+    record = decide(results, "ensemble", "ndcg@10")
+    assert record["slices_won"] == ["5-19"]
+    assert record["slices_lost"] == ["1-4"]
+    assert record["slices_tied"] == ["20-99"]
+    assert record["ab_test"] is True
+    assert record["relative_gain"] == pytest.approx(0.5)
+    assert record["relative_ci_low"] == pytest.approx(0.25)
+    text = record["statement"]
+    assert "beats popularity by +50.0% NDCG@10 [95% CI +25.0%, +75.0%]" in text
+    assert "1-4 (loses)" in text and "20-99 (no significant difference)" in text
+    assert "worth an A/B test: yes" in text
+
+
+def test_decision_says_no_when_the_interval_includes_zero() -> None:
+    record = decide(_results({"5-19": (-0.01, 0.2)}, (-0.02, 0.2)), "ensemble", "ndcg@10")
+    assert record["ab_test"] is False
+    assert "does not significantly beat" in record["statement"]
+    assert "worth an A/B test: no" in record["statement"]
+    assert "includes zero" in record["statement"]
+
+
+TINY = """
+[protocol]
+k = [5, 10]
+[evaluate]
+models = ["ensemble", "itemknn"]
+analyze = true
+sweep = ["rerank.mmr.lambda=0.5,0.9"]
+[ensemble]
+validation_folds = 1
+calibration = "isotonic"
+members = [
+  {model = "pop"}, {model = "itemknn", candidates = 30}, {model = "covisit", candidates = 30}
+]
+[ensemble.ranker]
+kind = "logistic"
+"""
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    import tomllib
+
+    root: Path = tmp_path_factory.mktemp("extras")
+    args = ["data", "synth", "--out", str(root), "--users", "150", "--items", "100"]
+    args += ["--interactions", "4000", "--seed", "5"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    config = RecsembleConfig.model_validate({**tomllib.loads(TINY), "data": {"dataset": str(root)}})
+    return run_evaluation(config).results
+
+
+def test_roles_and_variant_settings_are_recorded(results: dict[str, Any]) -> None:
+    assert results["pop"]["meta"]["role"] == "baseline"
+    assert results["itemknn"]["meta"]["role"] == "model"
+    meta = results["itemknn+mmr[lambda=0.5]"]["meta"]
+    assert meta["role"] == "variant" and meta["variant_of"] == "itemknn"
+    assert meta["sweep"] == {"stage": "mmr", "key": "lambda", "value": 0.5}
+    assert all(entry["meta"]["baseline"] == "pop" for entry in results.values())
+
+
+def test_comparisons_match_the_stored_means(results: dict[str, Any]) -> None:
+    assert "vs_baseline" not in results["pop"]
+    row = results["ensemble"]["vs_baseline"]["ndcg@5"]["all"]
+    assert row["mean_a"] == pytest.approx(results["ensemble"]["ndcg@5"])
+    assert row["mean_b"] == pytest.approx(results["pop"]["ndcg@5"])
+    assert row["ci_low"] <= row["mean_diff"] <= row["ci_high"]
+
+
+def test_decision_statement_numbers_are_the_records(results: dict[str, Any]) -> None:
+    record = results["ensemble"]["decision"]
+    shown = [float(x) / 100 for x in re.findall(r"([+-]\d+\.\d)%", record["statement"])]
+    stored = [record["relative_gain"], record["relative_ci_low"], record["relative_ci_high"]]
+    assert shown == pytest.approx(stored, abs=0.0005)
+    means = re.search(r"\((\d\.\d{4}) vs (\d\.\d{4})", record["statement"])
+    assert means is not None
+    assert float(means[1]) == pytest.approx(record["mean"], abs=5e-5)
+    assert float(means[2]) == pytest.approx(record["baseline_mean"], abs=5e-5)
+
+
+def test_ensemble_diagnostics(results: dict[str, Any]) -> None:
+    analysis = results["ensemble"]["analysis"]
+    assert analysis["members"] == ["pop", "itemknn", "covisit"]
+    assert set(analysis["leave_one_out_delta"]) == set(analysis["members"])
+    assert analysis["curve"] and analysis["recommended"]
+    curves = results["ensemble"]["calibration"]["curves"]
+    assert set(curves) == {"ensemble", "pop", "itemknn", "covisit"}
+    for curve in curves.values():
+        assert len(curve["mean_predicted"]) == len(curve["observed"]) == len(curve["count"])
+        assert 0.0 <= curve["ece"] <= 1.0
+    assert "analysis" not in results["itemknn"]
+
+
+def test_rerank_models_limits_the_variants_and_must_be_evaluated() -> None:
+    from recsemble.errors import ConfigError
+    from recsemble.evaluation.workflow import build_models
+
+    evaluate = {"models": ["itemknn", "ease"], "sweep": ["rerank.mmr.lambda=0.5,0.9"]}
+    config = RecsembleConfig.model_validate({"evaluate": {**evaluate, "rerank_models": ["ease"]}})
+    models, specs = build_models(config)
+    assert {v.name for v in specs} == {"ease+mmr[lambda=0.5]", "ease+mmr[lambda=0.9]"}
+    assert set(models) == {"pop", "itemknn", "ease", *(v.name for v in specs)}
+    wrong = RecsembleConfig.model_validate({"evaluate": {**evaluate, "rerank_models": ["bpr"]}})
+    with pytest.raises(ConfigError, match="bpr"):
+        build_models(wrong)
