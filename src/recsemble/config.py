@@ -62,6 +62,9 @@ class EvaluateConfig(_Section):
     # curve and calibration on the same split (written to results.json for the report). The
     # analysis refits ~M^2/2 cheap rankers, so it is off unless asked for.
     analyze: bool = False
+    # The analysis on a seeded random sample of this many evaluated users (None: all of them):
+    # its cost grows with users x candidates x the ranker refits.
+    analysis_users: int | None = Field(None, ge=10)
 
 
 class RecsembleConfig(_Section):

@@ -88,6 +88,7 @@ k = [5, 10]
 [evaluate]
 models = ["ensemble", "itemknn"]
 analyze = true
+analysis_users = 60
 sweep = ["rerank.mmr.lambda=0.5,0.9"]
 [ensemble]
 validation_folds = 1
@@ -143,6 +144,8 @@ def test_decision_statement_numbers_are_the_records(results: dict[str, Any]) -> 
 def test_ensemble_diagnostics(results: dict[str, Any]) -> None:
     analysis = results["ensemble"]["analysis"]
     assert analysis["members"] == ["pop", "itemknn", "covisit"]
+    assert results["ensemble"]["meta"]["n_users"] > 60  # the analysis ran on a sample of 60
+    assert analysis["users"] == analysis["slices"]["all"] == 60
     assert set(analysis["leave_one_out_delta"]) == set(analysis["members"])
     assert analysis["curve"] and analysis["recommended"]
     curves = results["ensemble"]["calibration"]["curves"]

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from recsemble.evaluation.decision import decide
 from recsemble.evaluation.item_slices import item_popularity_slices
 from recsemble.evaluation.runner import Evaluation, truth_matrix
@@ -74,16 +76,25 @@ def add_ensemble_diagnostics(
     the_split: Split,
     k: int,
     progress: Progress | None = None,
+    max_users: int | None = None,
 ) -> None:
-    """analysis (overlap, marginal gains, pruning curve) and calibration (reliability)."""
-    from recsemble.ranking.analysis import analyze
+    """analysis (overlap, marginal gains, pruning curve) and calibration (reliability), on a
+    seeded sample of `max_users` evaluated users when given (analysis.users says how many)."""
+    from recsemble.ranking.analysis import analyze, evaluation_pool
     from recsemble.ranking.reliability import reliability_curves
 
     def report(stage: str, done: int, total: int) -> None:
         if progress:
             progress("ensemble", stage, done, total)
 
-    entry["analysis"] = analyze(ens, the_split, k=k, progress=report).to_json()
+    report("test candidates", 0, 1)
+    users = the_split.evaluated_users
+    if max_users is not None and users.size > max_users:
+        users = np.sort(np.random.default_rng(0).choice(users, max_users, replace=False))
+    pool = evaluation_pool(ens, the_split, users)  # the costly part, shared by both
+    report("test candidates", 1, 1)
+    analysis = analyze(ens, the_split, k=k, progress=report, test_pool=pool)
+    entry["analysis"] = {**analysis.to_json(), "users": int(users.size)}
     report("calibration", 0, 1)
-    entry["calibration"] = reliability_curves(ens, the_split)
+    entry["calibration"] = reliability_curves(ens, the_split, test_pool=pool)
     report("calibration", 1, 1)

@@ -111,5 +111,12 @@ def run_evaluation(
 
         ens = models["ensemble"]
         assert isinstance(ens, Ensemble)
-        extras.add_ensemble_diagnostics(results["ensemble"], ens, the_split, first_k, progress)
+        extras.add_ensemble_diagnostics(
+            results["ensemble"],
+            ens,
+            the_split,
+            first_k,
+            progress,
+            max_users=config.evaluate.analysis_users,
+        )
     return EvaluationOutcome(evaluation, results)

@@ -66,10 +66,12 @@ def validation_pool(ens: Ensemble) -> RankingPool:
     )
 
 
-def evaluation_pool(ens: Ensemble, the_split: Split) -> tuple[RankingPool, F32, sp.csr_array]:
-    """Test candidates and features of the evaluated users (computed once), the ensemble's
-    own scores of them, and the test truth."""
-    users = the_split.evaluated_users
+def evaluation_pool(
+    ens: Ensemble, the_split: Split, users: I32 | None = None
+) -> tuple[RankingPool, F32, sp.csr_array]:
+    """Test candidates and features of the evaluated users (or of `users`, a subset of them;
+    computed once), the ensemble's own scores of them, and the test truth."""
+    users = the_split.evaluated_users if users is None else users
     blocks = list(ens.ranked_blocks(users, at=the_split.reference_time[users]))
     cands = _concat([b.candidates for b in blocks], [b.lo for b in blocks], users.size)
     values = np.concatenate([b.features.values for b in blocks])
@@ -156,19 +158,21 @@ def analyze(
     negatives_per_user: int | None = 30,
     latency_users: int = 256,
     progress: Progress | None = None,
+    test_pool: tuple[RankingPool, F32, sp.csr_array] | None = None,
 ) -> EnsembleAnalysis:
     """Analyse `ens`, fitted on the_split.train, on the evaluated users of the_split.
 
     `ranker` and `negatives_per_user` set the meta-rankers refitted for leave-one-out and the
     selection curve (~M²/2 refits): by default the ensemble's ranker made cheap (analysis_ranker)
     and 30 sampled negatives per request; every comparison is between rankers of this setting.
+    `test_pool`: evaluation_pool(ens, the_split) when the caller has it already.
     """
     clock = _Clock()
     report = progress or (lambda stage, done, total: None)
     ranker = ranker or analysis_ranker(ens.config.ranker)
     negatives = negatives_per_user
     report("test candidates", 0, 1)
-    test, ens_scores, truth = evaluation_pool(ens, the_split)
+    test, ens_scores, truth = test_pool or evaluation_pool(ens, the_split)
     train = validation_pool(ens)
     report("test candidates", 1, 1)
     clock.lap("candidates")

@@ -13,20 +13,29 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 
 from recsemble.ranking.analysis import evaluation_pool, validation_pool
 from recsemble.ranking.calibration import MemberCalibrators, reliability
+from recsemble.ranking.selection import RankingPool
 
 if TYPE_CHECKING:
     from recsemble.evaluation.protocol import Split
     from recsemble.ranking.ensemble import Ensemble
 
+F32 = npt.NDArray[np.float32]
 STRATEGY: Literal["quantile"] = "quantile"
 
 
-def reliability_curves(ens: Ensemble, the_split: Split, bins: int = 10) -> dict[str, Any]:
-    """{"kind", "strategy", "curves": {name: {"ece", "mean_predicted", "observed", "count"}}}."""
-    test, scores, _ = evaluation_pool(ens, the_split)
+def reliability_curves(
+    ens: Ensemble,
+    the_split: Split,
+    bins: int = 10,
+    test_pool: tuple[RankingPool, F32, sp.csr_array] | None = None,
+) -> dict[str, Any]:
+    """{"kind", "strategy", "curves": {name: {"ece", "mean_predicted", "observed", "count"}}};
+    `test_pool`: evaluation_pool(ens, the_split) when the caller has it already."""
+    test, scores, _ = test_pool or evaluation_pool(ens, the_split)
     curves: dict[str, Any] = {}
     if ens.calibrator_ is not None or ens.blend_ is not None:
         curves["ensemble"] = _curve(ens.probability(scores), test.labels, bins)

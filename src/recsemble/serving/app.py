@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -127,7 +128,10 @@ def create_app(settings: ServeSettings, loader: Loader = load_recommender) -> Fa
             schedule.set()
         state.close()
 
-    app = FastAPI(
+    # The docs page's Swagger UI files are served by the app itself (fastapi-offline), not a
+    # CDN: /docs must work on a machine without internet, as the demo promises.
+    app = FastAPIOffline(
+        redoc_url=None,
         title="recsemble",
         version="1",
         summary="Ensemble recommendations with real-time updates.",
