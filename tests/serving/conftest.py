@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -71,6 +72,13 @@ class Server:
     def client(self, key: str | None = None) -> httpx.Client:
         headers = {"X-API-Key": key} if key else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+    def get_json(self, path: str, key: str | None = None, **params: Any) -> Any:
+        """GET `path`; asserts a 200 and returns the JSON body."""
+        with self.client(key) as client:
+            response = client.get(path, params=params)
+        assert response.status_code == 200, response.text
+        return response.json()
 
     def kill(self) -> None:
         if self.process.poll() is None:

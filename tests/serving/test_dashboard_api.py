@@ -52,10 +52,7 @@ def dash(
 
 
 def _get(server: Server, path: str, **params: Any) -> Any:
-    with server.client(READ_KEY) as client:
-        response = client.get(path, params=params)
-    assert response.status_code == 200, response.text
-    return response.json()
+    return server.get_json(path, READ_KEY, **params)
 
 
 @pytest.fixture(scope="module")

@@ -46,10 +46,7 @@ def site(
 
 
 def _api(server: Server, path: str, **params: Any) -> Any:
-    with server.client(READ_KEY) as client:
-        response = client.get(path, params=params)
-    assert response.status_code == 200, response.text
-    return response.json()
+    return server.get_json(path, READ_KEY, **params)
 
 
 def _texts(driver: Any, selector: str) -> list[str]:

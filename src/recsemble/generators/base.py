@@ -73,6 +73,15 @@ class CandidateGenerator(ABC):
         """Restore what `_state` returned."""
         raise NotImplementedError(f"{type(self).__name__} cannot be loaded yet")
 
+    def _save_files(self, folder: Path) -> list[str]:
+        """Write files beyond arrays.npz (e.g. a torch state dict); returns their names, which
+        the manifest checksums. Called after `_state`."""
+        return []
+
+    def _load_files(self, folder: Path) -> None:  # noqa: B027 (a hook: most need nothing)
+        """Read what `_save_files` wrote (checksums already verified). Called after
+        `_set_state`."""
+
     # -- fitting ------------------------------------------------------------------------
     def fit(self, dataset: Dataset) -> Self:
         """Learn from `dataset`; returns self."""
@@ -184,6 +193,7 @@ class CandidateGenerator(ABC):
         for key in _HISTORY_KEYS:
             arrays[f"history.{key}"] = getattr(self.histories_, key)
         np.savez(folder / "arrays.npz", **arrays)  # type: ignore[arg-type]
+        extra = {name: _sha256(folder / name) for name in self._save_files(folder)}
         manifest = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
@@ -192,7 +202,8 @@ class CandidateGenerator(ABC):
             "n_users": self.n_users_,
             "n_items": self.n_items_,
             "now": self.now_,
-            "arrays_sha256": hashlib.sha256((folder / "arrays.npz").read_bytes()).hexdigest(),
+            "arrays_sha256": _sha256(folder / "arrays.npz"),
+            **({"files_sha256": extra} if extra else {}),
         }
         (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
         return folder
@@ -221,6 +232,7 @@ class CandidateGenerator(ABC):
         )
         state = {k.removeprefix("model."): v for k, v in arrays.items() if k.startswith("model.")}
         model._set_state(state)
+        model._load_files(folder)
         return model
 
 
@@ -236,7 +248,13 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
             f"unsupported format {manifest.get('format')!r} v{manifest.get('version')}",
             source=str(folder),
         )
-    digest = hashlib.sha256((folder / "arrays.npz").read_bytes()).hexdigest()
-    if digest != manifest.get("arrays_sha256"):
+    if _sha256(folder / "arrays.npz") != manifest.get("arrays_sha256"):
         raise DataError("arrays.npz does not match its manifest checksum", source=str(folder))
+    for name, digest in manifest.get("files_sha256", {}).items():
+        if not (folder / name).is_file() or _sha256(folder / name) != digest:
+            raise DataError(f"{name} is missing or does not match its checksum", source=str(folder))
     return manifest
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
