@@ -110,11 +110,23 @@ def demo(
         _print_urls(urls, curls)
         if keep_serving:
             console.print("serving until Ctrl-C (log: " + str(paths.log) + ")")
+            _stop_on_signals()
             server.process.wait()
     except KeyboardInterrupt:
         pass
     finally:
         server.stop()
+
+
+def _stop_on_signals() -> None:
+    """Ctrl-C and `kill` both end the demo through its cleanup (which stops the server), also
+    when it was started in the background, where SIGINT arrives ignored."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _step(text: str) -> None:
@@ -235,17 +247,23 @@ def _check(
         "API docs": f"{server.url}/docs",
     }
     user, item = _example_ids(paths.model)
-    event = {"events": [{"event_id": "demo-1", "user_id": user, "item_id": item, "type": "view"}]}
     tries = [
         ("GET", f"{server.url}/users/{user}/recommendations?k=5&explain=true", None),
-        ("POST", f"{server.url}/events", json.dumps(event)),
+        ("POST", f"{server.url}/events", _event(user, item, "demo-check")),
         ("GET", f"{server.url}/items/{item}/similar?k=5", None),
     ]
     failed = [name for name, url in urls.items() if _status(url) != 200]
     failed += [url for method, url, body in tries if _status(url, method, _bytes(body)) != 200]
     if failed:
         raise RecsembleError(f"not answering: {', '.join(failed)} (see {paths.log})")
+    # The printed event has its own id: the check's event would make it a duplicate.
+    tries[1] = ("POST", tries[1][1], _event(user, item, "demo-1"))
     return urls, [_curl(method, url, body) for method, url, body in tries]
+
+
+def _event(user: str, item: str, event_id: str) -> str:
+    event = {"event_id": event_id, "user_id": user, "item_id": item, "type": "view"}
+    return json.dumps({"events": [event]})
 
 
 def _bytes(body: str | None) -> bytes | None:
