@@ -124,10 +124,16 @@ class Recommender:
 
     @classmethod
     def load(
-        cls, model_dir: Path, *, version: str = "", config: RecsembleConfig | None = None
+        cls,
+        model_dir: Path,
+        *,
+        version: str = "",
+        config: RecsembleConfig | None = None,
+        verified: bool = False,
     ) -> Recommender:
-        """Read a saved model folder (checksums verified; nothing unpickled)."""
-        return cls(load_model(model_dir), version=version, config=config)
+        """Read a saved model folder (checksums verified unless `verified` says the caller just
+        did; nothing unpickled)."""
+        return cls(load_model(model_dir, verified=verified), version=version, config=config)
 
     def _fitted_segments(self, catalog: Catalog) -> list[str | None]:
         table = catalog.user_attributes

@@ -34,7 +34,8 @@ WARM_CACHE = "warm-cache"  # beside the registry's versions: derived data, safe 
 
 
 def load_recommender(folder: Path, version: str, config: RecsembleConfig | None) -> Recommender:
-    recommender = Recommender.load(folder, version=version, config=config)
+    # ServingState.swap verifies the version's every file just before: no second hashing.
+    recommender = Recommender.load(folder, version=version, config=config, verified=True)
     # Versions are immutable, so their warm-up is too: cached beside the registry.
     recommender.warm(folder.parent.parent / WARM_CACHE / f"{version}.npz")
     return recommender
