@@ -17,6 +17,8 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "bpr": {"factors": 8, "learning_rate": 0.05, "iterations": 300},
     "ease": {"device": "cpu"},  # tiny data: no torch import
     "ease-recent": {"device": "cpu"},
+    "sasrec": {"dim": 16, "max_len": 8, "max_epochs": 10, "device": "cpu"},
+    "twotower": {"dim": 16, "max_epochs": 30, "validation_fraction": 0, "device": "cpu"},
 }
 
 

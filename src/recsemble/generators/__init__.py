@@ -26,6 +26,8 @@ _REGISTRY: dict[str, str] = {
     "ease-recent": "recsemble.generators.ease:EASERecent",
     "content": "recsemble.generators.content:Content",
     "covisit": "recsemble.generators.covisit:CoVisitation",
+    "sasrec": "recsemble.generators.sasrec:SASRec",
+    "twotower": "recsemble.generators.twotower:TwoTower",
 }
 
 

@@ -1,0 +1,220 @@
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from pydantic import ValidationError
+
+from recsemble.data.dataset import Dataset
+from recsemble.errors import DataError
+from recsemble.generators.base import CandidateGenerator
+from recsemble.generators.history import Histories
+from recsemble.generators.sasrec import SASRec, last_items, shuffle_ties, training_windows
+
+N_CYCLE = 20
+#: Small and fast on the CPU; no dropout so that the cycle is learnt in few epochs.
+TINY: dict[str, Any] = {
+    "dim": 16,
+    "max_len": 6,
+    "dropout": 0.0,
+    "lr": 0.01,
+    "max_epochs": 40,
+    "patience": 40,
+    "device": "cpu",
+}
+
+
+def _cycle_data(n_users: int = 40, length: int = 10, seed: int = 0) -> Dataset:
+    """Every user watches items in one fixed cycle c0 -> c1 -> ... -> c9 -> c0, from a random
+    start: the next item is always known from the last one."""
+    starts = np.random.default_rng(seed).integers(0, N_CYCLE, n_users)
+    rows = [
+        (f"u{u}", f"c{(start + step) % N_CYCLE}", 1000 * u + step)
+        for u, start in enumerate(starts.tolist())
+        for step in range(length)
+    ]
+    frame = pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row")
+    return Dataset.from_frames(frame, pl.DataFrame({"item_id": [f"c{i}" for i in range(N_CYCLE)]}))
+
+
+@pytest.fixture(scope="module")
+def cycle() -> tuple[Dataset, SASRec]:
+    data = _cycle_data()
+    return data, SASRec(**TINY).fit(data)
+
+
+def _idx(data: Dataset, *positions: int) -> list[int]:
+    return [data.items.idx_of(f"c{p % N_CYCLE}") for p in positions]
+
+
+def _next_items(data: Dataset, model: SASRec) -> list[str]:
+    """The top item after the history c{j-4} .. c{j}, for every j. (Histories much shorter
+    than the training windows would sit at positions, next to padding, never trained on.)"""
+    rows = [_idx(data, *range(j - 4, j + 1)) for j in range(N_CYCLE)]
+    anonymous = np.full(N_CYCLE, data.n_users, dtype=np.int32)
+    top = model.recommend(anonymous, 1, histories=Histories.from_lists(rows, data.n_items))
+    return [data.items.id_of(int(i)) for i in top.items[:, 0]]
+
+
+def test_learns_the_next_item_of_a_cycle(cycle: tuple[Dataset, SASRec]) -> None:
+    data, model = cycle
+    assert _next_items(data, model) == [f"c{(j + 1) % N_CYCLE}" for j in range(N_CYCLE)]
+
+
+def test_learns_the_cycle_with_the_sampled_negative_loss() -> None:
+    data = _cycle_data()
+    config = {**TINY, "loss": "bce", "lr": 0.02, "max_epochs": 80, "patience": 80}
+    got = _next_items(data, SASRec(**config).fit(data))
+    right = sum(item == f"c{(j + 1) % N_CYCLE}" for j, item in enumerate(got))
+    assert right >= N_CYCLE - 2, got  # one sampled negative: noisier than the full softmax
+
+
+def test_a_fresh_event_changes_the_answer_at_once(cycle: tuple[Dataset, SASRec]) -> None:
+    data, model = cycle
+    user = 0
+    fitted = model.histories_.rows([user])
+    last = data.items.id_of(int(fitted.items[-1]))
+    step = int(last[1:])
+    assert (
+        data.items.id_of(int(model.recommend([user], 1).items[0, 0])) == f"c{(step + 1) % N_CYCLE}"
+    )
+    # The user watches the predicted item after fit: the next answer moves one step on.
+    new_item = _idx(data, step + 1)[0]
+    fresh = Histories(
+        indptr=np.array([0, fitted.items.size + 1]),
+        items=np.append(fitted.items, new_item),
+        timestamps=np.append(fitted.timestamps, fitted.timestamps[-1] + 1),
+        weights=np.append(fitted.weights, 1.0),
+        n_items=data.n_items,
+    )
+    top = model.recommend([user], 1, histories=fresh)
+    assert data.items.id_of(int(top.items[0, 0])) == f"c{(step + 2) % N_CYCLE}"
+
+
+def test_only_the_latest_max_len_items_are_read(cycle: tuple[Dataset, SASRec]) -> None:
+    data, model = cycle
+    items = np.arange(data.n_items)
+    latest = _idx(data, *range(TINY["max_len"]))
+    histories = Histories.from_lists([latest, _idx(data, 7, 9) + latest, latest[1:]], data.n_items)
+    scores = model.score([0, 0, 0], items, histories=histories)
+    np.testing.assert_allclose(scores[1], scores[0], rtol=1e-6)  # older than max_len: ignored
+    assert not np.allclose(scores[2], scores[0])  # within max_len: read
+
+
+def test_an_empty_history_gets_the_popularity_row(cycle: tuple[Dataset, SASRec]) -> None:
+    data, model = cycle
+    empty = Histories.from_lists([[]], data.n_items)
+    scores = model.score([data.n_users], np.arange(data.n_items), histories=empty)[0]
+    users_per_item = np.asarray(data.user_item_matrix("binary").sum(axis=0)).ravel()
+    np.testing.assert_allclose(scores, users_per_item / data.n_users, rtol=1e-6)
+
+
+def test_same_seed_same_scores_other_seed_other_scores() -> None:
+    data = _cycle_data(n_users=12)
+    config = {**TINY, "max_epochs": 3}
+    everyone = np.arange(data.n_users)
+    a, b = (SASRec(**config, seed=1).fit(data) for _ in range(2))
+    other = SASRec(**config, seed=2).fit(data)
+    items = np.arange(data.n_items)
+    np.testing.assert_array_equal(a.score(everyone, items), b.score(everyone, items))
+    assert not np.allclose(a.score(everyone, items), other.score(everyone, items))
+
+
+def test_save_load_round_trip(cycle: tuple[Dataset, SASRec], tmp_path: Path) -> None:
+    data, model = cycle
+    model.save(tmp_path)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert set(manifest["files_sha256"]) == {"sasrec.pt"}
+    loaded = CandidateGenerator.load(tmp_path)
+    histories = Histories.from_lists([_idx(data, 1, 2), [], _idx(data, 5)], data.n_items)
+    users = np.array([0, data.n_users, -1], dtype=np.int32)
+    items = np.arange(data.n_items)
+    np.testing.assert_array_equal(
+        model.score(users, items, histories=histories),
+        loaded.score(users, items, histories=histories),
+    )
+
+
+class NotATensor:
+    """Any pickled object: loading it would run arbitrary code in general."""
+
+
+def _replace_state_file(folder: Path, content: object) -> None:
+    path = folder / "sasrec.pt"
+    torch.save(content, path)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files_sha256"]["sasrec.pt"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_load_refuses_a_pickled_object(cycle: tuple[Dataset, SASRec], tmp_path: Path) -> None:
+    _, model = cycle
+    model.save(tmp_path)
+    _replace_state_file(tmp_path, {"item_embedding.weight": NotATensor()})
+    with pytest.raises(DataError, match=r"sasrec\.pt.*not a SASRec state dict of tensors"):
+        CandidateGenerator.load(tmp_path)
+
+
+def test_load_refuses_a_state_dict_of_another_shape(
+    cycle: tuple[Dataset, SASRec], tmp_path: Path
+) -> None:
+    _, model = cycle
+    model.save(tmp_path)
+    _replace_state_file(tmp_path, {"item_embedding.weight": torch.zeros(3, 2)})
+    with pytest.raises(DataError, match="not a SASRec state dict"):
+        CandidateGenerator.load(tmp_path)
+
+
+def test_load_refuses_a_changed_state_file(cycle: tuple[Dataset, SASRec], tmp_path: Path) -> None:
+    _, model = cycle
+    model.save(tmp_path)
+    torch.save({}, tmp_path / "sasrec.pt")  # the manifest's checksum no longer matches
+    with pytest.raises(DataError, match=r"sasrec\.pt is missing or does not match"):
+        CandidateGenerator.load(tmp_path)
+
+
+def _hand_histories() -> Histories:
+    # row 0: items 4, 5, 6, 7, 8 in time order; row 1: one item; row 2: nothing.
+    return Histories.from_lists([[4, 5, 6, 7, 8], [3], []], n_items=9)
+
+
+def test_last_items_left_pads_the_latest_events() -> None:
+    got = last_items(_hand_histories(), max_len=3)
+    np.testing.assert_array_equal(got, [[7, 8, 9], [0, 0, 4], [0, 0, 0]])  # idx + 1, 0 = pad
+
+
+def test_training_windows_cover_every_next_item_pair() -> None:
+    inputs, targets = training_windows(_hand_histories(), max_len=3)
+    # 4 pairs of row 0 in windows of 3 from the end; row 1 has no pair; row 2 nothing.
+    np.testing.assert_array_equal(inputs, [[6, 7, 8], [0, 0, 5]])
+    np.testing.assert_array_equal(targets, [[7, 8, 9], [0, 0, 6]])
+
+
+def test_shuffle_ties_reorders_only_simultaneous_events() -> None:
+    # row 0: item 0 alone at t=1, then items 1..6 all at t=2; row 1: items 7, 8 at t=1, 2.
+    histories = Histories.from_lists(
+        [[0, 1, 2, 3, 4, 5, 6], [7, 8]], 9, timestamps=[[1, 2, 2, 2, 2, 2, 2], [1, 2]]
+    )
+    orders = {
+        tuple(shuffle_ties(histories, np.random.default_rng(seed)).items.tolist())
+        for seed in range(5)
+    }
+    assert len(orders) > 1  # the simultaneous items come in several orders
+    for order in orders:
+        assert order[0] == 0 and sorted(order[1:7]) == [1, 2, 3, 4, 5, 6]
+        assert order[7:] == (7, 8)
+
+
+def test_config_checks() -> None:
+    with pytest.raises(ValidationError, match="multiple of n_heads"):
+        SASRec(dim=10, n_heads=4)
+    with pytest.raises(ValidationError):
+        SASRec(loss="softmax")
+    with pytest.raises(ValidationError):
+        SASRec(max_epoch=3)

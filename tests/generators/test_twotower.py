@@ -1,0 +1,173 @@
+"""The two-tower member on tiny data (CPU): clusters, fresh histories, cold items, logQ,
+save/load and determinism. The shared contract runs in test_contract.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+
+pytest.importorskip("torch")
+
+from recsemble.data.dataset import Dataset
+from recsemble.data.synthetic import SyntheticConfig, generate
+from recsemble.generators.base import CandidateGenerator
+from recsemble.generators.history import Histories
+from recsemble.generators.twotower import STATE_FILE, TwoTower
+from recsemble.testing.data import (
+    ACTION_ITEMS,
+    DAY,
+    DRAMA_ITEMS,
+    EVENT_WEIGHTS,
+    tiny_dataset,
+)
+
+#: Small and quick on the tiny data; no validation window (it holds 1 event per user).
+TINY: dict[str, Any] = {"dim": 16, "max_epochs": 40, "validation_fraction": 0, "device": "cpu"}
+
+
+def _fit(data: Dataset, **overrides: Any) -> TwoTower:
+    model = TwoTower(**{**TINY, **overrides}).fit(data)
+    assert isinstance(model, TwoTower)
+    return model
+
+
+def _idx(data: Dataset, ids: tuple[str, ...] | list[str]) -> list[int]:
+    return [data.items.idx_of(i) for i in ids]
+
+
+def _share_in(top: np.ndarray, cluster: list[int]) -> float:
+    return float(np.isin(top, cluster).mean())
+
+
+def test_users_get_their_own_cluster() -> None:
+    data = tiny_dataset()
+    model = _fit(data)
+    action, drama = _idx(data, ACTION_ITEMS), _idx(data, DRAMA_ITEMS)
+    action_users = [data.users.idx_of(u) for u in ("u100", "u101", "u102")]
+    drama_users = [data.users.idx_of(u) for u in ("u104", "u105", "u106")]
+    # Each of these users has 1-3 unseen items left in their own cluster: the first one is it.
+    assert _share_in(model.recommend(action_users, 1).items, action) == 1.0
+    assert _share_in(model.recommend(drama_users, 1).items, drama) == 1.0
+
+
+def test_fresh_history_changes_the_answer_at_once() -> None:
+    data = tiny_dataset()
+    model = _fit(data)
+    user = data.users.idx_of("u100")
+    fitted = model.histories_.rows([user])
+    drama = _idx(data, DRAMA_ITEMS)
+    later = int(fitted.timestamps.max()) + DAY
+    fresh = Histories.from_lists(
+        [fitted.items.tolist() + drama[:3]],
+        data.n_items,
+        timestamps=[[*fitted.timestamps.tolist(), later, later + 1, later + 2]],
+    )
+    before = model.recommend([user], 2).items
+    after = model.recommend([user], 2, histories=fresh, at=later + 3).items
+    assert _share_in(before, drama) == 0.0
+    assert _share_in(after, drama) == 1.0  # the user's latest events lead the pooling
+
+
+def _with_cold_item(data: Dataset) -> tuple[Dataset, str]:
+    """tiny_dataset plus a new action film nobody has interacted with yet."""
+    items = data.item_attributes.with_columns(
+        pl.Series("item_id", data.items.to_ids(np.arange(data.n_items)), dtype=pl.String)
+    )
+    cold = items.filter(pl.col("item_id") == "i901").with_columns(
+        pl.lit("i999").alias("item_id"),
+        pl.lit("Laser Starships").alias("title"),
+        pl.lit("starships with lasers fight a war among the stars").alias("text"),
+    )
+    return Dataset.from_frames(
+        data.external_interactions(),
+        pl.concat([items, cold]),
+        data.user_attributes.with_columns(
+            pl.Series("user_id", data.users.to_ids(np.arange(data.n_users)), dtype=pl.String)
+        ),
+        event_weights=EVENT_WEIGHTS,
+    ), "i999"
+
+
+def test_a_new_item_with_content_only_is_recommended() -> None:
+    data, cold_id = _with_cold_item(tiny_dataset())
+    cold = data.items.idx_of(cold_id)
+    assert data.item_popularity[cold] == 0
+    model = _fit(data)
+    action_users = [data.users.idx_of(u) for u in ("u100", "u101", "u102", "u103")]
+    top = model.recommend(action_users, 3).items
+    assert np.all((top == cold).any(axis=1)), f"the cold item is missing from {top}"
+    drama_users = [data.users.idx_of(u) for u in ("u104", "u105", "u106")]
+    assert not (model.recommend(drama_users, 2).items == cold).any()  # it is an action film
+    assert np.isfinite(model.score([0], [cold])).all()
+
+
+def _skewed_dataset() -> Dataset:
+    config = SyntheticConfig(n_users=300, n_items=150, n_interactions=6000, n_categories=4)
+    interactions, items, users = generate(config)
+    return Dataset.from_frames(interactions, items, users, event_weights=EVENT_WEIGHTS)
+
+
+def test_logq_undoes_the_in_batch_popularity_penalty() -> None:
+    """In-batch negatives are drawn by popularity: without the correction the softmax learns
+    log(p(item | user) / q(item)) and pushes popular items down; the logQ correction restores
+    the full softmax's log p(item | user), so popular items come back up the lists."""
+    data = _skewed_dataset()
+    users = np.flatnonzero(data.user_history_lengths > 0)
+    popularity = data.item_popularity.astype(float)
+
+    def mean_popularity(logq: bool) -> float:
+        model = _fit(data, dim=32, max_epochs=4, batch_size=128, logq=logq)
+        top = model.recommend(users, 10).items
+        return float(popularity[top[top >= 0]].mean())
+
+    with_logq, without = mean_popularity(True), mean_popularity(False)
+    assert with_logq > 1.5 * without, f"logq on: {with_logq:.1f}, off: {without:.1f}"
+
+
+def test_save_load_gives_identical_scores(tmp_path: Path) -> None:
+    data = tiny_dataset()
+    model = _fit(data, hard_negatives=2)
+    model.save(tmp_path)
+    assert (tmp_path / STATE_FILE).is_file()
+    loaded = CandidateGenerator.load(tmp_path)
+    assert isinstance(loaded, TwoTower)
+    users, items = np.arange(-1, data.n_users + 1), np.arange(data.n_items)
+    np.testing.assert_array_equal(model.score(users, items), loaded.score(users, items))
+    np.testing.assert_array_equal(model.item_vectors_, loaded.item_vectors_)
+
+
+def test_the_seed_fixes_the_model() -> None:
+    data = tiny_dataset()
+    users, items = np.arange(data.n_users), np.arange(data.n_items)
+    first, second = _fit(data, seed=3), _fit(data, seed=3)
+    np.testing.assert_array_equal(first.score(users, items), second.score(users, items))
+    other = _fit(data, seed=4)
+    assert not np.array_equal(first.score(users, items), other.score(users, items))
+
+
+def test_validation_window_chooses_the_epochs_then_refits() -> None:
+    data = _skewed_dataset()
+    model = _fit(data, dim=16, max_epochs=6, patience=1, validation_fraction=0.2)
+    log = model.training_log_
+    assert 1 <= log.epochs_kept <= len(log.validation) <= 6
+    assert log.epochs_kept == int(np.argmax(log.validation)) + 1  # the best epoch is kept
+    # The refit on all data ran the kept number of epochs after the validated ones.
+    assert len(log.epoch_seconds) == len(log.validation) + log.epochs_kept
+
+
+def test_ann_search_agrees_with_the_exact_product() -> None:
+    data = tiny_dataset()
+    exact = _fit(data)
+    approximate = _fit(data, ann_threshold=1)
+    users = np.arange(data.n_users)
+    top_exact, top_ann = exact.recommend(users, 4), approximate.recommend(users, 4)
+    np.testing.assert_array_equal(top_exact.items, top_ann.items)
+    np.testing.assert_allclose(top_exact.scores, top_ann.scores, rtol=1e-5, atol=1e-6)
+    similar = approximate.similar_items(np.arange(data.n_items), 3)
+    np.testing.assert_array_equal(
+        similar.items, exact.similar_items(np.arange(data.n_items), 3).items
+    )
