@@ -34,6 +34,8 @@ typecheck: install
 	$(BIN)/mypy
 
 unit: install postgres browser
+	@# pyspark (the `spark` extra, ~450 MB) only for the tests of `--engine spark`, not the demo
+	$(BIN)/python -c "import pyspark" 2>/dev/null || $(BIN)/python -m pip install -q "pyspark>=4.0"
 	$(BIN)/pytest -q
 
 # The store's contract tests (tests/store) also run against PostgreSQL: their conftest.py

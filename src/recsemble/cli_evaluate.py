@@ -16,6 +16,7 @@ from rich.progress import TaskID
 
 from recsemble.cli_options import ConfigOpt, DataDirOpt, SetOpt
 from recsemble.cli_tables import metrics_table, sweep_table
+from recsemble.spark.commands import EngineOpt, InputOpt
 
 if TYPE_CHECKING:
     from recsemble.config import RecsembleConfig
@@ -76,11 +77,15 @@ def evaluate(
     ] = None,
     config_path: ConfigOpt = None,
     sets: SetOpt = None,
+    engine: EngineOpt = "local",
+    input_path: InputOpt = None,
 ) -> None:
     """Evaluate models under the offline protocol; the popularity baseline is always included."""
     from recsemble.cli import _errors_exit, _ks, _resolve, _split_csv, console
+    from recsemble.spark.commands import evaluate_on_spark, use_spark
 
     with _errors_exit():
+        on_spark = use_spark(engine, input_path)
         resolved = _resolve(
             config_path,
             sets,
@@ -94,7 +99,10 @@ def evaluate(
                 "evaluate.sweep": sweep or None,
             },
         )
-        outcome = evaluate_with_progress(resolved.config)
+        if on_spark:
+            outcome = evaluate_on_spark(resolved.config, input_path)
+        else:
+            outcome = evaluate_with_progress(resolved.config)
         for cutoff in resolved.config.protocol.k:
             console.print(metrics_table(outcome.results, cutoff))
         if json_out is not None:

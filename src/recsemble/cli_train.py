@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 
 from recsemble.cli_options import ConfigOpt, DataDirOpt, SetOpt
+from recsemble.spark.commands import EngineOpt, InputOpt
 
 if TYPE_CHECKING:
     from recsemble.config import RecsembleConfig
@@ -35,16 +36,23 @@ def train(
     ),
     config_path: ConfigOpt = None,
     sets: SetOpt = None,
+    engine: EngineOpt = "local",
+    input_path: InputOpt = None,
 ) -> None:
     """Fit the configured model on the whole data set (no test split) and save it."""
     from recsemble.cli import _errors_exit, _resolve, console
     from recsemble.ranking.training import check_model_name
+    from recsemble.spark.commands import train_spark_and_save, use_spark
 
     with _errors_exit():
         check_model_name(model)
+        on_spark = use_spark(engine, input_path)
         data_flags = {"data.dataset": dataset, "data.data_dir": str(data_dir) if data_dir else None}
         config = _resolve(config_path, sets, **data_flags).config
-        console.print(train_and_save(config, model, out))
+        if on_spark:
+            console.print(train_spark_and_save(config, model, out, input_path))
+        else:
+            console.print(train_and_save(config, model, out))
 
 
 def train_and_save(config: RecsembleConfig, model: str, out: Path) -> Table:

@@ -1,0 +1,50 @@
+"""Spark in local mode for the tests of recsemble.spark: one session for the whole run.
+
+Without PySpark (the `spark` extra) or Java the tests skip with the reason, except in CI (env CI
+set), where they fail: `make test` installs the extra and Java 17 is on the machine.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import polars as pl
+import pytest
+
+from recsemble.data.dataset import Dataset
+from recsemble.data.synthetic import EVENT_WEIGHTS, SyntheticConfig, generate
+from recsemble.errors import ConfigError
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI must run the Spark tests: `make test` installs the extra)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    from recsemble.spark.session import require_pyspark, spark_session
+
+    try:
+        require_pyspark()
+    except ConfigError as exc:
+        _missing(str(exc))
+    session = spark_session("local[2]")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def synthetic() -> Dataset:
+    """A small synthetic log: duplicate (user, item) pairs, funnel events, categories."""
+    config = SyntheticConfig(n_users=600, n_items=200, n_interactions=20_000, seed=7)
+    interactions, items, users = generate(config)
+    return Dataset.from_frames(interactions, items, users, event_weights=EVENT_WEIGHTS)
+
+
+def external(dataset: Dataset) -> pl.DataFrame:
+    """A dataset's interactions with external ids, the form compared row for row."""
+    return dataset.external_interactions()
