@@ -12,7 +12,7 @@ parallel in a nondeterministic order, and the graph (so the answers) would vary 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -21,8 +21,14 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from recsemble.generators.history import Histories
 from recsemble.generators.topk import mask_seen, topk_rows
-from recsemble.types import PAD_IDX
+from recsemble.types import PAD_IDX, TopK
+
+#: Users per block of index searches (bounds the query and exclusion matrices).
+ANN_BLOCK_USERS = 4096
+UserVectors = Callable[[Histories, npt.NDArray[np.int64]], npt.NDArray[np.float32]]
+Exclusion = Callable[[sp.csr_array | None, int], sp.csr_array | None]
 
 Hits = tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]
 
@@ -139,3 +145,30 @@ def _first_valid(
         items = np.pad(items, ((0, 0), (0, pad)), constant_values=PAD_IDX)
         scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
     return items.astype(np.int32), scores.astype(np.float32)
+
+
+def search_users(
+    index: InnerProductIndex,
+    hist: Histories,
+    at: npt.NDArray[np.int64],
+    k: int,
+    exclude_seen: bool,
+    user_vectors: UserVectors,
+    also_exclude: Exclusion | None = None,
+) -> TopK:
+    """Top-k per row of `hist` from `index`, block by block, from `user_vectors(block, at)`;
+    `also_exclude(seen, rows)` adds items never to return. Rows with no history get no answer,
+    as in the members' dense path."""
+    n = hist.lengths.size
+    items = np.full((n, k), PAD_IDX, dtype=np.int32)
+    scores = np.full((n, k), -np.inf, dtype=np.float32)
+    for lo in range(0, n, ANN_BLOCK_USERS):
+        hi = min(n, lo + ANN_BLOCK_USERS)
+        block = hist.rows(range(lo, hi))
+        excluded = block.seen_matrix() if exclude_seen else None
+        if also_exclude is not None:
+            excluded = also_exclude(excluded, hi - lo)
+        items[lo:hi], scores[lo:hi] = index.search(user_vectors(block, at[lo:hi]), k, excluded)
+    no_history = hist.lengths == 0
+    items[no_history], scores[no_history] = PAD_IDX, -np.inf
+    return TopK(items, scores)

@@ -26,16 +26,15 @@ from pydantic import Field
 from threadpoolctl import ThreadpoolController
 
 from recsemble.data.dataset import Dataset
-from recsemble.generators.ann import InnerProductIndex
+from recsemble.generators.ann import InnerProductIndex, search_users
 from recsemble.generators.base import CandidateGenerator
 from recsemble.generators.config import GeneratorConfig, RecencyConfig
 from recsemble.generators.history import Histories, profile_matrix
 from recsemble.generators.topk import top_similar
-from recsemble.types import PAD_IDX, TopK
+from recsemble.types import TopK
 
 Arrays = dict[str, npt.NDArray[Any]]
 #: Users per ANN search: bounds the over-fetched (users x (k + seen)) result arrays.
-_ANN_BLOCK_USERS = 4096
 
 
 class _RetrievalConfig(RecencyConfig):
@@ -200,19 +199,9 @@ class _MatrixFactorization(CandidateGenerator):
             )
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        user_arr, at_arr, hist = self._request(users, at, histories)
+        _, at_arr, hist = self._request(users, at, histories)
         index = self._ann_index("user", self.item_factors_)
-        items = np.full((user_arr.size, k), PAD_IDX, dtype=np.int32)
-        scores = np.full((user_arr.size, k), -np.inf, dtype=np.float32)
-        for lo in range(0, user_arr.size, _ANN_BLOCK_USERS):
-            hi = min(user_arr.size, lo + _ANN_BLOCK_USERS)
-            block_hist = hist.rows(range(lo, hi))
-            seen = block_hist.seen_matrix() if exclude_seen else None
-            factors = self.user_factors(block_hist, at_arr[lo:hi])
-            items[lo:hi], scores[lo:hi] = index.search(factors, k, seen)
-        no_history = hist.lengths == 0  # nothing to fold in: no answer, as in the dense path
-        items[no_history], scores[no_history] = PAD_IDX, -np.inf
-        return TopK(items, scores)
+        return search_users(index, hist, at_arr, k, exclude_seen, self.user_factors)
 
     def similar_items(self, items: npt.ArrayLike, k: int) -> TopK:
         """The k items with the highest cosine similarity of item factors."""

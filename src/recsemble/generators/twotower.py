@@ -32,7 +32,7 @@ from recsemble.generators.content import ContentConfig, ItemField, item_document
 from recsemble.generators.history import Histories
 from recsemble.generators.neural import Device, require_torch
 from recsemble.generators.topk import top_similar
-from recsemble.types import PAD_IDX, TopK
+from recsemble.types import TopK
 
 if TYPE_CHECKING:
     from recsemble.generators.ann import InnerProductIndex
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 Arrays = dict[str, npt.NDArray[Any]]
 STATE_FILE = "twotower.pt"
 #: Users per ANN search: bounds the over-fetched (users x (k + excluded)) result arrays.
-_ANN_BLOCK_USERS = 4096
 
 
 class TwoTowerConfig(RecencyConfig):
@@ -230,20 +229,11 @@ class TwoTower(CandidateGenerator):
             )
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        user_arr, at_arr, hist = self._request(users, at, histories)
+        from recsemble.generators.ann import search_users
+
+        _, at_arr, hist = self._request(users, at, histories)
         index = self._ann_index("user", self.item_vectors_)
-        items = np.full((user_arr.size, k), PAD_IDX, dtype=np.int32)
-        scores = np.full((user_arr.size, k), -np.inf, dtype=np.float32)
-        for lo in range(0, user_arr.size, _ANN_BLOCK_USERS):
-            hi = min(user_arr.size, lo + _ANN_BLOCK_USERS)
-            block_hist = hist.rows(range(lo, hi))
-            seen = block_hist.seen_matrix() if exclude_seen else None
-            excluded = self._unplaced(seen, hi - lo)
-            vectors = self.user_vectors(block_hist, at_arr[lo:hi])
-            items[lo:hi], scores[lo:hi] = index.search(vectors, k, excluded)
-        no_history = hist.lengths == 0  # as in the dense path: no answer
-        items[no_history], scores[no_history] = PAD_IDX, -np.inf
-        return TopK(items, scores)
+        return search_users(index, hist, at_arr, k, exclude_seen, self.user_vectors, self._unplaced)
 
     def similar_items(self, items: npt.ArrayLike, k: int) -> TopK:
         """The k items with the most similar item-tower vectors (cosine)."""
