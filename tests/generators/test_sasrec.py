@@ -12,7 +12,7 @@ import torch
 from pydantic import ValidationError
 
 from recsemble.data.dataset import Dataset
-from recsemble.errors import DataError
+from recsemble.errors import ConfigError, DataError
 from recsemble.generators.base import CandidateGenerator
 from recsemble.generators.history import Histories
 from recsemble.generators.sasrec import SASRec, last_items, shuffle_ties, training_windows
@@ -193,7 +193,26 @@ def test_training_windows_cover_every_next_item_pair() -> None:
     inputs, targets = training_windows(_hand_histories(), max_len=3)
     # 4 pairs of row 0 in windows of 3 from the end; row 1 has no pair; row 2 nothing.
     np.testing.assert_array_equal(inputs, [[6, 7, 8], [0, 0, 5]])
-    np.testing.assert_array_equal(targets, [[7, 8, 9], [0, 0, 6]])
+    np.testing.assert_array_equal(targets[..., 0], [[7, 8, 9], [0, 0, 6]])
+
+
+def test_training_windows_with_a_horizon_target_the_next_items() -> None:
+    _, targets = training_windows(_hand_histories(), max_len=3, horizon=3)
+    # row 0 (idx + 1: 5..9): the position reading item 7 sees 8 and 9 ahead, then the end.
+    np.testing.assert_array_equal(targets[0], [[7, 8, 9], [8, 9, 0], [9, 0, 0]])
+    np.testing.assert_array_equal(targets[1], [[0, 0, 0], [0, 0, 0], [6, 7, 8]])
+
+
+def test_a_horizon_learns_the_items_further_ahead() -> None:
+    # On the cycle, horizon 3 teaches the next three items: after c{j-4} .. c{j}, the top 3
+    # are c{j+1}, c{j+2}, c{j+3} (in any order), which next-item training does not ask for.
+    data = _cycle_data()
+    model = SASRec(**{**TINY, "horizon": 3}).fit(data)
+    rows = [_idx(data, *range(j - 4, j + 1)) for j in range(N_CYCLE)]
+    anonymous = np.full(N_CYCLE, data.n_users, dtype=np.int32)
+    top = model.recommend(anonymous, 3, histories=Histories.from_lists(rows, data.n_items))
+    for j in range(N_CYCLE):
+        assert sorted(top.items[j].tolist()) == sorted(_idx(data, j + 1, j + 2, j + 3)), j
 
 
 def test_shuffle_ties_reorders_only_simultaneous_events() -> None:
@@ -218,3 +237,26 @@ def test_config_checks() -> None:
         SASRec(loss="softmax")
     with pytest.raises(ValidationError):
         SASRec(max_epoch=3)
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@needs_cuda
+def test_cuda_learns_the_cycle_and_reloads_identically(tmp_path: Path) -> None:
+    # The CUDA path (bf16 autocast): the same cycle is learnt, and a saved model loaded back
+    # on the GPU scores exactly as the fitted one.
+    data = _cycle_data()
+    model = SASRec(**{**TINY, "device": "cuda"}).fit(data)
+    assert model.device_.type == "cuda"
+    assert _next_items(data, model) == [f"c{(j + 1) % N_CYCLE}" for j in range(N_CYCLE)]
+    model.save(tmp_path)
+    loaded = CandidateGenerator.load(tmp_path)
+    users = np.arange(data.n_users, dtype=np.int32)
+    np.testing.assert_array_equal(loaded.recommend(users, 5).items, model.recommend(users, 5).items)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")
+def test_cuda_without_a_gpu_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="device='cuda' was requested but torch sees no CUDA"):
+        SASRec(**{**TINY, "device": "cuda"}).fit(_cycle_data())

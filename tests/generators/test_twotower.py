@@ -29,6 +29,12 @@ from recsemble.testing.data import (
 TINY: dict[str, Any] = {"dim": 16, "max_epochs": 40, "validation_fraction": 0, "device": "cpu"}
 
 
+def _torch_cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 def _fit(data: Dataset, **overrides: Any) -> TwoTower:
     model = TwoTower(**{**TINY, **overrides}).fit(data)
     assert isinstance(model, TwoTower)
@@ -171,3 +177,18 @@ def test_ann_search_agrees_with_the_exact_product() -> None:
     np.testing.assert_array_equal(
         similar.items, exact.similar_items(np.arange(data.n_items), 3).items
     )
+
+
+@pytest.mark.skipif(not _torch_cuda(), reason="needs a CUDA GPU")
+def test_cuda_training_finds_the_clusters_and_reloads_identically(tmp_path: Path) -> None:
+    # The CUDA path (bf16 autocast): the same clusters are learnt on the GPU, and the saved
+    # model (item vectors computed on the host) scores exactly as the fitted one.
+    data = tiny_dataset()
+    model = _fit(data, device="cuda")
+    action_users = [data.users.idx_of(u) for u in ("u100", "u101", "u102")]
+    top = model.recommend(action_users, 1).items
+    assert _share_in(top, _idx(data, ACTION_ITEMS)) == 1.0
+    model.save(tmp_path)
+    loaded = CandidateGenerator.load(tmp_path)
+    users, items = np.arange(data.n_users), np.arange(data.n_items)
+    np.testing.assert_array_equal(model.score(users, items), loaded.score(users, items))

@@ -62,7 +62,7 @@ class TuningReport:
     results: dict[str, TuningResult]
 
 
-class _Validation:
+class ValidationObjective:
     """Fit on the validation split's train part, measure on its test part."""
 
     def __init__(self, split: Split, metric: str) -> None:
@@ -104,7 +104,7 @@ def tune_model(
     base = dict(base_params or {})
     config_cls = GENERATORS[name].Config
     defaults = config_cls.model_validate(base).model_dump()
-    objective = _Validation(validation, metric)
+    objective = ValidationObjective(validation, metric)
     start_values = {key: defaults[key] for key in space if space[key].contains(defaults[key])}
 
     errors: list[str] = []

@@ -17,9 +17,14 @@ from the same seed on ALL the data for the best number of epochs: under a tempor
 held-out latest events are the most telling ones for the next item, so they are not left out.
 Events at the same timestamp are put in a fresh random order every epoch (see `shuffle_ties`).
 
+With `horizon` h > 1 every position is taught the next h items, not only the next one: the
+protocol tests on a user's next 20% of events, so the model should rank what comes soon, not only
+what comes next.
+
 Measured on ml-100k, temporal-user, test NDCG@10 (ease-recent 0.244, ials 0.225): full-softmax
 CE 0.231-0.234, BCE with one negative 0.193 (cheaper epochs, but more of them and lower), so CE
-is the default. Very short histories sit next to the padding at positions that long training
+is the default; horizon 4 scored best on the validation window (0.2448 against 0.2430 for 1; 8
+and 16 lower) and 0.235 on the test part. Very short histories sit next to the padding at positions that long training
 windows rarely show that way: on the tests' cycle data, 2-item histories were mispredicted where
 5-item ones were right.
 """
@@ -67,6 +72,9 @@ class SASRecConfig(GeneratorConfig):
     max_epochs: int = Field(200, ge=1)
     patience: int = Field(5, ge=1)  # epochs without a better validation NDCG@10 before stopping
     loss: Literal["ce", "bce"] = "ce"  # full-softmax cross-entropy, or BCE with one negative
+    # Targets per position: the next `horizon` items (CE: mean over them; BCE: one drawn at random).
+    # The protocol tests on a user's next 20% of events, not only the next one.
+    horizon: int = Field(1, ge=1, le=256)
     validation_fraction: float = Field(0.2, gt=0, lt=1)  # latest share of a user's events held out
     refit: bool = True  # after early stopping: retrain on all data (True) or keep the best state
     seed: int = Field(0, ge=0)
@@ -90,11 +98,12 @@ def last_items(histories: Histories, max_len: int) -> I64:
     return np.where(real, taken, 0)
 
 
-def training_windows(histories: Histories, max_len: int) -> tuple[I64, I64]:
-    """Inputs and next-item targets (item idx + 1, 0 = padding), (windows, max_len) each.
+def training_windows(histories: Histories, max_len: int, horizon: int = 1) -> tuple[I64, I64]:
+    """Inputs (windows, max_len) and targets (windows, max_len, horizon): item idx + 1, 0 = none.
 
     A history of n events gives n - 1 (input, next) pairs, cut from its end into windows of
-    max_len, so long histories are used whole instead of only their last max_len items.
+    max_len, so long histories are used whole instead of only their last max_len items. The
+    targets of a position are the next `horizon` items of the history (fewer near its end).
     """
     starts, ends = histories.indptr[:-1], histories.indptr[1:]
     pairs = np.maximum(ends - starts - 1, 0)
@@ -107,9 +116,11 @@ def training_windows(histories: Histories, max_len: int) -> tuple[I64, I64]:
     items = histories.items.astype(np.int64) + 1
     if items.size == 0:
         empty = np.zeros((0, max_len), dtype=np.int64)
-        return empty, empty
+        return empty, empty[..., None].repeat(horizon, axis=2)
     inputs = np.where(real, items[np.where(real, targets_at - 1, 0)], 0)
-    return inputs, np.where(real, items[np.where(real, targets_at, 0)], 0)
+    ahead = targets_at[..., None] + np.arange(horizon)
+    valid = real[..., None] & (ahead < ends[owner][:, None, None])
+    return inputs, np.where(valid, items[np.where(valid, ahead, 0)], 0)
 
 
 def shuffle_ties(histories: Histories, rng: np.random.Generator) -> Histories:
@@ -193,16 +204,21 @@ def next_item_loss(
     config: SASRecConfig,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """Mean loss of predicting `targets` (idx + 1) at every real position of `inputs`."""
+    """Mean loss of predicting `targets` (batch, len, horizon; idx + 1) at every real position."""
     import torch
     import torch.nn.functional as F
 
-    real = targets > 0
+    real = targets[..., 0] > 0
     hidden = encode(network, inputs, config.n_heads)[real]
     table = item_table(network)
-    wanted = targets[real]
+    wanted = targets[real]  # (positions, horizon), 0 past the history's end
+    present = wanted > 0
     if config.loss == "ce":
-        return F.cross_entropy(hidden @ table[1:].T, wanted - 1)
+        log_p = F.log_softmax((hidden @ table[1:].T).float(), dim=-1)
+        picked = log_p.gather(1, (wanted - 1).clamp(min=0)) * present
+        return -(picked.sum(1) / present.sum(1)).mean()  # each position weighs the same
+    draw = torch.rand(wanted.shape, generator=generator).to(wanted.device) * present
+    wanted = wanted.gather(1, draw.argmax(1, keepdim=True)).squeeze(1)  # one target at random
     negatives = torch.randint(1, int(table.shape[0]), wanted.shape, generator=generator)
     positive = (hidden * table[wanted]).sum(-1)
     negative = (hidden * table[negatives.to(wanted.device)]).sum(-1)
@@ -265,7 +281,9 @@ class SASRec(CandidateGenerator):
         )
         for _ in range(epochs if histories.items.size else 0):
             started = time.perf_counter()
-            windows = training_windows(shuffle_ties(histories, rng), self.config.max_len)
+            windows = training_windows(
+                shuffle_ties(histories, rng), self.config.max_len, self.config.horizon
+            )
             inputs, targets = (torch.from_numpy(part) for part in windows)
             self._epoch(network, optimizer, inputs, targets, generator)
             self.epoch_seconds_.append(time.perf_counter() - started)
