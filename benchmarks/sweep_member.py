@@ -9,6 +9,10 @@ to the reference members given by --references. Grid points run in parallel work
     python benchmarks/sweep_member.py --dataset ml-100k --model sasrec \
         --grid horizon=1,4,8 --grid dropout=0.2,0.5 [--set device=cuda] [--workers 4]
         [--references ease-recent] [--data-dir ../shared/datasets] [--json out/sweep.json]
+        [--no-config-file] [--test-all]
+
+--test-all also measures every point on the test part, for diagnosis (e.g. how far validation and
+test disagree); the choice of the best point still reads only the validation figures.
 """
 
 from __future__ import annotations
@@ -78,9 +82,10 @@ def _settings(config: Any, model: str, point: dict[str, Any]) -> dict[str, Any]:
     return {**base, **point}
 
 
-def _measure(args: tuple[str, str, str, dict[str, Any], int]) -> dict[str, Any]:
-    """One grid point on the validation window (runs in a worker process)."""
-    dataset, data_dir, model, settings, threads = args
+def _measure(args: tuple[str, str, str, dict[str, Any], int, bool]) -> dict[str, Any]:
+    """One grid point on the validation window (runs in a worker process); with test_too, its
+    outer test figure as well (for diagnosis: the choice still reads only the validation)."""
+    dataset, data_dir, model, settings, threads, test_too = args
     import torch
 
     torch.set_num_threads(threads)
@@ -88,10 +93,13 @@ def _measure(args: tuple[str, str, str, dict[str, Any], int]) -> dict[str, Any]:
     _, outer = load_and_split(config)
     objective = ValidationObjective(validation_split(outer), "ndcg@10")
     start = time.perf_counter()
-    generator = GENERATORS[model](**settings)
-    value = objective.measure(generator)
+    value = objective.measure(GENERATORS[model](**settings))
     seconds = time.perf_counter() - start
-    return {"settings": settings, "validation_ndcg@10": value, "seconds": seconds}
+    row = {"settings": settings, "validation_ndcg@10": value, "seconds": seconds}
+    if test_too:
+        ev = evaluate(outer, {model: GENERATORS[model](**settings)}, (10,))
+        row["test_ndcg@10"] = float(np.nanmean(ev.runs[model].metrics[10].per_user()["ndcg"]))
+    return row
 
 
 def _test_figures(
@@ -117,6 +125,11 @@ def main() -> None:
     parser.add_argument("--references", default="", help="members measured beside the best")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument(
+        "--test-all",
+        action="store_true",
+        help="also measure every point on the test part (diagnosis; the choice ignores it)",
+    )
+    parser.add_argument(
         "--no-config-file",
         dest="config_file",
         action="store_false",
@@ -129,12 +142,16 @@ def main() -> None:
     points = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
     threads = max(1, (os.cpu_count() or 1) // max(1, args.workers))
     where = (args.dataset, args.data_dir, args.model)
-    jobs = [(*where, _settings(config, args.model, {**fixed, **p}), threads) for p in points]
+    jobs = [
+        (*where, _settings(config, args.model, {**fixed, **p}), threads, args.test_all)
+        for p in points
+    ]
     with ProcessPoolExecutor(args.workers) as pool:
         rows = list(pool.map(_measure, jobs))
     for row, point in zip(rows, points, strict=True):
         value = row["validation_ndcg@10"]
-        print(f"{point}  validation NDCG@10 {value:.4f}  {row['seconds']:.0f} s")
+        test = f"  test {row['test_ndcg@10']:.4f}" if "test_ndcg@10" in row else ""
+        print(f"{point}  validation NDCG@10 {value:.4f}{test}  {row['seconds']:.0f} s")
     best = max(rows, key=lambda r: r["validation_ndcg@10"])
     references = [r for r in args.references.split(",") if r]
     test = _test_figures(args, best["settings"], references)
