@@ -26,15 +26,13 @@ from pydantic import Field
 from threadpoolctl import ThreadpoolController
 
 from recsemble.data.dataset import Dataset
-from recsemble.generators.ann import InnerProductIndex, search_users
-from recsemble.generators.base import CandidateGenerator
 from recsemble.generators.config import GeneratorConfig, RecencyConfig
 from recsemble.generators.history import Histories, profile_matrix
+from recsemble.generators.retrieval import VectorRetrieval
 from recsemble.generators.topk import top_similar
 from recsemble.types import TopK
 
 Arrays = dict[str, npt.NDArray[Any]]
-#: Users per ANN search: bounds the over-fetched (users x (k + seen)) result arrays.
 
 
 class _RetrievalConfig(RecencyConfig):
@@ -111,7 +109,7 @@ def fold_in(profile: sp.csr_array, solver: Any, alpha: float) -> npt.NDArray[np.
     return np.asarray(factors, dtype=np.float32).reshape(n_rows, width)
 
 
-class _MatrixFactorization(CandidateGenerator):
+class _MatrixFactorization(VectorRetrieval):
     """Shared by the MF members: fold-in scoring, cosine item similarity, save/load."""
 
     config: IALSConfig | BPRConfig
@@ -129,7 +127,7 @@ class _MatrixFactorization(CandidateGenerator):
     def _set_item_factors(self, item_factors: npt.NDArray[Any]) -> None:
         self.item_factors_ = np.ascontiguousarray(item_factors, dtype=np.float32)
         self._solver = _fold_in_solver(self.item_factors_, self._fold_in_regularization())
-        self._ann_indexes: dict[str, InnerProductIndex] = {}  # built on first use, never saved
+        self._forget_indexes()
 
     def _implicit_model(self) -> Any:
         raise NotImplementedError
@@ -157,6 +155,14 @@ class _MatrixFactorization(CandidateGenerator):
         profile = profile_matrix(histories, self.config, at)
         return fold_in(profile, self._solver, self.config.alpha)
 
+    def retrieval_items(self) -> npt.NDArray[np.float32]:
+        return self.item_factors_
+
+    def retrieval_users(
+        self, histories: Histories, at: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float32]:
+        return self.user_factors(histories, at)
+
     def _score_block(
         self, users: npt.NDArray[np.int32], at: npt.NDArray[np.int64], histories: Histories
     ) -> npt.NDArray[np.float32]:
@@ -166,42 +172,6 @@ class _MatrixFactorization(CandidateGenerator):
 
     def _similarity_factors(self) -> npt.NDArray[np.float32]:
         return self.item_factors_
-
-    def _uses_ann(self) -> bool:
-        threshold = self.config.ann_threshold
-        return threshold is not None and self.item_factors_.shape[0] >= threshold
-
-    def _ann_index(self, kind: str, vectors: npt.NDArray[np.float32]) -> InnerProductIndex:
-        """The HNSW index over `vectors` ("user": item factors, "item": unit item factors)."""
-        if kind not in self._ann_indexes:
-            self._ann_indexes[kind] = InnerProductIndex(
-                vectors,
-                hnsw_threshold=self.config.ann_threshold,
-                ef_search=self.config.ann_ef_search,
-            )
-        return self._ann_indexes[kind]
-
-    def recommend(
-        self,
-        users: npt.ArrayLike,
-        k: int,
-        *,
-        exclude_seen: bool = True,
-        at: npt.ArrayLike | None = None,
-        histories: Histories | None = None,
-    ) -> TopK:
-        """Top-k items per user, best first; from an HNSW index on catalogs of ann_threshold
-        items or more (approximate: a few of the exact top-k may be missed)."""
-        self._check_fitted()
-        if not self._uses_ann():
-            return super().recommend(
-                users, k, exclude_seen=exclude_seen, at=at, histories=histories
-            )
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        _, at_arr, hist = self._request(users, at, histories)
-        index = self._ann_index("user", self.item_factors_)
-        return search_users(index, hist, at_arr, k, exclude_seen, self.user_factors)
 
     def similar_items(self, items: npt.ArrayLike, k: int) -> TopK:
         """The k items with the highest cosine similarity of item factors."""

@@ -26,21 +26,19 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from recsemble.data.dataset import Dataset
-from recsemble.generators.base import CandidateGenerator
 from recsemble.generators.config import GeneratorConfig, RecencyConfig
 from recsemble.generators.content import ContentConfig, ItemField, item_documents, tfidf_vectors
 from recsemble.generators.history import Histories
 from recsemble.generators.neural import Device, require_torch
+from recsemble.generators.retrieval import VectorRetrieval
 from recsemble.generators.topk import top_similar
 from recsemble.types import TopK
 
 if TYPE_CHECKING:
-    from recsemble.generators.ann import InnerProductIndex
     from recsemble.generators.twotower_net import TrainingLog, TwoTowerNet
 
 Arrays = dict[str, npt.NDArray[Any]]
 STATE_FILE = "twotower.pt"
-#: Users per ANN search: bounds the over-fetched (users x (k + excluded)) result arrays.
 
 
 class TwoTowerConfig(RecencyConfig):
@@ -87,7 +85,7 @@ def content_features(dataset: Dataset, config: TwoTowerConfig) -> sp.csr_array:
     return sp.csr_array(sp.hstack(parts, format="csr"), dtype=np.float32)
 
 
-class TwoTower(CandidateGenerator):
+class TwoTower(VectorRetrieval):
     """Two-tower retrieval with content-aware item vectors (cold items included)."""
 
     name: ClassVar[str] = "twotower"
@@ -124,7 +122,7 @@ class TwoTower(CandidateGenerator):
         self.item_vectors_ = np.ascontiguousarray(item_vectors(net).numpy(), dtype=np.float32)
         # An item with neither interactions nor content has no vector: it cannot be recommended.
         self.placed_ = np.linalg.norm(self.item_vectors_, axis=1) > 0
-        self._ann_indexes: dict[str, InnerProductIndex] = {}  # built on first use, never saved
+        self._forget_indexes()
 
     # -- persistence ----------------------------------------------------------------------
     def _state(self) -> Arrays:
@@ -176,6 +174,14 @@ class TwoTower(CandidateGenerator):
         vectors[histories.lengths == 0] = 0.0
         return np.asarray(vectors, dtype=np.float32)
 
+    def retrieval_items(self) -> npt.NDArray[np.float32]:
+        return self.item_vectors_
+
+    def retrieval_users(
+        self, histories: Histories, at: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float32]:
+        return self.user_vectors(histories, at)
+
     def _score_block(
         self, users: npt.NDArray[np.int32], at: npt.NDArray[np.int64], histories: Histories
     ) -> npt.NDArray[np.float32]:
@@ -184,22 +190,7 @@ class TwoTower(CandidateGenerator):
         scores[histories.lengths == 0] = -np.inf  # nothing to go on: an empty list
         return scores
 
-    def _uses_ann(self) -> bool:
-        threshold = self.config.ann_threshold
-        return threshold is not None and self.n_items_ >= threshold
-
-    def _ann_index(self, kind: str, vectors: npt.NDArray[np.float32]) -> InnerProductIndex:
-        from recsemble.generators.ann import InnerProductIndex
-
-        if kind not in self._ann_indexes:
-            self._ann_indexes[kind] = InnerProductIndex(
-                vectors,
-                hnsw_threshold=self.config.ann_threshold,
-                ef_search=self.config.ann_ef_search,
-            )
-        return self._ann_indexes[kind]
-
-    def _unplaced(self, seen: sp.csr_array | None, n_rows: int) -> sp.csr_array | None:
+    def _retrieval_excluded(self, seen: sp.csr_array | None, n_rows: int) -> sp.csr_array | None:
         """seen plus, in every row, the items without a vector (never to come back)."""
         unplaced = np.flatnonzero(~self.placed_).astype(np.int32)
         if unplaced.size == 0:
@@ -210,30 +201,6 @@ class TwoTower(CandidateGenerator):
             (data, np.tile(unplaced, n_rows), indptr), shape=(n_rows, self.n_items_)
         )
         return extra if seen is None else sp.csr_array(seen + extra)
-
-    def recommend(
-        self,
-        users: npt.ArrayLike,
-        k: int,
-        *,
-        exclude_seen: bool = True,
-        at: npt.ArrayLike | None = None,
-        histories: Histories | None = None,
-    ) -> TopK:
-        """Top-k items per user, best first; from an HNSW index on catalogs of ann_threshold
-        items or more (approximate: a few of the exact top-k may be missed)."""
-        self._check_fitted()
-        if not self._uses_ann():
-            return super().recommend(
-                users, k, exclude_seen=exclude_seen, at=at, histories=histories
-            )
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        from recsemble.generators.ann import search_users
-
-        _, at_arr, hist = self._request(users, at, histories)
-        index = self._ann_index("user", self.item_vectors_)
-        return search_users(index, hist, at_arr, k, exclude_seen, self.user_vectors, self._unplaced)
 
     def similar_items(self, items: npt.ArrayLike, k: int) -> TopK:
         """The k items with the most similar item-tower vectors (cosine)."""
@@ -248,5 +215,5 @@ class TwoTower(CandidateGenerator):
             (np.ones(item_arr.size), item_arr, np.arange(item_arr.size + 1)),
             shape=(item_arr.size, self.n_items_),
         )
-        excluded = self._unplaced(itself, item_arr.size)
+        excluded = self._retrieval_excluded(itself, item_arr.size)
         return TopK(*self._ann_index("item", unit).search(unit[item_arr], k, excluded))
