@@ -35,7 +35,7 @@ typecheck: install
 
 unit: install postgres browser
 	@# pyspark (the `spark` extra, ~450 MB) only for the tests of `--engine spark`, not the demo
-	$(BIN)/python -c "import pyspark" 2>/dev/null || $(BIN)/python -m pip install -q "pyspark>=4.0"
+	$(BIN)/python -c "import pyspark, pandas" 2>/dev/null || $(BIN)/python -m pip install -q "pyspark>=4.0" "pandas>=2.2,<3"
 	$(BIN)/pytest -q
 
 # The store's contract tests (tests/store) also run against PostgreSQL: their conftest.py

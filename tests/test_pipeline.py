@@ -387,3 +387,26 @@ def test_warm_cache_is_reused_and_a_damaged_one_recomputed(
     finally:
         first.close()
         second.close()
+
+
+def test_blend_explanations_belong_to_their_own_items(data: Dataset, tmp_path: Path) -> None:
+    # With the blend scorer an item's score is its members' weighted calibrated votes plus an
+    # intercept, so the contributions of each listed item must add up in the list's own order
+    # (the list is sorted by score): contributions read for other items break that order.
+    config = EnsembleConfig(members=MEMBERS, validation_folds=1, routing=False, scorer="blend")
+    blend = Ensemble(config).fit(data)
+    assert blend.blend_ is not None
+    folder = save_ensemble(blend, tmp_path / "blend", catalog=Catalog.from_dataset(data))
+    recommender = Recommender.load(folder, version="b1")
+    try:
+        for user in (3, 20, 41):
+            answer = recommender.recommend(
+                data.users.id_of(user), RequestOptions(k=8, explain=True)
+            )
+            totals = []
+            for entry in answer.items:
+                assert entry.explanation is not None
+                totals.append(sum(entry.explanation.members.values()) + blend.blend_.intercept_)
+            np.testing.assert_allclose(totals, [e.score for e in answer.items], rtol=1e-4)
+    finally:
+        recommender.close()

@@ -23,6 +23,8 @@ from rich.table import Table
 
 from recsemble import config as cfg
 from recsemble.cli_analyze import analyze as analyze_command
+from recsemble.cli_batch import batch as batch_command
+from recsemble.cli_batch import load_recs as load_recs_command
 from recsemble.cli_demo import demo as demo_command
 from recsemble.cli_evaluate import evaluate as evaluate_command
 from recsemble.cli_options import ConfigOpt, DataDirOpt, SetOpt
@@ -45,6 +47,8 @@ app.command("evaluate")(evaluate_command)  # body in cli_evaluate.py
 app.command("serve")(serve_command)  # body in cli_serve.py
 app.command("report")(report_command)  # body in cli_report.py
 app.command("demo")(demo_command)  # body in cli_demo.py
+app.command("batch")(batch_command)  # body in cli_batch.py
+app.command("load-recs")(load_recs_command)
 
 console = Console()
 if not console.is_terminal:

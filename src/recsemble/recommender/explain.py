@@ -111,8 +111,10 @@ class Explainer:
             out[:, cands.members.index(direct)] = 1.0
             return out
         if ens.blend_ is not None:
+            # take() keeps the candidates' order, not the list's: put the votes back in `rows`.
             votes = ens.blend_.calibrators_.predict(cands.take(_mask(rows, cands.size)))
-            return np.asarray(votes * ens.blend_.weights_, dtype=np.float64)
+            in_list_order = votes[np.searchsorted(np.sort(rows), rows)]
+            return np.asarray(in_list_order * ens.blend_.weights_, dtype=np.float64)
         per_feature = _feature_contributions(ens, block.features.values[rows])
         return _group_by_member(per_feature, block.features.names, cands.members)
 

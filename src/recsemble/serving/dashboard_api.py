@@ -153,6 +153,8 @@ def stats(request: Request) -> StatsOut:
         live_users=0 if recommender is None else len(recommender.live.users),
         refresh_pending=0 if recommender is None else len(recommender.refresh.pending),
         report_available=_state_report(request) is not None,
+        precomputed_hits=serving_state(request).precomputed.hits,
+        precomputed_misses=serving_state(request).precomputed.misses,
     )
 
 

@@ -13,6 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from recsemble.errors import ConfigError
 from recsemble.pipeline import Answer, Explanation, Recommender, RequestOptions
+from recsemble.serving.precomputed import cacheable
 from recsemble.serving.schemas import (
     ID_PATTERN,
     MAX_K,
@@ -69,7 +70,7 @@ def _explanation(e: Explanation) -> ExplanationOut:
     return ExplanationOut(item_id=e.item_id, members=e.members, because=because, text=e.text)
 
 
-def _answer(answer: Answer) -> RecommendationsOut:
+def _answer(answer: Answer, served_from: str = "online") -> RecommendationsOut:
     items = []
     for rec in answer.items:
         explanation = None
@@ -86,6 +87,7 @@ def _answer(answer: Answer) -> RecommendationsOut:
         model_version=answer.model_version,
         source=answer.source,
         user_known=answer.user_known,
+        served_from="precomputed" if served_from == "precomputed" else "online",
     )
 
 
@@ -151,6 +153,12 @@ async def recommendations(
         explain=explain,
     )
     recommender = served_recommender(request)
+    # The precomputed list first (a store read: a worker thread), when it is still the answer.
+    lists = serving_state(request).precomputed
+    if cacheable(options):
+        cached = await run_in_threadpool(lists.answer, recommender, user_id, options)
+        if cached is not None:
+            return _json(_answer(cached, "precomputed"))
     call = partial(checked, lambda: recommender.recommend(user_id, options))
     # The cached path takes well under a millisecond: run it on the event loop. Explanations
     # recompute the model for the user (~100 ms): a worker thread, so other requests go on.

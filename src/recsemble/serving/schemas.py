@@ -132,6 +132,9 @@ class RecommendationsOut(_Response):
     model_version: str
     source: str  # model | session | cold:segment | cold:trending | cold:popular | content
     user_known: bool
+    # precomputed: the user's batch list from the store (recsemble batch + load-recs), served
+    # because their history is unchanged since; online: computed for this request.
+    served_from: Literal["precomputed", "online"] = "online"
 
 
 class ModelVersionOut(_Response):
@@ -248,6 +251,9 @@ class StatsOut(_Response):
     live_users: int
     refresh_pending: int
     report_available: bool  # GET /report serves an HTML report (serve --report)
+    # Cacheable recommendation requests answered from the precomputed lists / on line instead.
+    precomputed_hits: int
+    precomputed_misses: int
 
 
 class VersionSummaryOut(_Response):

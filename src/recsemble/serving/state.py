@@ -23,6 +23,7 @@ from recsemble.config import RecsembleConfig
 from recsemble.errors import RecsembleError
 from recsemble.pipeline import Recommender
 from recsemble.registry import ModelRegistry
+from recsemble.serving.precomputed import PrecomputedLists
 from recsemble.store import open_store
 from recsemble.store.base import AppendResult, Event, Record, Store
 
@@ -69,6 +70,7 @@ class ServingState:
         self.last_error: str | None = None
         self._observe_lock = threading.Lock()
         self._swap_lock = threading.Lock()
+        self.precomputed = PrecomputedLists(self.store)
 
     # -- start-up ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -207,4 +209,5 @@ class ServingState:
             "current": self.registry.current(),
             "last_error": self.last_error,
             "events_observed_to_seq": self.cursor,
+            "precomputed": self.precomputed.counts(),
         }

@@ -1,9 +1,10 @@
 """Store: where events, items and users live while the service runs.
 
-A small interface (eight methods) with two backends chosen by URL: `sqlite:///path/to/file.db`
-(the default) and `postgresql://user:pass@host/db` (psycopg 3). One contract test suite runs
-against both. Writes are durable when the call returns: an acknowledged event survives a crash
-of the process (and, with SQLite's synchronous=FULL, of the machine).
+A small interface (eight methods, and three for the precomputed cache) with two backends
+chosen by URL: `sqlite:///path/to/file.db` (the default) and `postgresql://user:pass@host/db`
+(psycopg 3). One contract test suite runs against both. Writes are durable when the call
+returns: an acknowledged event survives a crash of the process (and, with SQLite's
+synchronous=FULL, of the machine).
 
 Events are idempotent by `event_id`: appending an event whose id is already stored is counted
 as a duplicate and changes nothing, so a client may retry a batch safely. Every stored event
@@ -13,9 +14,12 @@ log with `events_since(cursor)`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from recsemble.store.precomputed import CachedList, PrecomputedInfo, PrecomputedRow
 
 #: Longest external id (user, item, event) accepted anywhere.
 MAX_ID_LENGTH = 256
@@ -84,6 +88,22 @@ class Store(Protocol):
 
     def ping(self) -> None:
         """Raise if the store cannot answer (what /health/ready asks)."""
+        ...
+
+    # The precomputed cache (store/precomputed.py): batch lists the API serves first.
+    def replace_precomputed(
+        self, model_version: str, chunks: Iterable[Sequence[PrecomputedRow]]
+    ) -> PrecomputedInfo:
+        """Load the chunks (one transaction each) as the version's new batch, then make it the
+        active one in one transaction; on any error the previous batch stays, the new rows go."""
+        ...
+
+    def precomputed(self, model_version: str, user_id: str) -> CachedList | None:
+        """The user's list in the version's active batch (None: no batch or no list)."""
+        ...
+
+    def precomputed_info(self, model_version: str) -> PrecomputedInfo | None:
+        """The version's active batch, if any."""
         ...
 
     def close(self) -> None: ...

@@ -15,7 +15,8 @@ insert reports is the number accepted.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import psycopg
@@ -24,6 +25,12 @@ from psycopg_pool import ConnectionPool
 
 from recsemble.errors import DataError
 from recsemble.store.base import AppendResult, Event, Record, StoredEvent
+from recsemble.store.precomputed import (
+    CachedList,
+    PrecomputedInfo,
+    PrecomputedRow,
+    cached_list,
+)
 from recsemble.store.validation import (
     check_cursor,
     check_ids,
@@ -68,6 +75,41 @@ CREATE TABLE records (
 CREATE INDEX records_by_change ON records (kind, updated_seq)
 """
 
+#: The precomputed cache (store/precomputed.py): created when missing, in any version-1 store.
+_PRECOMPUTED_SCHEMA = """
+CREATE TABLE IF NOT EXISTS precomputed_batches (
+    batch_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    model_version text NOT NULL,
+    active boolean NOT NULL DEFAULT false,
+    k integer NOT NULL DEFAULT 0,
+    users bigint NOT NULL DEFAULT 0,
+    rows bigint NOT NULL DEFAULT 0,
+    loaded_at bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS precomputed_by_version ON precomputed_batches (model_version, active);
+CREATE TABLE IF NOT EXISTS precomputed_lists (
+    batch_id bigint NOT NULL,
+    user_id text NOT NULL,
+    rank integer NOT NULL,
+    item_id text NOT NULL,
+    score double precision NOT NULL,
+    explanation text,
+    history_events bigint NOT NULL,
+    history_latest bigint NOT NULL,
+    PRIMARY KEY (batch_id, user_id, rank)
+)
+"""
+_CACHED = (
+    "SELECT l.item_id, l.score, l.explanation, l.history_events, l.history_latest "
+    "FROM precomputed_batches b JOIN precomputed_lists l ON l.batch_id = b.batch_id "
+    "WHERE b.model_version = %s AND b.active AND l.user_id = %s ORDER BY l.rank"
+)
+_INSERT_LISTS = """
+INSERT INTO precomputed_lists
+SELECT %s, u, r, i, s, e, n, t
+FROM unnest(%s::text[], %s::int[], %s::text[], %s::float8[], %s::text[], %s::bigint[],
+            %s::bigint[]) AS b(u, r, i, s, e, n, t)
+"""
 _APPEND = """
 INSERT INTO events (event_id, user_id, item_id, type, timestamp, value)
 SELECT e, u, i, t, ts, v
@@ -93,6 +135,7 @@ class PostgresStore:
         self.url = url
         self.where = describe(url)
         self._create_schema(timeout_s)
+        self._create_precomputed(timeout_s)
         self._pool = ConnectionPool(
             url,
             min_size=1,
@@ -174,6 +217,46 @@ class PostgresStore:
         return [_record(row) for row in rows]
 
     # -- service ---------------------------------------------------------------------------
+    # -- precomputed cache -----------------------------------------------------------------
+    def replace_precomputed(
+        self, model_version: str, chunks: Iterable[Sequence[PrecomputedRow]]
+    ) -> PrecomputedInfo:
+        with self._pool.connection() as conn, conn.transaction():
+            row = conn.execute(
+                "INSERT INTO precomputed_batches (model_version, loaded_at) VALUES (%s, %s) "
+                "RETURNING batch_id",
+                (model_version, int(time.time())),
+            ).fetchone()
+        assert row is not None
+        batch = int(row[0])
+        try:
+            for chunk in chunks:
+                columns = [list(column) for column in zip(*chunk, strict=True)]
+                with self._pool.connection() as conn, conn.transaction():
+                    conn.execute(_INSERT_LISTS, (batch, *columns))
+            with self._pool.connection() as conn, conn.transaction():
+                _activate(conn, batch, model_version)
+        except BaseException:
+            with self._pool.connection() as conn, conn.transaction():
+                conn.execute("DELETE FROM precomputed_lists WHERE batch_id = %s", (batch,))
+                conn.execute("DELETE FROM precomputed_batches WHERE batch_id = %s", (batch,))
+            raise
+        info = self.precomputed_info(model_version)
+        assert info is not None
+        return info
+
+    def precomputed(self, model_version: str, user_id: str) -> CachedList | None:
+        return cached_list(user_id, self._read(_CACHED, (model_version, user_id)))
+
+    def precomputed_info(self, model_version: str) -> PrecomputedInfo | None:
+        rows = self._read(
+            "SELECT k, users, rows, loaded_at FROM precomputed_batches "
+            "WHERE model_version = %s AND active",
+            (model_version,),
+        )
+        return PrecomputedInfo(model_version, *(int(v) for v in rows[0])) if rows else None
+
+    # -- service ---------------------------------------------------------------------------
     def ping(self) -> None:
         # a short wait: /health/ready asks, and a server that is down should say so quickly
         with self._pool.connection(timeout=PING_TIMEOUT_S) as conn:
@@ -224,6 +307,17 @@ class PostgresStore:
                 conn.execute(statement)
             conn.execute("INSERT INTO recsemble_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
 
+    def _create_precomputed(self, timeout_s: float) -> None:
+        """The cache's tables, when missing (also in stores created before they existed)."""
+        timeout = int(timeout_s)
+        with (
+            psycopg.connect(self.url, autocommit=True, connect_timeout=timeout) as conn,
+            conn.transaction(),
+        ):
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
+            for statement in filter(str.strip, _PRECOMPUTED_SCHEMA.split(";")):
+                conn.execute(statement)
+
 
 def describe(url: str) -> str:
     """Where a connection string points, without its password (for messages and logs)."""
@@ -247,6 +341,22 @@ def _lock_records(conn: psycopg.Connection[Any]) -> int:
     row = conn.execute("SELECT coalesce(max(updated_seq), 0) + 1 FROM records").fetchone()
     assert row is not None
     return int(row[0])
+
+
+def _activate(conn: psycopg.Connection[Any], batch: int, model_version: str) -> None:
+    """In one transaction: the new batch's sizes, the old active batch gone, the new active."""
+    conn.execute("LOCK TABLE precomputed_batches IN SHARE ROW EXCLUSIVE MODE")  # loads in turn
+    conn.execute(
+        "UPDATE precomputed_batches b SET active = true, k = s.k, users = s.users, rows = s.n "
+        "FROM (SELECT coalesce(max(rank), 0) AS k, count(DISTINCT user_id) AS users, "
+        "count(*) AS n FROM precomputed_lists WHERE batch_id = %s) AS s WHERE b.batch_id = %s",
+        (batch, batch),
+    )
+    old = "SELECT batch_id FROM precomputed_batches WHERE model_version = %s AND batch_id <> %s"
+    conn.execute(f"DELETE FROM precomputed_lists WHERE batch_id IN ({old})", (model_version, batch))
+    conn.execute(
+        f"DELETE FROM precomputed_batches WHERE batch_id IN ({old})", (model_version, batch)
+    )
 
 
 def _schema_version(conn: psycopg.Connection[Any]) -> int | None:

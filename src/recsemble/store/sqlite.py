@@ -15,13 +15,20 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from recsemble.errors import DataError
 from recsemble.store.base import AppendResult, Event, Record, StoredEvent
+from recsemble.store.precomputed import (
+    CachedList,
+    PrecomputedInfo,
+    PrecomputedRow,
+    cached_list,
+)
 from recsemble.store.validation import (
     check_cursor,
     check_ids,
@@ -71,6 +78,35 @@ CREATE TABLE records (
 CREATE INDEX records_by_change ON records (kind, updated_seq);
 """
 
+#: The precomputed cache (store/precomputed.py): created when missing, in any version-1 store.
+_PRECOMPUTED_SCHEMA = """
+CREATE TABLE IF NOT EXISTS precomputed_batches (
+    batch_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    model_version TEXT NOT NULL,
+    active INTEGER NOT NULL DEFAULT 0 CHECK (active IN (0, 1)),
+    k INTEGER NOT NULL DEFAULT 0,
+    users INTEGER NOT NULL DEFAULT 0,
+    rows INTEGER NOT NULL DEFAULT 0,
+    loaded_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS precomputed_by_version ON precomputed_batches (model_version, active);
+CREATE TABLE IF NOT EXISTS precomputed_lists (
+    batch_id INTEGER NOT NULL,
+    user_id TEXT NOT NULL,
+    rank INTEGER NOT NULL,
+    item_id TEXT NOT NULL,
+    score REAL NOT NULL,
+    explanation TEXT,
+    history_events INTEGER NOT NULL,
+    history_latest INTEGER NOT NULL,
+    PRIMARY KEY (batch_id, user_id, rank)
+) STRICT, WITHOUT ROWID
+"""
+_CACHED = (
+    "SELECT l.item_id, l.score, l.explanation, l.history_events, l.history_latest "
+    "FROM precomputed_batches b JOIN precomputed_lists l ON l.batch_id = b.batch_id "
+    "WHERE b.model_version = ? AND b.active = 1 AND l.user_id = ? ORDER BY l.rank"
+)
 _EVENT_COLUMNS = "seq, event_id, user_id, item_id, type, timestamp, value"
 _RECORD_COLUMNS = "id, attributes, deleted, updated_seq"
 _IDS_PER_QUERY = 500  # well under SQLite's limit on bound parameters
@@ -88,6 +124,9 @@ class SQLiteStore:
         self._write_lock = threading.Lock()
         self._closed = False
         self._create_schema(self._connection())
+        with self._write() as conn:
+            for statement in filter(str.strip, _PRECOMPUTED_SCHEMA.split(";")):
+                conn.execute(statement)
 
     # -- events ----------------------------------------------------------------------------
     def append_events(self, events: Sequence[Event]) -> AppendResult:
@@ -161,6 +200,46 @@ class SQLiteStore:
             (check_kind(kind), check_cursor(cursor)),
         )
         return [_record(row) for row in rows]
+
+    # -- precomputed cache -----------------------------------------------------------------
+    def replace_precomputed(
+        self, model_version: str, chunks: Iterable[Sequence[PrecomputedRow]]
+    ) -> PrecomputedInfo:
+        now = int(time.time())
+        with self._write() as conn:
+            batch = conn.execute(
+                "INSERT INTO precomputed_batches (model_version, loaded_at) VALUES (?, ?)",
+                (model_version, now),
+            ).lastrowid
+        try:
+            for chunk in chunks:
+                with self._write() as conn:
+                    conn.executemany(
+                        "INSERT INTO precomputed_lists VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [(batch, *row) for row in chunk],
+                    )
+            with self._write() as conn:
+                _activate(conn, batch, model_version)
+        except BaseException:
+            with self._write() as conn:  # the staged rows go; the active batch never changed
+                conn.execute("DELETE FROM precomputed_lists WHERE batch_id = ?", (batch,))
+                conn.execute("DELETE FROM precomputed_batches WHERE batch_id = ?", (batch,))
+            raise
+        info = self.precomputed_info(model_version)
+        assert info is not None
+        return info
+
+    def precomputed(self, model_version: str, user_id: str) -> CachedList | None:
+        rows = self._read(_CACHED, (model_version, user_id))
+        return cached_list(user_id, rows)
+
+    def precomputed_info(self, model_version: str) -> PrecomputedInfo | None:
+        rows = self._read(
+            "SELECT k, users, rows, loaded_at FROM precomputed_batches "
+            "WHERE model_version = ? AND active = 1",
+            (model_version,),
+        )
+        return PrecomputedInfo(model_version, *rows[0]) if rows else None
 
     # -- service ---------------------------------------------------------------------------
     def ping(self) -> None:
@@ -259,6 +338,24 @@ def _next_change(conn: sqlite3.Connection) -> int:
     it); `updated_seq` is unique and indexed, so this reads one index entry."""
     row = conn.execute("SELECT coalesce(max(updated_seq), 0) FROM records").fetchone()
     return int(row[0]) + 1
+
+
+def _activate(conn: sqlite3.Connection, batch: int | None, model_version: str) -> None:
+    """In one transaction: the new batch's sizes, the old active batch gone, the new active."""
+    sizes = conn.execute(
+        "SELECT coalesce(max(rank), 0), count(DISTINCT user_id), count(*) "
+        "FROM precomputed_lists WHERE batch_id = ?",
+        (batch,),
+    ).fetchone()
+    conn.execute(
+        "UPDATE precomputed_batches SET active = 1, k = ?, users = ?, rows = ? WHERE batch_id = ?",
+        (*sizes, batch),
+    )
+    old = "SELECT batch_id FROM precomputed_batches WHERE model_version = ? AND batch_id != ?"
+    conn.execute(f"DELETE FROM precomputed_lists WHERE batch_id IN ({old})", (model_version, batch))
+    conn.execute(
+        f"DELETE FROM precomputed_batches WHERE batch_id IN ({old})", (model_version, batch)
+    )
 
 
 def _record(row: tuple[Any, ...]) -> Record:

@@ -1,0 +1,111 @@
+"""`recsemble batch` (every user's list from a saved model, as Parquet) and `recsemble
+load-recs` (such lists into the serving store, the precomputed cache the API serves first).
+
+Registered on the main app by cli.py; the work is in spark/batch.py and store/precomputed.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from recsemble.cli_options import ConfigOpt, DataDirOpt, SetOpt
+from recsemble.spark.batch import USERS_PER_PARTITION
+from recsemble.spark.commands import EngineOpt
+
+
+def batch(
+    model_dir: Annotated[
+        Path, typer.Option("--model", help="Folder written by `recsemble train`.")
+    ],
+    out: Annotated[Path, typer.Option("--output", help="Parquet folder to write the lists to.")],
+    dataset: Annotated[
+        str | None,
+        typer.Option(help="The users' interactions: a dataset name or path.", show_default=False),
+    ] = None,
+    data_dir: DataDirOpt = None,
+    input_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            help="The users' interactions as Parquet (a folder with interactions.parquet; with "
+            "--engine spark also a folder of part files).",
+            show_default=False,
+        ),
+    ] = None,
+    k: Annotated[int, typer.Option("--k", min=1, max=1000, help="Items per user.")] = 10,
+    users_per_partition: Annotated[
+        int, typer.Option(min=1, help="With --engine spark: users per Spark task.")
+    ] = USERS_PER_PARTITION,
+    engine: EngineOpt = "local",
+    config_path: ConfigOpt = None,
+    sets: SetOpt = None,
+) -> None:
+    """Every user's top-k (with explanations) from the whole pipeline of a saved model, the
+    list the API would answer for them, written as Parquet (user, rank, item, score,
+    explanation, history_events, history_latest)."""
+    from recsemble.cli import _errors_exit, _resolve, console, err_console
+    from recsemble.errors import ConfigError
+    from recsemble.spark.batch import run_batch
+    from recsemble.spark.commands import ENGINES
+
+    with _errors_exit():
+        if engine not in ENGINES:
+            raise ConfigError(f"unknown engine {engine!r}; choose {' or '.join(ENGINES)}")
+        if dataset is not None and input_path is not None:
+            raise ConfigError("give the interactions once: --dataset or --input")
+        data_flags = {"data.dataset": dataset, "data.data_dir": str(data_dir) if data_dir else None}
+        config = _resolve(config_path, sets, **data_flags).config
+        with err_console.status(f"scoring every user with {model_dir} ({engine})"):
+            run = run_batch(
+                config,
+                model_dir,
+                out,
+                engine=engine,
+                input_path=input_path,
+                k=k,
+                users_per_partition=users_per_partition,
+            )
+        table = Table(title=f"batch lists ({engine})", show_header=False)
+        table.add_column("what", style="bold")
+        table.add_column("value")
+        table.add_row("users in the input", f"{run.users:,}")
+        table.add_row("users scored", f"{run.scored:,} (the others are unknown to the model)")
+        table.add_row("rows", f"{run.rows:,}")
+        table.add_row("wall time", f"{run.seconds:.1f} s")
+        table.add_row("written to", str(run.out))
+        console.print(table)
+
+
+def load_recs(
+    input_path: Annotated[
+        Path, typer.Option("--input", help="Parquet lists written by `recsemble batch`.")
+    ],
+    model_version: Annotated[
+        str, typer.Option(help="The registry version the lists were computed with.")
+    ],
+    store_url: Annotated[
+        str, typer.Option("--store", help="sqlite:///path.db or postgresql://...")
+    ] = "sqlite:///out/serve/store.db",
+) -> None:
+    """Load batch lists into the serving store as the version's precomputed cache (replacing
+    its previous one atomically); the API serves them first while a user's history is
+    unchanged."""
+    from recsemble.cli import _errors_exit, console
+    from recsemble.store import open_store
+    from recsemble.store.precomputed import check_parquet, read_chunks
+
+    with _errors_exit():
+        check_parquet(input_path)  # a bad file is refused before the store is opened
+        store = open_store(store_url)
+        try:
+            info = store.replace_precomputed(model_version, read_chunks(input_path))
+        finally:
+            store.close()
+        console.print(
+            f"loaded {info.rows:,} rows ({info.users:,} users, k={info.k}) as the precomputed "
+            f"lists of {model_version}"
+        )

@@ -1,0 +1,126 @@
+"""The API serves a user's precomputed batch list first while it is still the answer, and
+falls back to on-line scoring when the user's history changed, when k or the options differ,
+and when a bad file failed to load (the previous lists keep serving)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from recsemble.cli import app
+from recsemble.config import RecsembleConfig
+from recsemble.evaluation.workflow import load_prepared
+from recsemble.pipeline import RequestOptions
+from recsemble.serving.app import create_app
+from recsemble.serving.state import ServeSettings
+from recsemble.spark.batch import score_locally, write_table
+
+K = 10
+
+
+@pytest.fixture(scope="module")
+def lists_dir(model_dirs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The batch lists of the served model for every user of its training data."""
+    data = model_dirs[0].parent / "data"
+    config = RecsembleConfig.model_validate({"data": {"dataset": str(data)}})
+    frame = load_prepared(config).external_interactions()
+    table = score_locally(frame, model_dirs[0], k=K)
+    return write_table(table, tmp_path_factory.mktemp("lists") / "lists")
+
+
+@pytest.fixture(scope="module")
+def served(
+    model_dirs: tuple[Path, Path], lists_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[TestClient, str, str]]:
+    tmp = tmp_path_factory.mktemp("precomputed")
+    store_url = f"sqlite:///{tmp / 'store.db'}"
+    settings = ServeSettings(store_url=store_url, registry_dir=tmp / "reg", model_dir=model_dirs[0])
+    with TestClient(create_app(settings)) as client:
+        version = client.app.state.serving.recommender.version  # type: ignore[attr-defined]
+        assert _load(lists_dir, version, store_url).exit_code == 0
+        yield client, version, store_url
+
+
+def _load(path: Path, version: str, store_url: str) -> Any:
+    return CliRunner().invoke(
+        app,
+        ["load-recs", "--input", str(path), "--model-version", version, "--store", store_url],
+    )
+
+
+def _users(lists_dir: Path) -> list[str]:
+    return sorted(set(pq.read_table(lists_dir).column("user").to_pylist()))
+
+
+def _cached(lists_dir: Path, user: str) -> list[str]:
+    rows = pq.read_table(lists_dir).to_pylist()
+    return [r["item"] for r in sorted(rows, key=lambda r: r["rank"]) if r["user"] == user]
+
+
+def test_unchanged_user_gets_the_precomputed_list(
+    served: tuple[TestClient, str, str], lists_dir: Path
+) -> None:
+    client, _, _ = served
+    recommender = client.app.state.serving.recommender  # type: ignore[attr-defined]
+    hits_before = client.get("/stats").json()["precomputed_hits"]
+    for user in _users(lists_dir)[:5]:
+        body = client.get(f"/users/{user}/recommendations", params={"k": K}).json()
+        assert body["served_from"] == "precomputed"
+        assert [i["item_id"] for i in body["items"]] == _cached(lists_dir, user)
+        online = recommender.recommend(user, RequestOptions(k=K))  # what it would compute
+        assert [i["item_id"] for i in body["items"]] == [r.item_id for r in online.items]
+        shorter = client.get(f"/users/{user}/recommendations", params={"k": 3}).json()
+        assert shorter["served_from"] == "precomputed" and len(shorter["items"]) == 3
+    explained = client.get(f"/users/{user}/recommendations", params={"explain": "true"}).json()
+    assert explained["served_from"] == "precomputed"
+    assert explained["items"][0]["explanation"]["text"]
+    assert client.get("/stats").json()["precomputed_hits"] == hits_before + 11  # 5 x 2 + 1
+
+
+def test_other_requests_are_answered_online(
+    served: tuple[TestClient, str, str], lists_dir: Path
+) -> None:
+    client, _, _ = served
+    user = _users(lists_dir)[1]
+    first = _cached(lists_dir, user)[0]
+    for params in ({"k": K + 1}, {"k": K, "exclude": first}, {"k": K, "rerank": "seen"}):
+        body = client.get(f"/users/{user}/recommendations", params=params).json()
+        assert body["served_from"] == "online", params
+    unknown = client.get("/users/never-seen/recommendations").json()
+    assert unknown["served_from"] == "online"
+
+
+def test_a_new_event_makes_the_user_online(
+    served: tuple[TestClient, str, str], lists_dir: Path
+) -> None:
+    client, _, _ = served
+    user, other = _users(lists_dir)[2], _users(lists_dir)[3]
+    item = _cached(lists_dir, user)[0]
+    event = {"event_id": "precomputed-e1", "user_id": user, "item_id": item}
+    assert client.post("/events", json={"events": [event]}).status_code == 200
+    body = client.get(f"/users/{user}/recommendations", params={"k": K}).json()
+    assert body["served_from"] == "online"
+    assert item not in [i["item_id"] for i in body["items"]]  # seen now
+    still = client.get(f"/users/{other}/recommendations", params={"k": K}).json()
+    assert still["served_from"] == "precomputed"
+
+
+def test_bad_files_are_refused_and_the_lists_stay(
+    served: tuple[TestClient, str, str], lists_dir: Path, tmp_path: Path
+) -> None:
+    client, version, store_url = served
+    table = pq.read_table(lists_dir)
+    pq.write_table(table.drop(["item"]), tmp_path / "missing.parquet")
+    pq.write_table(table.set_column(3, "score", table.column("user")), tmp_path / "typed.parquet")
+    for name, message in (("missing", "item"), ("typed", "'score' must hold numbers")):
+        result = _load(tmp_path / f"{name}.parquet", version, store_url)
+        assert result.exit_code != 0 and message in result.output, result.output
+    user = _users(lists_dir)[4]
+    body = client.get(f"/users/{user}/recommendations", params={"k": K}).json()
+    assert body["served_from"] == "precomputed"
