@@ -30,6 +30,8 @@ from recsemble.recommender.model import Pool, ServingModel
 
 I32 = npt.NDArray[np.int32]
 F64 = npt.NDArray[np.float64]
+#: A listed item's evidence: member -> contribution to its score, member -> its rank there.
+MemberEvidence = tuple[dict[str, float], dict[str, int]]
 #: Members whose score is a sum of per-history-item terms, in order of preference.
 BECAUSE_MEMBERS = ("itemknn", "itemknn-recent", "ease", "ease-recent", "covisit")
 #: History items named per explanation.
@@ -71,7 +73,7 @@ class Explainer:
     # -- members ---------------------------------------------------------------------------
     def _ensemble_members(
         self, ens: Ensemble, user: int, histories: Histories | None, items: Sequence[int]
-    ) -> list[tuple[dict[str, float], dict[str, int]]]:
+    ) -> list[MemberEvidence]:
         users = np.array([user], np.int32)
         block = next(iter(ens.ranked_blocks(users, exclude_seen=True, histories=histories)))
         cands = block.candidates
@@ -79,18 +81,7 @@ class Explainer:
         rows = [position.get(int(item)) for item in items]
         present = np.array([r for r in rows if r is not None], dtype=np.int64)
         contributions = self._contributions(ens, block, present, user, histories)
-        out: list[tuple[dict[str, float], dict[str, int]]] = []
-        at = 0
-        for row in rows:
-            if row is None:
-                out.append(({}, {}))
-                continue
-            ranks = cands.ranks[row]
-            proposed = [m for m in range(len(cands.members)) if np.isfinite(ranks[m])]
-            members = {cands.members[m]: float(contributions[at, m]) for m in proposed}
-            out.append((members, {cands.members[m]: int(ranks[m]) for m in proposed}))
-            at += 1
-        return out
+        return member_evidence(block, rows, contributions)
 
     def _contributions(
         self,
@@ -129,14 +120,14 @@ class Explainer:
 
     def _lone_member(
         self, model: CandidateGenerator, pool: Pool | None, items: Sequence[int]
-    ) -> list[tuple[dict[str, float], dict[str, int]]]:
+    ) -> list[MemberEvidence]:
         rank = {} if pool is None else {int(i): r + 1 for r, i in enumerate(pool.items.tolist())}
         score = (
             {}
             if pool is None
             else dict(zip(pool.items.tolist(), pool.scores.tolist(), strict=True))
         )
-        out: list[tuple[dict[str, float], dict[str, int]]] = []
+        out: list[MemberEvidence] = []
         for item in items:
             if int(item) in rank:
                 out.append(({model.name: float(score[int(item)])}, {model.name: rank[int(item)]}))
@@ -169,6 +160,26 @@ class Explainer:
             if label in proposers:
                 return label, member
         return usable[0] if usable else None
+
+
+def member_evidence(
+    block: RankedBlock, rows: Sequence[int | None], contributions: F64
+) -> list[MemberEvidence]:
+    """Per listed item (its candidate row, None: not a candidate): each member that proposed it,
+    with its contribution (`contributions`: one row per candidate row given) and its rank."""
+    cands = block.candidates
+    out: list[MemberEvidence] = []
+    at = 0
+    for row in rows:
+        if row is None:
+            out.append(({}, {}))
+            continue
+        ranks = cands.ranks[row]
+        proposed = [m for m in range(len(cands.members)) if np.isfinite(ranks[m])]
+        members = {cands.members[m]: float(contributions[at, m]) for m in proposed}
+        out.append((members, {cands.members[m]: int(ranks[m]) for m in proposed}))
+        at += 1
+    return out
 
 
 def history_terms(

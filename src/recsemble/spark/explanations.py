@@ -27,14 +27,15 @@ from recsemble.recommender.explain import (
     BECAUSE_ITEMS,
     BECAUSE_MEMBERS,
     Evidence,
+    MemberEvidence,
     _feature_contributions,
     _group_by_member,
     _item_item_matrix,
+    member_evidence,
 )
 from recsemble.recommender.model import Pool
 
 I32 = npt.NDArray[np.int32]
-MemberEvidence = tuple[dict[str, float], dict[str, int]]
 
 
 @dataclass(frozen=True)
@@ -102,21 +103,10 @@ def _block_evidence(
         positions.append([int(a) if h else None for a, h in zip(where, hit, strict=True)])
     present = [np.array([p for p in ps if p is not None], np.int64) for ps in positions]
     contributions = _contributions(rec, ens, block, requests, present)
-    out = []
-    for ps, share in zip(positions, contributions, strict=True):
-        found: list[MemberEvidence] = []
-        at = 0
-        for row in ps:
-            if row is None:
-                found.append(({}, {}))
-                continue
-            ranks = cands.ranks[row]
-            proposed = [m for m in range(len(cands.members)) if np.isfinite(ranks[m])]
-            members = {cands.members[m]: float(share[at, m]) for m in proposed}
-            found.append((members, {cands.members[m]: int(ranks[m]) for m in proposed}))
-            at += 1
-        out.append(found)
-    return out
+    return [
+        member_evidence(block, ps, share)
+        for ps, share in zip(positions, contributions, strict=True)
+    ]
 
 
 def _contributions(
