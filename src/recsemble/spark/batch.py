@@ -35,7 +35,7 @@ from recsemble.errors import ConfigError
 from recsemble.spark.scoring import SCHEMA, BatchScorer, UserEvents
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import DataFrame, SparkSession
 
     from recsemble.spark.evaluate import SparkMetrics
     from recsemble.spark.splits import SparkSplit
@@ -253,12 +253,12 @@ def run_batch(
 
 
 def _prepared_on_spark(
-    spark: object, config: RecsembleConfig, input_path: Path | None
+    spark: SparkSession, config: RecsembleConfig, input_path: Path | None
 ) -> DataFrame:
     from recsemble.spark import data as spark_data
     from recsemble.spark.workflow import load_source
 
-    source = load_source(spark, config, input_path)  # type: ignore[arg-type]
+    source = load_source(spark, config, input_path)
     prepared = spark_data.prepare(
         source.interactions,
         min_user_interactions=config.protocol.min_user_interactions,
