@@ -52,7 +52,7 @@ PEER_MODELS: dict[str, list[tuple[str, str | None]]] = {
         ("bpr", "bpr"),
         ("ease", "ease"),
     ],
-    "recbole": [("ease", "ease"), ("itemknn", "itemknn"), ("multivae", None)],
+    "recbole": [("ease", "ease"), ("itemknn", "itemknn"), ("multivae", None), ("sasrec", "sasrec")],
 }
 
 
