@@ -24,7 +24,8 @@ what comes next.
 Measured on ml-100k, temporal-user, test NDCG@10 (ease-recent 0.244, ials 0.225): full-softmax
 CE 0.231-0.234, BCE with one negative 0.193 (cheaper epochs, but more of them and lower), so CE
 is the default. With patience 20 (5 stopped on an early plateau of the validation curve), chosen
-on the validation window: horizon 1, test 0.2477 (BENCHMARKS.md; horizon 4: 0.2348).
+on the validation window: horizon 1, test 0.2458 on 2 CPU cores, 0.2477 on an H100
+(BENCHMARKS.md; horizon 4: 0.2348).
 
 Very short histories sit next to the padding at positions that long training windows rarely
 show that way: on the tests' cycle data, 2-item histories were mispredicted where
