@@ -157,6 +157,14 @@ def tune(
     ] = None,
     metric: Annotated[str, typer.Option(help="Validation metric to maximize.")] = "ndcg@10",
     seed: Annotated[int, typer.Option(help="Seed of the TPE sampler.")] = 0,
+    min_gain_se: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Keep the base config unless the best trial's paired gain over it exceeds "
+            "this many standard errors (0: always take the best).",
+        ),
+    ] = 1.0,
     out: Annotated[
         Path | None,
         typer.Option(help="TOML to write (default: configs/<dataset>.toml).", show_default=False),
@@ -182,7 +190,17 @@ def tune(
         config = resolved.config
         target = out or Path("configs") / f"{Path(config.data.dataset).name}.toml"
         command = _tune_command(
-            dataset, data_dir, models, trials, timeout, metric, seed, target, config_path, sets
+            dataset,
+            data_dir,
+            models,
+            trials,
+            timeout,
+            metric,
+            seed,
+            min_gain_se,
+            target,
+            config_path,
+            sets,
         )
         with _progress_with_best() as bar:
             tasks: dict[str, TaskID] = {}
@@ -202,10 +220,13 @@ def tune(
                 seed=seed,
                 on_trial=on_trial,
                 log=err_console.print,
+                min_gain_se=min_gain_se,
             )
         path = write_config(target, config, report, command)
         for name, result in report.results.items():
-            console.print(f"{name}: validation {metric} {result.best_value:.4f} {result.params}")
+            kept = " (base kept: the best trial's gain was within the noise)"
+            note = kept if result.kept_base else ""
+            console.print(f"{name}: validation {metric} {result.value:.4f}{note} {result.params}")
         console.print(f"tuned config written to {path}")
 
 
@@ -225,7 +246,8 @@ def _tune_command(*values: Any) -> str:
     """The command line that reproduces a tune run (for the written file's header)."""
     import shlex
 
-    dataset, data_dir, models, trials, timeout, metric, seed, out, config_path, sets = values
+    dataset, data_dir, models, trials, timeout, metric, seed, min_gain_se, out = values[:9]
+    config_path, sets = values[9:]
     parts = ["recsemble", "tune"]
     for flag, value in (
         ("--config", config_path),
@@ -239,7 +261,8 @@ def _tune_command(*values: Any) -> str:
     parts += ["--trials", str(trials)]
     if timeout is not None:
         parts += ["--timeout", f"{timeout:g}"]
-    parts += ["--metric", metric, "--seed", str(seed), "--out", str(out)]
+    parts += ["--metric", metric, "--seed", str(seed), "--min-gain-se", f"{min_gain_se:g}"]
+    parts += ["--out", str(out)]
     for item in sets or []:
         parts += ["--set", item]
     return shlex.join(parts)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -158,3 +160,83 @@ def test_rendered_values_are_valid_toml() -> None:
     values = {"a": 1.5e-05, "b": True, "c": 'x "y"\n', "d": [1, 2], "e": {"view": 1.0}}
     parsed = tomllib.loads("\n".join(tuning._table("t", values)))
     assert parsed["t"] == values
+
+
+def test_paired_gain_se_is_mean_over_standard_error() -> None:
+    gain = np.array([0.3, -0.1, 0.2, 0.0])
+    expected = gain.mean() / (gain.std(ddof=1) / 2.0)
+    assert tuning.paired_gain_se(gain) == pytest.approx(expected)
+    assert tuning.paired_gain_se(np.full(5, 0.01)) == math.inf  # the same gain for everyone
+    assert tuning.paired_gain_se(np.zeros(5)) == 0.0
+    assert tuning.paired_gain_se(np.array([0.5])) == 0.0  # one user says nothing
+
+
+def _scripted_objective(
+    monkeypatch: pytest.MonkeyPatch, mean_gain: float, spread: float
+) -> list[float]:
+    """Trial 0 (the base) scores 0.2 for every user; every later trial i gains
+    mean_gain * i / 10 on average, each user +-spread around it."""
+    means: list[float] = []
+
+    def per_user(self: tuning.ValidationObjective, model: Any) -> np.ndarray:
+        n, trial = self.users.size, len(means)
+        signs = np.resize([1.0, -1.0], n)
+        signs[-1] = 0.0 if n % 2 else signs[-1]  # the spread itself adds nothing on average
+        values = np.full(n, 0.2)
+        if trial:
+            values += mean_gain * trial / 10 + spread * signs
+        means.append(float(values.mean()))
+        return values
+
+    monkeypatch.setattr(tuning.ValidationObjective, "per_user", per_user)
+    return means
+
+
+@pytest.mark.parametrize(
+    ("mean_gain", "spread", "min_gain_se", "kept"),
+    [
+        (0.002, 0.1, 1.0, True),  # a gain far inside its noise: the base stays
+        (0.002, 0.1, 0.0, False),  # the rule switched off: the best trial wins
+        (0.05, 0.01, 1.0, False),  # a gain well outside the noise
+    ],
+)
+def test_the_base_is_kept_unless_the_gain_beats_the_noise(
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    mean_gain: float,
+    spread: float,
+    min_gain_se: float,
+    kept: bool,
+) -> None:
+    config = resolve(None, {"data.dataset": str(data_dir)}, env={}).config
+    _, outer = load_and_split(config)
+    validation = validation_split(outer)
+    means = _scripted_objective(monkeypatch, mean_gain, spread)
+    result = tuning.tune_model(
+        "pop-trending", validation, n_trials=4, seed=0, min_gain_se=min_gain_se
+    )
+    assert result.kept_base is kept and result.gain_se is not None
+    assert result.best_value == pytest.approx(max(means))
+    assert result.base_value == pytest.approx(means[0])
+    assert result.value == pytest.approx(means[0] if kept else max(means))
+    assert (result.gain_se <= 1.0) is (mean_gain < 0.01)
+    base_params = TrendingPopularity.Config().model_dump()
+    chosen = {key: base_params[key] == value for key, value in result.params.items()}
+    assert all(chosen.values()) is kept
+
+
+def test_the_written_header_shows_the_gain_and_the_kept_base(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _scripted_objective(monkeypatch, 0.002, 0.1)
+    out = tmp_path / "tuned.toml"
+    args = ["tune", "--dataset", str(data_dir), "--models", "pop-trending", "--trials", "3"]
+    result = runner.invoke(app, [*args, "--out", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "base kept" in " ".join(result.output.split())  # rich wraps long lines
+    text = out.read_text()
+    assert "--min-gain-se 1" in text and "gain/SE" in text
+    row = next(line for line in text.splitlines() if line.startswith("#   pop-trending"))
+    assert row.split()[-2].endswith("*")
+    bad = runner.invoke(app, [*args, "--min-gain-se", "-1", "--out", str(out)])
+    assert bad.exit_code == 2 and "min-gain-se" in bad.output

@@ -5,6 +5,11 @@ on `validation_split(outer).test`. Only that validation split ever reaches `tune
 outer test part is never fitted on nor measured, so a figure later measured on it with the tuned
 config is an honest held-out figure.
 
+A validation gain is only as good as its noise: with `min_gain_se` > 0 the best trial replaces
+the base config only when its per-user paired gain over it exceeds that many standard errors
+(the one-standard-error rule); a smaller "gain" picks the window's noise, and did not carry to
+the test part when measured (BENCHMARKS.md, issue 3).
+
 Search spaces live in `recsemble.evaluation.search_spaces`.
 """
 
@@ -20,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from recsemble.config import RecsembleConfig
 from recsemble.errors import ConfigError
@@ -47,11 +53,16 @@ def parse_metric(metric: str) -> tuple[str, int]:
 @dataclass(frozen=True)
 class TuningResult:
     model: str
-    params: dict[str, Any]  # the model's config overrides: the base ones and the best trial's
+    params: dict[str, Any]  # the model's config overrides: the base ones and the chosen trial's
+    value: float  # the chosen config's validation value (the best trial's or the base's)
     best_value: float
     base_value: float | None  # the un-tuned config's value (trial 0), when it lies in the space
     n_trials: int  # completed trials
     seconds: float
+    # The best trial's paired gain over the base in standard errors (None: no base to compare);
+    # kept_base: that gain was under min_gain_se, so params are the base config's.
+    gain_se: float | None = None
+    kept_base: bool = False
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,7 @@ class TuningReport:
     protocol: str
     n_validation_users: int
     results: dict[str, TuningResult]
+    min_gain_se: float = 1.0
 
 
 class ValidationObjective:
@@ -75,10 +87,24 @@ class ValidationObjective:
         self.stats = catalog_stats(split)
 
     def measure(self, model: CandidateGenerator) -> float:
+        return float(self.per_user(model).mean())
+
+    def per_user(self, model: CandidateGenerator) -> npt.NDArray[np.float64]:
+        """The metric of each validation user (in `self.users` order) after fitting model."""
         model.fit(self.split.train)
         top = recommend_for_split(model, self.split, self.users, self.k)
         result = compute_metrics(top.items, self.truth, self.k, self.stats)
-        return float(getattr(result, self.metric).mean())
+        return np.asarray(getattr(result, self.metric), dtype=np.float64)
+
+
+def paired_gain_se(gain: npt.NDArray[np.float64]) -> float:
+    """Mean per-user gain over its standard error (inf for a constant positive gain)."""
+    if gain.size < 2:
+        return 0.0
+    mean, se = float(gain.mean()), float(gain.std(ddof=1) / math.sqrt(gain.size))
+    if se == 0.0:
+        return math.inf if mean > 0 else 0.0
+    return mean / se
 
 
 def tune_model(
@@ -91,14 +117,18 @@ def tune_model(
     metric: str = "ndcg@10",
     seed: int = 0,
     on_trial: TrialCallback | None = None,
+    min_gain_se: float = 1.0,
 ) -> TuningResult:
-    """TPE search (fixed seed) over SEARCH_SPACES[name]; trial 0 is the base config."""
+    """TPE search (fixed seed) over SEARCH_SPACES[name]; trial 0 is the base config, kept unless
+    the best trial beats it by more than min_gain_se standard errors (0: the best always wins)."""
     import optuna
 
     if n_trials < 1:
         raise ConfigError(f"trials must be >= 1, got {n_trials}")
     if timeout is not None and timeout <= 0:
         raise ConfigError(f"timeout must be > 0 seconds, got {timeout}")
+    if not min_gain_se >= 0:
+        raise ConfigError(f"min_gain_se must be >= 0 standard errors, got {min_gain_se}")
     check_space(name)
     space = search_space(name)
     base = dict(base_params or {})
@@ -108,12 +138,15 @@ def tune_model(
     start_values = {key: defaults[key] for key in space if space[key].contains(defaults[key])}
 
     errors: list[str] = []
+    per_user: dict[int, npt.NDArray[np.float64]] = {}  # by trial number
 
     def run_trial(trial: Any) -> float:
         params = {**base, **{key: spec.suggest(trial, key) for key, spec in space.items()}}
         trial.set_user_attr("params", params)
         try:
-            return objective.measure(GENERATORS[name](config_cls.model_validate(params)))
+            values = objective.per_user(GENERATORS[name](config_cls.model_validate(params)))
+            per_user[trial.number] = values
+            return float(values.mean())
         except ValueError as exc:  # e.g. a singular system for extreme values: a failed trial
             errors.append(f"{type(exc).__name__}: {exc}")
             raise
@@ -142,14 +175,24 @@ def tune_model(
     if not complete:
         last = f"; last error: {errors[-1]}" if errors else ""
         raise ConfigError(f"no trial of {name!r} completed{last}")
-    first = study.trials[0]
+    first, best = study.trials[0], study.best_trial
+    base_value = first.value if len(start_values) == len(space) else None
+    gain_se = None
+    if base_value is not None and first.number in per_user:
+        gain_se = paired_gain_se(per_user[best.number] - per_user[first.number])
+    kept_base = gain_se is not None and best.number != first.number and gain_se <= min_gain_se
+    chosen = first if kept_base else best
+    best_value = float(study.best_value)
     return TuningResult(
         model=name,
-        params=dict(study.best_trial.user_attrs["params"]),
-        best_value=float(study.best_value),
-        base_value=first.value if len(start_values) == len(space) else None,
+        params=dict(chosen.user_attrs["params"]),
+        value=base_value if kept_base and base_value is not None else best_value,
+        best_value=best_value,
+        base_value=base_value,
         n_trials=len(complete),
         seconds=time.perf_counter() - started,
+        gain_se=gain_se,
+        kept_base=kept_base,
     )
 
 
@@ -168,6 +211,7 @@ def tune(
     seed: int = 0,
     on_trial: TrialCallback | None = None,
     log: Callable[[str], None] | None = None,
+    min_gain_se: float = 1.0,
 ) -> TuningReport:
     """Tune each model in turn on the validation window of the configured protocol."""
     from recsemble.evaluation.workflow import load_and_split
@@ -196,6 +240,7 @@ def tune(
             metric=metric,
             seed=seed,
             on_trial=on_trial,
+            min_gain_se=min_gain_se,
         )
         for name in models
     }
@@ -204,6 +249,7 @@ def tune(
         protocol=config.protocol.name,
         n_validation_users=int(validation.evaluated_users.size),
         results=results,
+        min_gain_se=min_gain_se,
     )
 
 
@@ -253,13 +299,17 @@ def render_config(config: RecsembleConfig, report: TuningReport, command: str) -
         "# part split again by the same rule); the outer test part was never fitted on or scored.",
         f"# Validation {report.metric} over {report.n_validation_users:,} users "
         "(base = the config before tuning):",
-        f"#   {'model':<16}{'trials':>7}{'base':>9}{'best':>9}{'seconds':>9}",
+        "# (gain/SE: the best trial's paired per-user gain over the base in standard errors;",
+        f"# at most {report.min_gain_se:g} is noise, and * marks the base config kept for it):",
+        f"#   {'model':<16}{'trials':>7}{'base':>9}{'best':>9}{'gain/SE':>9}{'seconds':>9}",
     ]
     for name, result in report.results.items():
         base = "-" if result.base_value is None else f"{result.base_value:.4f}"
+        gain = "-" if result.gain_se is None else f"{result.gain_se:.2f}"
+        mark = "*" if result.kept_base else ""
         header.append(
             f"#   {name:<16}{result.n_trials:>7}{base:>9}{result.best_value:>9.4f}"
-            f"{result.seconds:>9.1f}"
+            f"{gain + mark:>9}{result.seconds:>9.1f}"
         )
     lines = [*header, ""]
     lines += _table("data", data)
