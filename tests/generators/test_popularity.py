@@ -13,6 +13,7 @@ from recsemble.generators.popularity import (
     RatingPopularity,
     SegmentPopularity,
     TrendingPopularity,
+    _EventLog,
 )
 
 DAY = 86_400
@@ -131,3 +132,23 @@ def test_not_fitted() -> None:
 def test_popularity_generators_are_registered_under_their_names() -> None:
     for name in ("pop", "pop-trending", "pop-rating", "pop-segment"):
         assert GENERATORS[name].name == name
+
+
+@pytest.mark.parametrize("half_life", [None, 3 * DAY])
+def test_as_of_sums_from_checkpoints_equal_the_direct_sums(half_life: float | None) -> None:
+    rng = np.random.default_rng(7)
+    ts = rng.integers(0, 200 * DAY, size=3000)
+    item = rng.integers(0, 40, size=ts.size).astype(np.int32)
+    w = rng.random(ts.size)
+    log = _EventLog(item, ts, w)
+    # Single moments (served alone: they start from a checkpoint) and one sorted batch.
+    times = np.array([-5, 0, 17 * DAY, int(ts.max()), 90 * DAY + 1, 150 * DAY, 400 * DAY])
+    batch = log.as_of(times, 40, half_life_s=half_life)
+    for row, t in enumerate(times.tolist()):
+        known = ts <= t
+        decay = 1.0 if half_life is None else 2.0 ** (-(t - ts[known]) / half_life)
+        direct = np.bincount(item[known], weights=w[known] * decay, minlength=40)
+        alone = log.as_of(np.array([t]), 40, half_life_s=half_life)[0]
+        np.testing.assert_allclose(alone, direct, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(batch[row], direct, rtol=1e-9, atol=1e-12)
+    assert len(log._checkpoints) == 1  # built once, kept for later requests

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import polars as pl
 import pytest
@@ -14,6 +16,7 @@ from recsemble.evaluation.runner import evaluate
 from recsemble.generators import GENERATORS
 from recsemble.generators.history import Histories
 from recsemble.ranking import Ensemble, EnsembleConfig, MemberConfig, RankerConfig, ViewConfig
+from recsemble.ranking.candidates import Candidates
 from recsemble.ranking.ensemble import apply_view
 from recsemble.ranking.features import FeatureBuilder
 from recsemble.testing.contract import assert_valid_topk
@@ -114,6 +117,30 @@ def test_pruned_members_are_neither_fitted_nor_run(small_split: Split) -> None:
     assert not any(name.startswith(("covisit", "ease-recent")) for name in ens.feature_names_)
 
 
+def test_serving_top_ranks_only_what_some_member_ranks_high(
+    fitted: Ensemble, small_split: Split
+) -> None:
+    users = small_split.evaluated_users[:30]
+    at = small_split.reference_time[users]
+    capped = copy.copy(fitted)
+    capped.config = fitted.config.model_copy(update={"serving_top": 4})
+    every = copy.copy(fitted)
+    every.config = fitted.config.model_copy(update={"serving_top": None})
+    few = next(iter(capped.ranked_blocks(users, at=at)))
+    full = next(iter(every.ranked_blocks(users, at=at)))
+    assert few.candidates.best_ranks().max() <= 4 < full.candidates.best_ranks().max()
+    # The kept pairs are the full union's, with the same features and ranker scores.
+
+    def key(c: Candidates) -> np.ndarray:
+        return c.rows * small_split.train.n_items + c.items
+
+    kept = np.isin(key(full.candidates), key(few.candidates))
+    assert kept.sum() == few.candidates.size
+    np.testing.assert_array_equal(full.features.values[kept], few.features.values)
+    np.testing.assert_array_equal(full.scores[kept], few.scores)
+    assert_valid_topk(capped.recommend(users, 4, at=at), users.size, 4, small_split.train.n_items)
+
+
 def test_config_rejects_mistakes() -> None:
     with pytest.raises(ValidationError, match="unknown member model"):
         EnsembleConfig(members=[MemberConfig(model="nope")])
@@ -123,6 +150,8 @@ def test_config_rejects_mistakes() -> None:
         EnsembleConfig(prune=["nope"])
     with pytest.raises(ValidationError, match="extra"):
         EnsembleConfig.model_validate({"rankr": {}})
+    with pytest.raises(ValidationError, match="serving_top"):
+        EnsembleConfig.model_validate({"serving_top": 0})
     with pytest.raises(ValidationError):  # a member's params are checked against its model
         EnsembleConfig(members=[MemberConfig(model="ease", params={"lambda": 3})])
 

@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 
 from recsemble.data.dataset import Dataset
+from recsemble.ranking import candidates
 from recsemble.ranking.candidates import union
 from recsemble.ranking.timeline import ItemTimeline
 
@@ -71,3 +72,37 @@ def test_union_of_nothing_is_empty() -> None:
     empty = np.full((2, 3), -np.inf, dtype=np.float32)
     cands = union([empty], ["a"], [5])
     assert cands.size == 0 and cands.group_sizes().tolist() == [0, 0]
+
+
+def test_as_of_shares_its_searches_and_agrees_with_each_count() -> None:
+    data = _dataset()
+    tl = ItemTimeline.from_dataset(data)
+    items = np.array([0, 0, 1, 2, 2])
+    at = np.array([9, 25, 25, 20, 40]) * DAY
+    found = tl.as_of(items, at, (2 * DAY, 15 * DAY))
+    assert found.count.tolist() == tl.count_until(items, at).tolist()
+    for window, counts in zip((2 * DAY, 15 * DAY), found.window_counts, strict=True):
+        assert counts.tolist() == tl.count_between(items, at, window).tolist()
+    first, last = tl.first_and_last(items, at)
+    np.testing.assert_array_equal(found.first, first)
+    np.testing.assert_array_equal(found.last, last)
+    # An item added after the timeline was built has no arrivals yet.
+    new = np.array([data.n_items, data.n_items + 3])
+    assert tl.count_until(new, np.array([40, 40]) * DAY).tolist() == [0, 0]
+    assert np.isnan(tl.as_of(new, np.array([40, 40]) * DAY).first).all()
+
+
+def test_union_stacked_for_one_pass_equals_member_by_member(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(0)
+    blocks = [rng.random((3, 40)).astype(np.float32) for _ in range(4)]
+    blocks[1][:, ::3] = -np.inf
+    blocks[2][0] = np.round(blocks[2][0], 1)  # ties: the lower item first in both ways
+    top_n = [5, 12, 3, 40]
+    stacked = union(blocks, ["a", "b", "c", "d"], top_n)
+    monkeypatch.setattr(candidates, "_STACK_CELLS", 1)  # one member per top-N pass
+    alone = union(blocks, ["a", "b", "c", "d"], top_n)
+    for field in ("rows", "items", "scores", "ranks", "zscores"):
+        np.testing.assert_array_equal(getattr(stacked, field), getattr(alone, field))
+    assert np.nanmax(stacked.ranks, axis=0).tolist() == [5, 12, 3, 40]

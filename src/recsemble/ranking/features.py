@@ -79,8 +79,9 @@ class FeatureBuilder:
         cols.append(proposed.sum(axis=1).astype(np.float64))
         cols.append(np.where(proposed, cands.ranks, np.inf).min(axis=1))
         pair_at = at[cands.rows]
-        cols += self._item_columns(cands.items, pair_at)
-        cols += self._user_columns(cands, histories, at)
+        item_cols = self._item_columns(cands, at)
+        cols += item_cols
+        cols += self._user_columns(cands, histories, at, item_cols[0])
         if self.created_at_ is not None:
             cols.append((pair_at - self.created_at_[cands.items]) / _DAY)
         if self.categories_ is not None:
@@ -89,19 +90,22 @@ class FeatureBuilder:
         values[~np.isfinite(values)] = np.nan
         return FeatureTable(values.reshape(cands.size, len(names)), names)
 
-    def _item_columns(self, items: npt.NDArray[np.int32], at: npt.NDArray[np.int64]) -> list[F64]:
-        tl = self.timeline_
-        cols = [np.log1p(tl.count_until(items, at).astype(np.float64))]
-        for w in self.windows_days:
-            count = tl.count_between(items, at, w * _DAY).astype(np.float64)
-            total = tl.total_between(at, w * _DAY).astype(np.float64)
-            cols += [np.log1p(count), count / np.maximum(total, 1.0)]
-        first, last = tl.first_and_last(items, at)
-        cols += [(at - first) / _DAY, (at - last) / _DAY]
+    def _item_columns(self, cands: Candidates, at: npt.NDArray[np.int64]) -> list[F64]:
+        """Popularity as of `at`, all time and per window, item age and idle time; the window
+        totals depend only on the request, so they are counted per request row."""
+        tl, rows = self.timeline_, cands.rows
+        windows = tuple(w * _DAY for w in self.windows_days)
+        pair_at = at[rows]
+        found = tl.as_of(cands.items, pair_at, windows)
+        cols = [np.log1p(found.count.astype(np.float64))]
+        for w, count in zip(windows, found.window_counts, strict=True):
+            total = tl.total_between(at, w)[rows].astype(np.float64)
+            cols += [np.log1p(count.astype(np.float64)), count / np.maximum(total, 1.0)]
+        cols += [(pair_at - found.first) / _DAY, (pair_at - found.last) / _DAY]
         return cols
 
     def _user_columns(
-        self, cands: Candidates, histories: Histories, at: npt.NDArray[np.int64]
+        self, cands: Candidates, histories: Histories, at: npt.NDArray[np.int64], item_pop: F64
     ) -> list[F64]:
         lengths = histories.lengths.astype(np.float64)
         last_idx = np.maximum(histories.indptr[1:] - 1, 0)
@@ -113,7 +117,6 @@ class FeatureBuilder:
         pop_sum = np.bincount(histories.row_of_event, event_pop, minlength=histories.n_rows)
         mean_pop = np.where(lengths > 0, pop_sum / np.maximum(lengths, 1.0), np.nan)
         rows = cands.rows
-        item_pop = np.log1p(self.timeline_.count_until(cands.items, at[rows]).astype(np.float64))
         return [
             lengths[rows],
             ((at - last_t) / _DAY)[rows],

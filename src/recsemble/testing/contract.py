@@ -173,6 +173,28 @@ def check_score_matches_recommend(factory: Factory) -> None:
     assert not left_out.any(), f"rows {np.flatnonzero(left_out)}: a better item was left out"
 
 
+def check_alone_matches_batch(factory: Factory) -> None:
+    """A request scored alone gets the scores it gets inside a large batch: the paths a
+    member takes for one request (serving) and for many (evaluation, batch jobs) agree."""
+    data = tiny_dataset()
+    model = _fit(factory, data)
+    batch = np.resize(_all_users(data), 40)  # above every small-request threshold
+    together = model.score_catalog(batch)
+    for row, user in enumerate(batch[: data.n_users]):
+        alone = model.score_catalog(np.array([user], dtype=np.int32))[0]
+        np.testing.assert_array_equal(
+            np.isinf(alone), np.isinf(together[row]), err_msg=f"user {user}: -inf differs"
+        )
+        finite = np.isfinite(alone)
+        np.testing.assert_allclose(
+            alone[finite],
+            together[row][finite],
+            rtol=1e-5,
+            atol=1e-6,
+            err_msg=f"user {user}: scores alone differ from the batch's",
+        )
+
+
 def check_unknown_users(factory: Factory) -> None:
     """Users never seen (idx >= n_users, -1) get an answer, not an exception."""
     data = tiny_dataset()
@@ -319,6 +341,7 @@ CONTRACT_CHECKS: dict[str, Check] = {
     "determinism": check_determinism,
     "save_load": check_save_load,
     "score_matches_recommend": check_score_matches_recommend,
+    "alone_matches_batch": check_alone_matches_batch,
     "unknown_users": check_unknown_users,
     "histories_accepted": check_histories_accepted,
     "fold_in_changes_answer": check_fold_in_changes_answer,
