@@ -174,3 +174,40 @@ def test_defaults_beat_popularity_on_ml100k(name: str, shared_datasets: Path) ->
     s = split(prepare(load_dataset("ml-100k", data_dir=shared_datasets)), "temporal-user")
     result = evaluate(s, {name: MODELS[name]()})
     assert result.summary(name, 10)["ndcg@10"] > 0.1158
+
+
+def _request_copy(h: Histories) -> Histories:
+    """The same events as request data (not taken from the model's fitted histories)."""
+    return Histories(h.indptr, h.items, h.timestamps, h.weights, h.n_items)
+
+
+@pytest.mark.parametrize("name", ["ials", "bpr"])
+def test_fitted_users_read_their_factors_solved_once_at_fit(name: str, tmp_path: Path) -> None:
+    data = _clusters()
+    model = MODELS[name](**SMALL[name]).fit(data)
+    assert model.fitted_user_factors_ is not None
+    assert model.fitted_user_factors_.shape == (data.n_users, model.item_factors_.shape[1])
+    users = np.array([3, 0, 17, data.n_users + 5], dtype=np.int32)  # the last one unknown
+    fitted = model.histories_.rows(users)
+    assert fitted.origin is model.histories_ and fitted.origin_rows.tolist()[-1] == -1
+    read = model.user_factors(fitted)
+    solved = model.user_factors(_request_copy(fitted))  # request data: solved now
+    np.testing.assert_allclose(read, solved, rtol=1e-5, atol=1e-6)
+    assert np.all(read[-1] == 0.0)
+    np.testing.assert_allclose(
+        model.score_catalog(users, exclude_seen=False),
+        model.score_catalog(users, exclude_seen=False, histories=_request_copy(fitted)),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    # Fresh events are never answered from the table.
+    more = Histories.from_lists([[0, 1, 2, 5, 6]], data.n_items)
+    assert not np.allclose(model.user_factors(more), model.fitted_user_factors_[3])
+    loaded = CandidateGenerator.load(model.save(tmp_path / name))
+    assert isinstance(loaded, MODELS[name])
+    np.testing.assert_array_equal(loaded.fitted_user_factors_, model.fitted_user_factors_)
+
+
+def test_no_table_when_the_profile_depends_on_the_moment() -> None:
+    model = IALS(**SMALL["ials"], half_life_days=3.0).fit(_clusters())
+    assert model.fitted_user_factors_ is None

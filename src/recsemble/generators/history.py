@@ -8,7 +8,7 @@ request time) or belongs to a user the model never saw.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +33,11 @@ class Histories:
     timestamps: npt.NDArray[np.int64]
     weights: npt.NDArray[np.float32]
     n_items: int
+    # Set by rows(): the Histories the rows were taken from and each row's index there (-1:
+    # an empty row for an unknown user), so a model can tell its own fitted histories (and
+    # what it precomputed for them) from request data.
+    origin: Histories | None = field(default=None, compare=False, repr=False)
+    origin_rows: npt.NDArray[np.int64] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "indptr", _readonly(self.indptr, np.int64))
@@ -103,8 +108,16 @@ class Histories:
         lengths = np.where(known, padded_lengths[safe], 0)
         indptr = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
         take = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1])
+        root = self if self.origin is None else self.origin
+        mapped = wanted if self.origin_rows is None else self.origin_rows[safe]
         return Histories(
-            indptr, self.items[take], self.timestamps[take], self.weights[take], self.n_items
+            indptr,
+            self.items[take],
+            self.timestamps[take],
+            self.weights[take],
+            self.n_items,
+            origin=root,
+            origin_rows=np.where(known, mapped, -1).astype(np.int64),
         )
 
     def recency_factors(

@@ -346,7 +346,8 @@ def _load_features(path: Path, config: EnsembleConfig, n_items: int) -> FeatureB
 def _load_histories(path: Path, n_items: int) -> Histories:
     arrays = _read_npz(path)
     try:
-        return Histories(**{key: arrays[key] for key in _HISTORY_KEYS}, n_items=n_items)
+        indptr, items, timestamps, weights = (arrays[key] for key in _HISTORY_KEYS)
+        return Histories(indptr, items, timestamps, weights, n_items)
     except (KeyError, ValueError) as exc:
         raise DataError(f"malformed histories ({exc})", source=str(path)) from None
 
