@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import tomllib
 from dataclasses import dataclass
 from itertools import pairwise
@@ -18,6 +19,7 @@ from recsemble.generators import GENERATORS
 from recsemble.ranking import Ensemble, EnsembleConfig, MemberConfig, RankerConfig
 from recsemble.ranking.analysis import (
     EnsembleAnalysis,
+    _served_lists,
     analyze,
     evaluation_pool,
     validation_pool,
@@ -187,6 +189,20 @@ def test_validation_ndcg_counts_like_the_protocol(fitted: Fitted) -> None:
     top = top_items(test.candidates, scores, 10)
     protocol = compute_metrics(top, truth, 10, catalog_stats(fitted.split))
     np.testing.assert_allclose(ndcg_per_row(test, scores, 10), protocol.ndcg)
+
+
+def test_the_pool_is_the_whole_union_and_the_served_lists_respect_serving_top(
+    fitted: Fitted,
+) -> None:
+    capped = copy.copy(fitted.ensemble)
+    capped.config = fitted.ensemble.config.model_copy(update={"serving_top": 3})
+    pool, scores, _ = evaluation_pool(capped, fitted.split)
+    whole, _, _ = evaluation_pool(fitted.ensemble, fitted.split)
+    np.testing.assert_array_equal(pool.candidates.items, whole.candidates.items)
+    assert np.nanmax(pool.candidates.ranks) > 3  # members' reach is measured on all of it
+    users = fitted.split.evaluated_users
+    served = capped.recommend(users, 10, at=fitted.split.reference_time[users]).items
+    np.testing.assert_array_equal(_served_lists(capped, pool, scores, 10), served)
 
 
 def test_leave_one_out_has_one_row_per_member_and_every_slice(fitted: Fitted) -> None:

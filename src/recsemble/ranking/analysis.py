@@ -70,9 +70,11 @@ def evaluation_pool(
     ens: Ensemble, the_split: Split, users: I32 | None = None
 ) -> tuple[RankingPool, F32, sp.csr_array]:
     """Test candidates and features of the evaluated users (or of `users`, a subset of them;
-    computed once), the ensemble's own scores of them, and the test truth."""
+    computed once): the whole union, before serving_top; the ensemble's own scores of them,
+    and the test truth."""
     users = the_split.evaluated_users if users is None else users
-    blocks = list(ens.ranked_blocks(users, at=the_split.reference_time[users]))
+    at = the_split.reference_time[users]
+    blocks = list(ens.ranked_blocks(users, at=at, all_candidates=True))
     cands = _concat([b.candidates for b in blocks], [b.lo for b in blocks], users.size)
     values = np.concatenate([b.features.values for b in blocks])
     scores = np.concatenate([b.scores for b in blocks]).astype(np.float32)
@@ -246,7 +248,11 @@ class _SliceScorer:
 
 def _served_lists(ens: Ensemble, pool: RankingPool, scores: F32, k: int) -> I32:
     """The lists the fitted ensemble serves from these candidates: its own pick, so direct
-    routes and diversity count as in `recommend` (the analysis rankers order by score alone)."""
+    routes, serving_top and diversity count as in `recommend` (the analysis rankers order by
+    score alone)."""
+    top = ens.config.serving_top
+    if top is not None:  # the pool holds the whole union; the ranker serves only these
+        scores = np.where(pool.candidates.best_ranks() <= top, scores, -np.inf).astype(np.float32)
     block = RankedBlock(0, pool.candidates, pool.features, scores)
     rows, slots, items, _ = ens._pick(block, k)
     out = np.full((pool.candidates.n_rows, k), PAD_IDX, dtype=np.int32)

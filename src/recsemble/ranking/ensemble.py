@@ -223,8 +223,12 @@ class Ensemble:
         exclude_seen: bool = True,
         at: npt.ArrayLike | None = None,
         histories: Histories | None = None,
+        all_candidates: bool = False,
     ) -> Iterator[RankedBlock]:
-        """Candidates, features and ranker scores, one block of requests at a time."""
+        """Candidates, features and ranker scores, one block of requests at a time.
+
+        all_candidates: the whole union, also what serving_top keeps from the ranker (for
+        analyses of what the members propose)."""
         self._check_fitted()
         user_arr = np.atleast_1d(np.asarray(users, dtype=np.int32))
         at_arr = (
@@ -243,6 +247,7 @@ class Ensemble:
             exclude_seen,
             self.blend_ or self.ranker_,
             histories is not None,
+            None if all_candidates else self.config.serving_top,
         )
 
     def recommend(
@@ -343,6 +348,7 @@ class Ensemble:
         exclude_seen: bool,
         ranker: MetaRanker | Blend | None,
         pass_histories: bool = False,
+        serving_top: int | None = None,
     ) -> Iterator[RankedBlock]:
         n_items = max(1, builder.timeline_.n_items)
         step = max(1, self.config.max_block_cells // (n_items * max(1, len(specs))))
@@ -368,8 +374,8 @@ class Ensemble:
                     _mask(block, seen)
             cands = union(dense, labels, [spec.candidates for spec in specs])
             del dense
-            if ranker is not None and self.config.serving_top is not None:
-                cands = cands.take(cands.best_ranks() <= self.config.serving_top)
+            if serving_top is not None:
+                cands = cands.take(cands.best_ranks() <= serving_top)
             table = builder.build(cands, block_hist, at[lo:hi])
             if isinstance(ranker, Blend):
                 scores = ranker.rank(cands)
