@@ -227,8 +227,8 @@ class Ensemble:
     ) -> Iterator[RankedBlock]:
         """Candidates, features and ranker scores, one block of requests at a time.
 
-        all_candidates: the whole union, also what serving_top keeps from the ranker (for
-        analyses of what the members propose)."""
+        all_candidates: score the whole union, including the pairs serving_top keeps from the
+        ranker (for analyses of what the members propose)."""
         self._check_fitted()
         user_arr = np.atleast_1d(np.asarray(users, dtype=np.int32))
         at_arr = (
