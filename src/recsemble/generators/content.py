@@ -150,7 +150,6 @@ class Content(CandidateGenerator):
     def _fit(self, dataset: Dataset) -> None:
         self._vectors_t: sp.csr_array | None = None
         cfg = self.config
-        self._vectors_t = None
         if cfg.encoder == "tfidf":
             self.vectors_: Vectors = tfidf_vectors(item_documents(dataset, cfg.fields, True), cfg)
         else:
@@ -189,8 +188,13 @@ class Content(CandidateGenerator):
     def _similarities(self, left: Vectors) -> npt.NDArray[np.float32]:
         """left (rows x dims) times every item vector: dense (rows, n_items); 0 -> -inf."""
         right = self.vectors_
-        dense_catalog = isinstance(right, np.ndarray)
-        product: Any = left @ right.T if dense_catalog else left @ self._transposed()
+        product: Any
+        if isinstance(right, np.ndarray):
+            product = left @ right.T
+        elif isinstance(left, np.ndarray):  # dense profiles: one pass over the catalog's rows
+            product = (right @ left.T).T
+        else:
+            product = left @ self._transposed()
         dense = np.asarray(product.toarray() if hasattr(product, "toarray") else product)
         scores = dense.astype(np.float32)
         scores[scores == 0] = -np.inf  # nothing in common (or no text): no evidence
@@ -204,14 +208,12 @@ class Content(CandidateGenerator):
         inverse = np.divide(1.0, totals, out=np.zeros_like(totals), where=totals > 0)
         mean = sp.csr_array(weights)  # the weighted mean of the user's items
         mean.data *= np.repeat(inverse.astype(np.float32), np.diff(mean.indptr))
-        if users.size <= _FEW_ROWS and not isinstance(self.vectors_, np.ndarray):
-            # One request: a dense profile and one pass over the catalog's vectors cost far
-            # less than scipy's sparse x sparse product and its dense copy.
-            dense_profiles = (mean @ self.vectors_).toarray()
-            scores = np.ascontiguousarray((self.vectors_ @ dense_profiles.T).T, dtype=np.float32)
-            scores[scores == 0] = -np.inf  # nothing in common (or no text): no evidence
-            return scores
-        return self._similarities(mean @ self.vectors_)
+        profiles = mean @ self.vectors_
+        if users.size <= _FEW_ROWS and sp.issparse(profiles):
+            # One request: a dense profile against the catalog costs far less than scipy's
+            # sparse x sparse product and its dense copy.
+            profiles = profiles.toarray()
+        return self._similarities(profiles)
 
     def similar_items(self, items: npt.ArrayLike, k: int) -> TopK:
         """The items with the most similar text (cosine)."""
