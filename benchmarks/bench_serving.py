@@ -116,6 +116,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.latency < 1:
         parser.error("--latency must be >= 1")
+    for value in args.serving_top.split(","):
+        if value != "none" and not (value.isdigit() and int(value) >= 1):
+            parser.error(f"--serving-top takes 'none' or integers >= 1, got {value!r}")
     command = "python benchmarks/bench_serving.py " + shlex.join(
         sys.argv[1:] if argv is None else argv
     )
