@@ -107,14 +107,28 @@ def test_covisitation(prepared: Fixture, overrides: dict[str, Any]) -> None:
         ("itemknn-recent", {"weighting": "none", "alpha": 0.7, "shrink": 0.0, "neighbors": 3}),
     ],
 )
-def test_item_knn_similarities_are_the_same_floats(
+def test_item_knn_similarities_match(
     prepared: Fixture, name: str, overrides: dict[str, Any]
 ) -> None:
     local, remote = _both(name, prepared, **overrides)
-    a, b = remote.similarity_, local.similarity_
-    assert np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices)
-    assert np.array_equal(a.data, b.data)  # float32 sums in the same order: bit for bit
+    # Partitions' float32 sums added in float64: the same pairs kept, values to float32 rounding.
+    _same_sparse(remote.similarity_, local.similarity_)
     _same_lists(local, remote, prepared.split)
+
+
+def test_item_knn_partial_products_over_many_partitions_and_blocks(
+    prepared: Fixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many user partitions and item blocks of a few pairs give the one-partition sums."""
+    from recsemble.spark import cooccurrence
+
+    config = GENERATORS["itemknn"].Config(min_support=2, neighbors=12)
+    whole = members.fit_on_spark("itemknn", config, prepared.data).similarity_
+    monkeypatch.setattr(cooccurrence, "EVENTS_PER_PARTITION", 1_000)
+    monkeypatch.setattr(cooccurrence, "GRAM_BLOCK_PAIRS", 500)
+    split = members.fit_on_spark("itemknn", config, prepared.data).similarity_
+    _same_sparse(split, whole)
+    assert whole.nnz > 1_000
 
 
 def test_ease_on_the_driver(prepared: Fixture, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,12 +11,18 @@ Both give the single machine's sparse item x item matrix (generators/covisit.py,
 
 Per-item and per-user vectors (totals, norms, idf) are small: they are gathered, turned into
 scales with the same numpy expressions as the single machine, and joined back in. Item-kNN's
-dot products are float32 sums in ascending user order, as scipy's float32 product adds them,
-so the kept similarities are the same float32 values, not merely close ones.
+dot products are partial Gram matrices: the weighted events are partitioned by user, each
+partition's items x items sums are computed by scipy on its own users (in item blocks, so a
+Python worker holds a bounded number of pairs), and Spark adds the partitions' sums up. Work
+and shuffle are linear in the events per partition, not in sum(n_u^2) rows of a self-join. The
+similarities equal the single machine's up to float32 rounding (it adds all users' products in
+one float32 sum; here each partition's float32 sum is added in float64).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -220,6 +226,13 @@ def _denominators(
     return (sq**row_exp).astype(np.float32), (sq**col_exp).astype(np.float32)
 
 
+#: Events per Spark partition for item-kNN's partial products, and pairs per item block that
+#: one Python worker computes at a time (a few hundred MB at most, whatever the catalog).
+EVENTS_PER_PARTITION = 2_000_000
+GRAM_BLOCK_PAIRS = 4_000_000
+_GRAM_SCHEMA = "a int, c int, dot double, n int"
+
+
 def fit_item_knn(generator: Any, data: TrainingData) -> None:
     """ItemKNN.similarity_ from Spark (see the module docstring)."""
     from pyspark.sql import functions as F
@@ -228,13 +241,9 @@ def fit_item_knn(generator: Any, data: TrainingData) -> None:
     spark = data.interactions.sparkSession
     weighted = _weighted(data, cfg).cache()
     row_den, col_den = _denominators(weighted, cfg, data.n_items)
-    a = weighted.select(F.col("item_idx").alias("a"), "user_idx", F.col("w").alias("wa"))
-    c = weighted.select(F.col("item_idx").alias("c"), "user_idx", F.col("w").alias("wc"))
-    # float32 products, added in float32 in ascending user order: scipy's float32 matmul.
-    products = a.join(c, "user_idx").filter(F.col("a") != F.col("c"))
-    terms = F.struct("user_idx", _f32(F.col("wa") * F.col("wc")).alias("p"))
-    dots = products.groupBy("a", "c").agg(F.array_sort(F.collect_list(terms)).alias("t"))
-    float_sum = F.aggregate("t", F.lit(0.0).cast("float"), lambda acc, term: _f32(acc + term["p"]))
+    dots = partial_products(weighted, data.n_items, with_support=cfg.min_support > 1)
+    if cfg.min_support > 1:
+        dots = dots.filter(F.col("n") >= cfg.min_support)
     dens = _table(
         spark,
         {"idx": np.arange(data.n_items, dtype=np.int32), "rd": row_den, "cd": col_den},
@@ -243,10 +252,9 @@ def fit_item_knn(generator: Any, data: TrainingData) -> None:
     if cfg.shrink < _MIN_DENOMINATOR:
         den = F.greatest(den, F.lit(float(np.float32(_MIN_DENOMINATOR))).cast("float"))
     sims = (
-        dots.filter(F.size("t") >= cfg.min_support)
-        .join(dens.select(F.col("idx").alias("a"), "rd"), "a")
+        dots.join(dens.select(F.col("idx").alias("a"), "rd"), "a")
         .join(dens.select(F.col("idx").alias("c"), "cd"), "c")
-        .withColumn("s", _f32(float_sum.cast("double") / den.cast("double")))
+        .withColumn("s", _f32(_f32(F.col("dot")).cast("double") / den.cast("double")))
     )
     n = data.n_items
     pruned = _top_per_row(sims, "a", "c", "s", cfg.neighbors, (n, n))
@@ -255,3 +263,95 @@ def fit_item_knn(generator: Any, data: TrainingData) -> None:
     similarity.sort_indices()
     generator.similarity_ = similarity
     weighted.unpersist()
+
+
+def partial_products(weighted: DataFrame, n_items: int, *, with_support: bool) -> DataFrame:
+    """(a, c, dot, n) for items a != c sharing a user: dot = sum over users of w[a] * w[c],
+    n = how many users (0 unless `with_support`), from (item_idx, user_idx, w) rows."""
+    from pyspark.sql import functions as F
+
+    parallelism = weighted.sparkSession.sparkContext.defaultParallelism
+    parts = max(parallelism, -(-weighted.count() // EVENTS_PER_PARTITION))
+    # Read here, on the driver: the Python workers import this module afresh.
+    gram = partial(
+        _gram_batches, n_items=n_items, with_support=with_support, block=GRAM_BLOCK_PAIRS
+    )
+    return (
+        weighted.select("item_idx", "user_idx", "w")
+        .repartition(parts, "user_idx")
+        .mapInArrow(gram, _GRAM_SCHEMA)
+        .groupBy("a", "c")
+        .agg(F.sum("dot").alias("dot"), F.sum("n").cast("int").alias("n"))
+    )
+
+
+def _gram_batches(
+    batches: Iterator[pa.RecordBatch], *, n_items: int, with_support: bool, block: int
+) -> Iterator[pa.RecordBatch]:
+    """One partition's users: X^T X of their weighted items, block of item rows by block."""
+    table = pa.Table.from_batches(list(batches))
+    if table.num_rows == 0:
+        return
+    _, rows = np.unique(table.column("user_idx").to_numpy(), return_inverse=True)
+    x = sp.csr_array(
+        (
+            table.column("w").to_numpy().astype(np.float32),
+            (rows.ravel(), table.column("item_idx").to_numpy()),
+        ),
+        shape=(int(rows.max()) + 1, n_items),
+    )
+    xt = sp.csr_array(x.T.tocsr())  # items x users
+    support = None
+    if with_support:
+        ones = sp.csr_array((np.ones_like(x.data), x.indices, x.indptr), shape=x.shape)
+        support = (sp.csr_array(ones.T.tocsr()), ones)
+    # Pairs an item row can produce: the items of its users, summed (an upper bound).
+    bound = xt @ np.diff(x.indptr).astype(np.float64)
+    for lo, hi in _item_blocks(bound, block):
+        yield _gram_block((xt, x), support, lo, hi)
+
+
+def _item_blocks(pairs: npt.NDArray[np.float64], budget: int) -> Iterator[tuple[int, int]]:
+    """Consecutive item ranges whose `pairs` add up to at most `budget` (one item at least)."""
+    lo, n = 0, pairs.size
+    ends = np.cumsum(pairs)
+    while lo < n:
+        base = ends[lo - 1] if lo else 0.0
+        hi = max(lo + 1, int(np.searchsorted(ends, base + budget, side="right")))
+        yield lo, min(hi, n)
+        lo = hi
+
+
+def _gram_block(
+    weighted: tuple[sp.csr_array, sp.csr_array],
+    support: tuple[sp.csr_array, sp.csr_array] | None,
+    lo: int,
+    hi: int,
+) -> pa.RecordBatch:
+    """Rows lo:hi of X^T X (and of the co-occurrence counts) as (a, c, dot, n), a != c."""
+    dots = _product(weighted[0][lo:hi], weighted[1])
+    counts = np.zeros(dots.nnz, dtype=np.int32)
+    if support is not None:
+        shared = _product(support[0][lo:hi], support[1])
+        # Positive weights: both products store the same pairs (sorted, in the same order).
+        if not np.array_equal(shared.indices, dots.indices):
+            raise RuntimeError("item-kNN: the weighted and the binary products differ in shape")
+        counts = shared.data.astype(np.int32)
+    a = (np.repeat(np.arange(lo, hi), np.diff(dots.indptr))).astype(np.int32)
+    c = dots.indices.astype(np.int32)
+    off_diagonal = a != c
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array(a[off_diagonal]),
+            pa.array(c[off_diagonal]),
+            pa.array(dots.data[off_diagonal].astype(np.float64)),
+            pa.array(counts[off_diagonal]),
+        ],
+        names=["a", "c", "dot", "n"],
+    )
+
+
+def _product(left: sp.csr_array, right: sp.csr_array) -> sp.csr_array:
+    out = sp.csr_array(left @ right)
+    out.sort_indices()
+    return out
