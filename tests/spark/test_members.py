@@ -20,6 +20,7 @@ from recsemble.evaluation import protocol
 from recsemble.evaluation.metrics import compute_metrics
 from recsemble.evaluation.runner import catalog_stats, recommend_for_split, truth_matrix
 from recsemble.generators import GENERATORS, CandidateGenerator
+from recsemble.generators.history import Histories
 from recsemble.ranking.ids import Catalog
 from recsemble.ranking.persistence import save_model
 from recsemble.spark import data as spark_data
@@ -143,6 +144,15 @@ def test_ease_on_the_driver(prepared: Fixture, monkeypatch: pytest.MonkeyPatch) 
 def test_ials_through_mllib_is_within_tolerance(prepared: Fixture) -> None:
     local, remote = _both("ials", prepared, factors=16, iterations=10)
     assert remote.item_factors_.shape == local.item_factors_.shape
+    # The fitted users' factor table, as CandidateGenerator.fit leaves it, solved once.
+    assert remote.fitted_user_factors_ is not None
+    fitted = remote.histories_.rows(np.arange(30, dtype=np.int32))
+    fresh = Histories(
+        fitted.indptr, fitted.items, fitted.timestamps, fitted.weights, fitted.n_items
+    )
+    np.testing.assert_allclose(
+        remote.user_factors(fitted), remote.user_factors(fresh), rtol=1e-5, atol=1e-6
+    )
     mine = _summary(_lists(remote, prepared.split), prepared.split)["ndcg@10"]
     theirs = _summary(_lists(local, prepared.split), prepared.split)["ndcg@10"]
     assert theirs > 0.05  # a model that learned something, so the comparison means something

@@ -92,7 +92,11 @@ class CandidateGenerator(ABC):
         self.n_items_ = dataset.n_items
         self.now_ = int(ts.max()) if ts.size else 0
         self.histories_ = Histories.from_dataset(dataset)
+        self._after_fit()
         return self
+
+    def _after_fit(self) -> None:  # noqa: B027 (a hook: most need nothing)
+        """What needs the fitted state and the histories (both set when this runs)."""
 
     def _check_fitted(self) -> None:
         if getattr(self, "histories_", None) is None:

@@ -15,7 +15,7 @@ iALS 0.225 / 0.129 and BPR 0.225 / 0.136 with half_life_events=3; without recenc
 from __future__ import annotations
 
 from functools import cache
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -157,12 +157,7 @@ class _MatrixFactorization(VectorRetrieval):
             None if cached is None else cached.astype(np.float32)
         )
 
-    def fit(self, dataset: Dataset) -> Self:
-        super().fit(dataset)
-        self._solve_fitted_users()
-        return self
-
-    def _solve_fitted_users(self) -> None:
+    def _after_fit(self) -> None:
         """Fold in every fitted user once, so that a request with the fitted history (no
         fresh events) reads its factors instead of solving: the solve is O(history x f^2),
         the dominant cost of a long history's request. Only when the profile does not depend
