@@ -9,7 +9,7 @@ data before anything is served. Nothing after the training data's end is ever se
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
@@ -44,6 +44,9 @@ from recsemble.ranking.trainingset import (
 )
 from recsemble.types import PAD_IDX, TopK
 
+#: How a member is fitted on its view of the data: here by default (`fit_here`);
+#: spark.members.SparkMembers fits those with a Spark form on Spark.
+MemberFitter = Callable[[CandidateGenerator, Dataset], CandidateGenerator]
 I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
 F32 = npt.NDArray[np.float32]
@@ -73,6 +76,10 @@ def apply_view(dataset: Dataset, view: ViewConfig | None) -> Dataset:
     return dataset.with_interactions(inter)
 
 
+def fit_here(generator: CandidateGenerator, dataset: Dataset) -> CandidateGenerator:
+    return generator.fit(dataset)
+
+
 class Ensemble:
     """fit(dataset) -> self; recommend(users, k) like any member, candidates ranked jointly."""
 
@@ -83,10 +90,12 @@ class Ensemble:
         config: EnsembleConfig | None = None,
         model_params: Mapping[str, Mapping[str, Any]] | None = None,
         protocol: str = "temporal-user",
+        fit_member: MemberFitter = fit_here,
     ) -> None:
         self.config = config or EnsembleConfig()
         self.model_params = {k: dict(v) for k, v in (model_params or {}).items()}
         self.protocol = protocol
+        self.fit_member = fit_member
         self.calibrator_: Calibrator | None = None  # fitted (or loaded) with the ranker
         self.blend_: Blend | None = None  # only when config.scorer == "blend"
 
@@ -107,7 +116,8 @@ class Ensemble:
         out = {}
         for spec in specs:
             start = time.perf_counter()
-            out[spec.label] = self.build_member(spec).fit(apply_view(dataset, spec.view))
+            member = self.build_member(spec)
+            out[spec.label] = self.fit_member(member, apply_view(dataset, spec.view))
             self.fit_seconds_[spec.label] = time.perf_counter() - start
         return out
 

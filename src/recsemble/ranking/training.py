@@ -15,7 +15,7 @@ from recsemble.data.dataset import Dataset
 from recsemble.errors import ConfigError
 from recsemble.generators import GENERATORS, CandidateGenerator
 from recsemble.ranking.config import MemberConfig
-from recsemble.ranking.ensemble import Ensemble
+from recsemble.ranking.ensemble import Ensemble, MemberFitter, fit_here
 from recsemble.ranking.persistence import Model
 from recsemble.ranking.trainingset import TrainingSet
 
@@ -55,14 +55,16 @@ def fit_model(
     dataset: Dataset,
     start: StageStart = _ignore_stage,
     done: StepDone = _ignore_step,
+    fit_member: MemberFitter = fit_here,
 ) -> Model:
-    """Fit the ensemble (name "ensemble") or one configured generator on all of `dataset`."""
+    """Fit the ensemble (name "ensemble") or one configured generator on all of `dataset`;
+    `fit_member` fits each generator (on Spark, say)."""
     check_model_name(name)
     if name == ENSEMBLE:
-        return _ReportingEnsemble(config, start, done).fit(dataset)
+        return _ReportingEnsemble(config, start, done, fit_member).fit(dataset)
     start(f"fit {name}")
     generator: CandidateGenerator = GENERATORS[name](config.model_config_for(name))
-    generator.fit(dataset)
+    generator = fit_member(generator, dataset)
     done()
     return generator
 
@@ -70,8 +72,12 @@ def fit_model(
 class _ReportingEnsemble(Ensemble):
     """An Ensemble whose fit announces each stage (Ensemble.fit takes no progress callback)."""
 
-    def __init__(self, config: RecsembleConfig, start: StageStart, done: StepDone) -> None:
-        super().__init__(config.ensemble, config.models, protocol=config.protocol.name)
+    def __init__(
+        self, config: RecsembleConfig, start: StageStart, done: StepDone, fit_member: MemberFitter
+    ) -> None:
+        super().__init__(
+            config.ensemble, config.models, protocol=config.protocol.name, fit_member=fit_member
+        )
         self._start, self._done = start, done
         self._member_rounds = 0
         self._training_sets = 0

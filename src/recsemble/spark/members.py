@@ -20,15 +20,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+import polars as pl
+import pyarrow as pa
 import scipy.sparse as sp
 
+from recsemble.data.dataset import Dataset
 from recsemble.errors import ConfigError
 from recsemble.generators import GENERATORS, CandidateGenerator
 from recsemble.generators.config import GeneratorConfig
 from recsemble.generators.history import Histories
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import DataFrame, SparkSession
 
 #: EASE's item x item inverse is dense on the driver: up to this many items (20k: 1.6 GB).
 MAX_DRIVER_ITEMS = 20_000
@@ -64,11 +67,11 @@ class TrainingData:
         return self._histories
 
 
-def fit_on_spark(name: str, config: GeneratorConfig, data: TrainingData) -> CandidateGenerator:
-    """The generator `name` fitted on `data` through its distributed form."""
+def _fitters() -> dict[str, Callable[[Any, TrainingData], None]]:
+    """The members with a distributed form, and the function that fits each."""
     from recsemble.spark import cooccurrence
 
-    fitters: dict[str, Callable[[Any, TrainingData], None]] = {
+    return {
         "pop": _fit_popularity,
         "pop-trending": _fit_popularity,
         "covisit": cooccurrence.fit_covisitation,
@@ -78,14 +81,73 @@ def fit_on_spark(name: str, config: GeneratorConfig, data: TrainingData) -> Cand
         "ease": _fit_ease,
         "ease-recent": _fit_ease,
     }
+
+
+def fit_on_spark(name: str, config: GeneratorConfig, data: TrainingData) -> CandidateGenerator:
+    """The generator `name` fitted on `data` through its distributed form."""
+    fitters = _fitters()
     if name not in fitters:
         raise ConfigError(
             f"{name!r} has no Spark form; --engine spark trains {', '.join(fitters)} "
-            "(use --engine local for the others)"
+            "alone (use --engine local for the others, or --model ensemble)"
         )
     generator = GENERATORS[name](config)
     fitters[name](generator, data)
     return finish(generator, data)
+
+
+class SparkMembers:
+    """`Ensemble(fit_member=SparkMembers(spark))`: the members with a Spark form are fitted on
+    Spark from the dataset they are given (its events shipped to Spark once per dataset), the
+    others here on the driver, which holds the events anyway (every artifact keeps the users'
+    histories). `on_spark` / `on_driver` list the labels fitted each way."""
+
+    def __init__(self, spark: SparkSession) -> None:
+        self.spark = spark
+        self.on_spark: list[str] = []
+        self.on_driver: list[str] = []
+        self._shipped: tuple[Dataset, TrainingData] | None = None
+
+    def __call__(self, generator: CandidateGenerator, dataset: Dataset) -> CandidateGenerator:
+        fitters = _fitters()
+        if generator.name not in fitters:
+            self.on_driver.append(generator.name)
+            return generator.fit(dataset)
+        data = self._data(dataset)
+        fitters[generator.name](generator, data)
+        self.on_spark.append(generator.name)
+        return finish(generator, data)
+
+    def _data(self, dataset: Dataset) -> TrainingData:
+        if self._shipped is not None and self._shipped[0] is dataset:
+            return self._shipped[1]
+        self.release()
+        data = shipped(self.spark, dataset)
+        self._shipped = (dataset, data)
+        return data
+
+    def release(self) -> None:
+        """Drop the cached Spark copy of the last dataset."""
+        if self._shipped is not None:
+            self._shipped[1].interactions.unpersist()
+            self._shipped = None
+
+
+def shipped(spark: SparkSession, dataset: Dataset) -> TrainingData:
+    """A driver dataset's events as TrainingData on Spark (histories taken from the dataset)."""
+    inter = dataset.interactions
+    table = pa.table(
+        {
+            "user_idx": inter["user_idx"].cast(pl.Int32).to_arrow(),
+            "item_idx": inter["item_idx"].cast(pl.Int32).to_arrow(),
+            "timestamp": inter["timestamp"].cast(pl.Int64).to_arrow(),
+            "weight": inter["weight"].cast(pl.Float64).to_arrow(),
+        }
+    )
+    frame = spark.createDataFrame(table).cache()
+    return TrainingData(
+        frame, dataset.n_users, dataset.n_items, _histories=Histories.from_dataset(dataset)
+    )
 
 
 def finish(generator: CandidateGenerator, data: TrainingData) -> CandidateGenerator:

@@ -3,8 +3,10 @@
 Data: `--input` (Parquet or a table) is read by Spark; a `--dataset` name or path is read by
 the ordinary loader on the driver and handed to Spark. Preparation, id maps, the split and the
 members' fits run on Spark; the lists are scored on the driver with the fitted generators
-(batch scoring on Spark is part B of issue 9); the metrics are computed on Spark, and the
+(`recsemble batch --engine spark` scores on Spark); the metrics are computed on Spark, and the
 results document is the local path's (evaluation/runner.py, extras.py) with the Spark figures.
+The ensemble (`--model ensemble`, `--models ensemble`) fits its members with a Spark form on
+Spark and the rest, its features and its ranker on the driver (members.SparkMembers).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from recsemble.evaluation.protocol import Split
 from recsemble.evaluation.runner import Evaluation, ModelRun, recommend_for_split, to_results_json
 from recsemble.evaluation.slices import history_slice_labels
 from recsemble.evaluation.workflow import EvaluationOutcome
-from recsemble.generators import CandidateGenerator
+from recsemble.ranking.persistence import Model
+from recsemble.ranking.training import ENSEMBLE, fit_model
 from recsemble.spark import data as spark_data
 from recsemble.spark import splits
 from recsemble.spark.evaluate import (
@@ -36,7 +39,7 @@ from recsemble.spark.evaluate import (
     list_metrics,
     metric_context,
 )
-from recsemble.spark.members import TrainingData, fit_on_spark
+from recsemble.spark.members import SparkMembers, TrainingData, fit_on_spark
 from recsemble.spark.session import spark_session
 
 if TYPE_CHECKING:
@@ -89,7 +92,7 @@ def training_data(frame: DataFrame, prepared: splits.PreparedOnSpark) -> Trainin
 # ---------------------------------------------------------------------------- train
 @dataclass(frozen=True)
 class SparkTraining:
-    model: CandidateGenerator
+    model: Model
     catalog_data: Any  # a Dataset without interactions: Catalog.from_dataset's input
     fit_seconds: float
     summary: str
@@ -103,18 +106,22 @@ def train_on_spark(
     master: str = "local[2]",
     log: Log = _quiet,
 ) -> SparkTraining:
-    """One member fitted on all the prepared data through its Spark form."""
-    if model == "ensemble":
-        raise ConfigError(
-            "--engine spark trains one member at a time (--model pop, covisit, itemknn, ials, "
-            "...); the ensemble on Spark is not available yet"
-        )
+    """One member fitted on all the prepared data through its Spark form, or the ensemble:
+    its members with a Spark form fitted on Spark (on each validation window's fit part, then
+    on all), the others, the features and the ranker on the driver."""
     spark = spark_session(master)
     source = load_source(spark, config, input_path)
     prepared = prepare_on_spark(source, config)
     summary = f"{len(prepared.users):,} users, {len(prepared.items):,} items on Spark ({master})"
     log(f"{source.name or 'input'}: {summary}; training {model} on all of it")
     start = time.perf_counter()
+    if model == ENSEMBLE:
+        dataset = splits.prepared_dataset(prepared)
+        members = SparkMembers(spark)
+        fitted: Model = fit_model(config, ENSEMBLE, dataset, start=log, fit_member=members)
+        members.release()
+        summary += f"; members fitted on Spark: {', '.join(dict.fromkeys(members.on_spark))}"
+        return SparkTraining(fitted, dataset, time.perf_counter() - start, summary)
     data = training_data(prepared.interactions, prepared)
     fitted = fit_on_spark(model, config.model_config_for(model), data)
     fit_seconds = time.perf_counter() - start
@@ -190,7 +197,12 @@ def _run_model(
     """Fit on Spark, score on the driver, measure on Spark at every k."""
     spark = data.interactions.sparkSession
     start = time.perf_counter()
-    generator = fit_on_spark(name, config.model_config_for(name), data)
+    if name == ENSEMBLE:
+        members = SparkMembers(spark)
+        generator: Model = fit_model(config, ENSEMBLE, the_split.train, fit_member=members)
+        members.release()
+    else:
+        generator = fit_on_spark(name, config.model_config_for(name), data)
     fitted = time.perf_counter()
     users = the_split.evaluated_users
     ks = sorted(set(config.protocol.k))
