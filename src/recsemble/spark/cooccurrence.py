@@ -1,4 +1,5 @@
-"""Co-visitation and item-kNN on Spark: item pairs counted in Spark SQL, top-k kept per item.
+"""Co-visitation and item-kNN on Spark: item pairs counted per user partition, summed and
+pruned to the top-k per item by Spark.
 
 Both give the single machine's sparse item x item matrix (generators/covisit.py, knn.py):
 
@@ -10,8 +11,9 @@ Both give the single machine's sparse item x item matrix (generators/covisit.py,
   pruning) or per history item (source pruning), ties to the lower item idx.
 
 Per-item and per-user vectors (totals, norms, idf) are small: they are gathered, turned into
-scales with the same numpy expressions as the single machine, and joined back in. Item-kNN's
-dot products are partial Gram matrices: the weighted events are partitioned by user, each
+scales with the same numpy expressions as the single machine, and joined back in. The
+co-visitation counts of each user partition are covisit.transition_counts on its users (a
+transition never crosses users). Item-kNN's dot products are partial Gram matrices: the weighted events are partitioned by user, each
 partition's items x items sums are computed by scipy on its own users (in item blocks, so a
 Python worker holds a bounded number of pairs), and Spark adds the partitions' sums up. Work
 and shuffle are linear in the events per partition, not in sum(n_u^2) rows of a self-join. The
@@ -30,13 +32,21 @@ import numpy.typing as npt
 import pyarrow as pa
 import scipy.sparse as sp
 
-from recsemble.generators.covisit import _scale
+from recsemble.generators.covisit import _scale, transition_counts
+from recsemble.generators.history import Histories
 from recsemble.generators.knn import _MIN_DENOMINATOR
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
     from recsemble.spark.members import TrainingData
+
+
+#: Events per Spark partition (co-visitation's counts, item-kNN's partial products), and pairs
+#: per item block that one Python worker computes at a time (a few hundred MB at most).
+EVENTS_PER_PARTITION = 2_000_000
+GRAM_BLOCK_PAIRS = 4_000_000
+_GRAM_SCHEMA = "a int, c int, dot double, n int"
 
 
 def _vector(frame: DataFrame, key: str, value: str, size: int) -> npt.NDArray[np.float64]:
@@ -83,17 +93,10 @@ def _top_per_row(
 # ---------------------------------------------------------------------------- co-visitation
 def fit_covisitation(generator: Any, data: TrainingData) -> None:
     """CoVisitation.transitions_ from Spark (see the module docstring)."""
-    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     cfg = generator.config
-    by_time = Window.partitionBy("user_idx").orderBy("timestamp")
-    events = (
-        data.interactions.select("user_idx", "item_idx", "timestamp")
-        .withColumn("step", F.dense_rank().over(by_time))
-        .cache()
-    )
-    counts = _transition_counts(events, cfg).cache()
+    counts = _transition_counts(data, cfg).cache()
     n = data.n_items
     row_total = _vector(counts.groupBy("src").agg(F.sum("c").alias("t")), "src", "t", n)
     col_total = _vector(counts.groupBy("dst").agg(F.sum("c").alias("t")), "dst", "t", n)
@@ -112,38 +115,28 @@ def fit_covisitation(generator: Any, data: TrainingData) -> None:
     )
     generator.transitions_ = _top_per_row(normalized, "src", "dst", "v", cfg.neighbors, (n, n))
     counts.unpersist()
-    events.unpersist()
 
 
-def _transition_counts(events: DataFrame, cfg: Any) -> DataFrame:
-    """(src, dst, c): covisit.transition_counts (plus the backward direction when undirected)
-    from (user_idx, item_idx, step) events; a step d later is the same user's step + d."""
+def _transition_counts(data: TrainingData, cfg: Any) -> DataFrame:
+    """(src, dst, c): covisit.transition_counts (plus the backward direction when undirected),
+    computed by the single machine's function on each user partition and summed by Spark (a
+    transition never crosses users, so the partitions' counts add up to the whole log's)."""
     from pyspark.sql import functions as F
 
-    # The weight of each distance, computed here exactly as covisit.transition_counts does.
-    distances = _table(
-        events.sparkSession,
-        {
-            "d": np.arange(1, cfg.window + 1, dtype=np.int64),
-            "w": np.array([1.0 / d**cfg.power for d in range(1, cfg.window + 1)]),
-        },
+    events = data.interactions.select("user_idx", "item_idx", "timestamp")
+    count = partial(
+        _transition_batches,
+        n_items=data.n_items,
+        window=cfg.window,
+        power=cfg.power,
+        simultaneous_weight=cfg.simultaneous_weight,
     )
-    src = events.select("user_idx", F.col("item_idx").alias("src"), "step")
-    dst = events.select("user_idx", F.col("item_idx").alias("dst"), F.col("step").alias("_to"))
-    pairs = (
-        src.crossJoin(distances)
-        .withColumn("_to", F.col("step") + F.col("d"))
-        .join(dst, ["user_idx", "_to"])
-        .select("src", "dst", "w")
+    counts = (
+        events.repartition(_partitions(events), "user_idx")
+        .mapInArrow(count, "src int, dst int, c double")
+        .groupBy("src", "dst")
+        .agg(F.sum("c").alias("c"))
     )
-    if cfg.simultaneous_weight > 0:
-        same = src.join(dst.withColumnRenamed("_to", "step"), ["user_idx", "step"])
-        pairs = pairs.unionByName(
-            same.select("src", "dst", F.lit(float(cfg.simultaneous_weight)).alias("w"))
-        )
-    # Revisits of one item say nothing about where users go next.
-    moves = pairs.filter(F.col("src") != F.col("dst"))
-    counts = moves.groupBy("src", "dst").agg(F.sum("w").alias("c"))
     if cfg.directed or cfg.backward_weight <= 0:
         return counts
     backward = counts.select(
@@ -152,6 +145,44 @@ def _transition_counts(events: DataFrame, cfg: Any) -> DataFrame:
         (F.col("c") * F.lit(float(cfg.backward_weight))).alias("c"),
     )
     return counts.unionByName(backward).groupBy("src", "dst").agg(F.sum("c").alias("c"))
+
+
+def _partitions(events: DataFrame) -> int:
+    """User partitions of at most EVENTS_PER_PARTITION events (one per core at least)."""
+    parallelism = events.sparkSession.sparkContext.defaultParallelism
+    return max(parallelism, -(-events.count() // EVENTS_PER_PARTITION))
+
+
+def _transition_batches(
+    batches: Iterator[pa.RecordBatch],
+    *,
+    n_items: int,
+    window: int,
+    power: float,
+    simultaneous_weight: float,
+) -> Iterator[pa.RecordBatch]:
+    """One partition's users: their histories, then covisit.transition_counts over them."""
+    table = pa.Table.from_batches(list(batches))
+    if table.num_rows == 0:
+        return
+    users = table.column("user_idx").to_numpy()
+    items = table.column("item_idx").to_numpy()
+    ts = table.column("timestamp").to_numpy()
+    order = np.lexsort((items, ts, users))  # Histories.from_dataset's order
+    _, sizes = np.unique(users[order], return_counts=True)
+    histories = Histories(
+        np.concatenate(([0], np.cumsum(sizes))).astype(np.int64),
+        items[order],
+        ts[order],
+        np.ones(order.size, dtype=np.float32),
+        n_items,
+    )
+    counts = transition_counts(histories, window, power, simultaneous_weight).tocoo()
+    yield pa.RecordBatch.from_arrays(
+        [pa.array(counts.row.astype(np.int32)), pa.array(counts.col.astype(np.int32)),
+         pa.array(counts.data.astype(np.float64))],
+        names=["src", "dst", "c"],
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- item-kNN
@@ -226,13 +257,6 @@ def _denominators(
     return (sq**row_exp).astype(np.float32), (sq**col_exp).astype(np.float32)
 
 
-#: Events per Spark partition for item-kNN's partial products, and pairs per item block that
-#: one Python worker computes at a time (a few hundred MB at most, whatever the catalog).
-EVENTS_PER_PARTITION = 2_000_000
-GRAM_BLOCK_PAIRS = 4_000_000
-_GRAM_SCHEMA = "a int, c int, dot double, n int"
-
-
 def fit_item_knn(generator: Any, data: TrainingData) -> None:
     """ItemKNN.similarity_ from Spark (see the module docstring)."""
     from pyspark.sql import functions as F
@@ -270,8 +294,7 @@ def partial_products(weighted: DataFrame, n_items: int, *, with_support: bool) -
     n = how many users (0 unless `with_support`), from (item_idx, user_idx, w) rows."""
     from pyspark.sql import functions as F
 
-    parallelism = weighted.sparkSession.sparkContext.defaultParallelism
-    parts = max(parallelism, -(-weighted.count() // EVENTS_PER_PARTITION))
+    parts = _partitions(weighted)
     # Read here, on the driver: the Python workers import this module afresh.
     gram = partial(
         _gram_batches, n_items=n_items, with_support=with_support, block=GRAM_BLOCK_PAIRS
