@@ -17,8 +17,8 @@ from recsemble.generators import GENERATORS
 from recsemble.generators.history import Histories
 from recsemble.ranking import Ensemble, EnsembleConfig, MemberConfig, RankerConfig, ViewConfig
 from recsemble.ranking.candidates import Candidates
-from recsemble.ranking.ensemble import apply_view
 from recsemble.ranking.features import FeatureBuilder
+from recsemble.ranking.member_fitting import apply_view
 from recsemble.testing.contract import assert_valid_topk
 
 MEMBERS = ["pop", "pop-trending", "itemknn-recent", "ease-recent", "covisit"]

@@ -9,13 +9,12 @@ data before anything is served. Nothing after the training data's end is ever se
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
-import polars as pl
 import scipy.sparse as sp
 
 from recsemble.data.dataset import Dataset
@@ -26,9 +25,10 @@ from recsemble.generators.history import Histories
 from recsemble.ranking.blend import Blend
 from recsemble.ranking.calibration import Calibrator, calibrate_ranker, sigmoid
 from recsemble.ranking.candidates import Candidates, union
-from recsemble.ranking.config import EnsembleConfig, MemberConfig, ViewConfig
+from recsemble.ranking.config import EnsembleConfig, MemberConfig
 from recsemble.ranking.diversity import diversified_top_per_row
 from recsemble.ranking.features import FeatureBuilder, FeatureTable
+from recsemble.ranking.member_fitting import MemberFitter, apply_view, fit_here
 from recsemble.ranking.metaranker import MetaRanker
 from recsemble.ranking.routing import direct_routes, slice_board
 from recsemble.ranking.trainingset import (
@@ -44,13 +44,9 @@ from recsemble.ranking.trainingset import (
 )
 from recsemble.types import PAD_IDX, TopK
 
-#: How a member is fitted on its view of the data: here by default (`fit_here`);
-#: spark.members.SparkMembers fits those with a Spark form on Spark.
-MemberFitter = Callable[[CandidateGenerator, Dataset], CandidateGenerator]
 I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
 F32 = npt.NDArray[np.float32]
-_DAY = 86_400
 
 
 @dataclass(frozen=True)
@@ -61,23 +57,6 @@ class RankedBlock:
     candidates: Candidates
     features: FeatureTable
     scores: F32
-
-
-def apply_view(dataset: Dataset, view: ViewConfig | None) -> Dataset:
-    """The member's slice of the data: a recent window and/or some event types."""
-    if view is None:
-        return dataset
-    inter = dataset.interactions
-    if view.window_days is not None and inter.height:
-        end = int(inter["timestamp"].max())  # type: ignore[arg-type]
-        inter = inter.filter(pl.col("timestamp") > end - int(view.window_days * _DAY))
-    if view.events:
-        inter = inter.filter(pl.col("event").is_in(view.events))
-    return dataset.with_interactions(inter)
-
-
-def fit_here(generator: CandidateGenerator, dataset: Dataset) -> CandidateGenerator:
-    return generator.fit(dataset)
 
 
 class Ensemble:

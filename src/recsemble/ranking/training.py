@@ -15,7 +15,8 @@ from recsemble.data.dataset import Dataset
 from recsemble.errors import ConfigError
 from recsemble.generators import GENERATORS, CandidateGenerator
 from recsemble.ranking.config import MemberConfig
-from recsemble.ranking.ensemble import Ensemble, MemberFitter, fit_here
+from recsemble.ranking.ensemble import Ensemble
+from recsemble.ranking.member_fitting import MemberFitter, fit_here
 from recsemble.ranking.persistence import Model
 from recsemble.ranking.trainingset import TrainingSet
 

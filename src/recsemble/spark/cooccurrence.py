@@ -13,12 +13,13 @@ Both give the single machine's sparse item x item matrix (generators/covisit.py,
 Per-item and per-user vectors (totals, norms, idf) are small: they are gathered, turned into
 scales with the same numpy expressions as the single machine, and joined back in. The
 co-visitation counts of each user partition are covisit.transition_counts on its users (a
-transition never crosses users). Item-kNN's dot products are partial Gram matrices: the weighted events are partitioned by user, each
-partition's items x items sums are computed by scipy on its own users (in item blocks, so a
-Python worker holds a bounded number of pairs), and Spark adds the partitions' sums up. Work
-and shuffle are linear in the events per partition, not in sum(n_u^2) rows of a self-join. The
-similarities equal the single machine's up to float32 rounding (it adds all users' products in
-one float32 sum; here each partition's float32 sum is added in float64).
+transition never crosses users). Item-kNN's dot products are partial Gram matrices: the
+weighted events are partitioned by user, each partition's items x items sums are computed by
+scipy on its own users (in item blocks, so a Python worker holds a bounded number of pairs),
+and Spark adds the partitions' sums up. Work and shuffle are linear in the events per
+partition, not in sum(n_u^2) rows of a self-join. The similarities equal the single machine's
+up to float32 rounding (it adds all users' products in one float32 sum; here each partition's
+float32 sum is added in float64).
 """
 
 from __future__ import annotations
