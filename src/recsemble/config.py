@@ -14,19 +14,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from recsemble.errors import ConfigError
 from recsemble.generators import GENERATORS
 from recsemble.ranking.config import EnsembleConfig
 from recsemble.rerank.config import RerankConfig, check_stage_names
+from recsemble.strict import StrictConfig
 
 #: Names `evaluate.models` accepts beside the generators.
 COMPOSITE_MODELS = ("ensemble",)
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Section(StrictConfig):
+    pass
 
 
 class DataConfig(_Section):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from recsemble.strict import StrictConfig
 
 
-class GeneratorConfig(BaseModel):
-    """Base of every generator's config: frozen, unknown keys rejected."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class GeneratorConfig(StrictConfig):
+    """Base of every generator's config: frozen, unknown keys rejected, "none" = None."""
 
 
 class RecencyConfig(GeneratorConfig):

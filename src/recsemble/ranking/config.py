@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from recsemble.ranking.metaranker import RankerConfig
+from recsemble.strict import StrictConfig
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Frozen(StrictConfig):
+    pass
 
 
 class ViewConfig(_Frozen):
@@ -91,7 +92,7 @@ class EnsembleConfig(_Frozen):
     # When answering, only candidates that some member ranks in its top `serving_top` are
     # scored by the ranker (the ranker's time is linear in candidates and the deep tail of
     # the union almost never reaches the top k); it still learns from every candidate.
-    # None (in TOML: any value >= the members' candidates): score every candidate.
+    # None (in TOML: "none"): score every candidate.
     serving_top: int | None = Field(50, ge=1)
     max_block_cells: int = Field(40_000_000, ge=1_000_000)  # dense member scores held at once
     # What orders the candidates: the tree ranker, or the cheap blend of calibrated members.

@@ -14,16 +14,16 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from recsemble.strict import StrictConfig
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
 
 
-class RankerConfig(BaseModel):
+class RankerConfig(StrictConfig):
     """The meta-ranker's settings."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["lightgbm", "logistic"] = "lightgbm"
     objective: Literal["lambdarank", "binary"] = "binary"

@@ -15,10 +15,11 @@ from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from recsemble.data.dataset import Dataset
 from recsemble.errors import NotFittedError
+from recsemble.strict import StrictConfig
 from recsemble.types import ItemList
 
 F64 = npt.NDArray[np.float64]
@@ -26,8 +27,8 @@ I32 = npt.NDArray[np.int32]
 SECONDS_PER_DAY = 86_400.0
 
 
-class RerankerConfig(BaseModel):
-    """Base of every reranker's config: frozen, unknown keys rejected."""
+class RerankerConfig(StrictConfig):
+    """Base of every reranker's config: frozen, unknown keys rejected, "none" = None."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

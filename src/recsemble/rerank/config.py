@@ -11,7 +11,7 @@ import difflib
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from recsemble.errors import ConfigError
 from recsemble.rerank.base import Reranker, RerankerConfig
@@ -30,6 +30,7 @@ from recsemble.rerank.filters import (
     SeenFilter,
 )
 from recsemble.rerank.transforms import AttributeBoost, BoostConfig, FreshConfig, FreshnessBoost
+from recsemble.strict import StrictConfig
 
 #: Every stage by its name, in a sensible order of application (filters first).
 RERANKERS: dict[str, type[Reranker]] = {
@@ -52,9 +53,7 @@ RERANKERS: dict[str, type[Reranker]] = {
 DIVERSE = "diverse"  # alias of the default diversity stage
 
 
-class RerankConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class RerankConfig(StrictConfig):
     pool: int = Field(100, ge=1, le=5000)  # candidates the model hands the stages, per request
     diverse: Literal["mmr", "dpp"] = "mmr"
     stages: list[str] = Field(default_factory=list)  # applied by default when serving
