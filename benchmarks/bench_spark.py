@@ -10,7 +10,7 @@ JVM heap in use (Runtime totalMemory - freeMemory, same sampling).
 Data: users ~ N/100, items ~ N/500 (at least 2,000), item popularity Zipf-like, user activity
 log-normal, timestamps over 180 days; written once as out/bench-spark/<size>/interactions.parquet.
 
-    .venv/bin/python benchmarks/bench_spark.py --sizes 1m,5m [--engines spark,local]
+    .venv/bin/python benchmarks/bench_spark.py --sizes 1m,5m [--engines spark,local] [--scored none]
 """
 
 from __future__ import annotations
@@ -198,6 +198,9 @@ def run_spark(folder: Path, size: str, work: Path, members: list[str], scored: s
     for name in members:
         with rec.stage(f"fit {name}"):
             fitted[name] = fit_on_spark(name, config.model_config_for(name), data)
+    if scored == "none":
+        spark.stop()
+        return rec.rows
     model_dir = save_model(fitted[scored], work / "model", Catalog.from_dataset(
         splits.catalog_dataset(prepared)))  # fmt: skip
     train = split.train.select("user_id", "item_id", "timestamp", "weight")
@@ -231,6 +234,8 @@ def run_local(folder: Path, size: str, work: Path, members: list[str], scored: s
     for name in members:
         with rec.stage(f"fit {name}"):
             fitted[name] = fit_model(config, name, split.train)
+    if scored == "none":
+        return rec.rows
     model_dir = save_model(fitted[scored], work / "model", Catalog.from_dataset(split.train))
     with rec.stage(f"batch scoring ({scored})"):
         table = score_locally(split.train.external_interactions(), model_dir, k=K)
@@ -264,8 +269,12 @@ def main() -> None:
     parser.add_argument("--sizes", default="1m,5m")
     parser.add_argument("--engines", default="spark,local")
     parser.add_argument("--members", default=",".join(MEMBERS), help="members to fit")
-    parser.add_argument("--scored", default=SCORED, help="the member whose lists are scored")
+    parser.add_argument(
+        "--scored", default=SCORED, help="the member whose lists are scored ('none': no scoring)"
+    )
     args = parser.parse_args()
+    if args.scored != "none" and args.scored not in args.members.split(","):
+        parser.error(f"--scored {args.scored!r} must be one of --members or 'none'")
     rows: list[Row] = []
     for size in args.sizes.split(","):
         start = time.perf_counter()

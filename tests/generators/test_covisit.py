@@ -182,3 +182,23 @@ def test_covisit_beats_popularity_on_ml100k(shared_datasets: Path) -> None:
     covisit, pop = ev.summary("covisit", 10)["ndcg@10"], ev.summary("pop", 10)["ndcg@10"]
     assert pop == pytest.approx(0.1158, abs=1e-3)
     assert covisit > 0.20 > pop  # measured 0.246 with the defaults
+
+
+def test_counts_in_blocks_of_users_add_up_to_the_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of a few users each (memory for large logs) give the one-pass counts."""
+    from recsemble.generators import covisit
+
+    rng = np.random.default_rng(0)
+    rows = [
+        (f"u{u}", f"i{int(i)}", int(t))
+        for u in range(40)
+        for i, t in zip(rng.integers(0, 30, 25), rng.integers(0, 12, 25), strict=True)
+    ]
+    frame = pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row")
+    histories = Histories.from_dataset(Dataset.from_frames(frame))
+    whole = transition_counts(histories, 4, 0.5, 0.5)
+    monkeypatch.setattr(covisit, "BLOCK_EVENTS", 60)
+    assert len(covisit._user_blocks(histories, 60)) > 10
+    blocks = transition_counts(histories, 4, 0.5, 0.5)
+    np.testing.assert_allclose(blocks.toarray(), whole.toarray(), rtol=1e-12)
+    assert whole.nnz > 300

@@ -67,13 +67,55 @@ def _cross_pairs(
     return src_start[pair] + offset // width, dst_start[pair] + offset % width
 
 
+#: Events whose transitions are listed at once (pairs ~ events x window): blocks of users of
+#: about this many events are counted one after the other and their sums added up.
+BLOCK_EVENTS = 2_000_000
+
+
 def transition_counts(
     histories: Histories, window: int, power: float, simultaneous_weight: float = 0.0
 ) -> sp.csr_array:
     """items x items: summed 1 / d^power over transitions X -> Y that are d steps apart.
 
-    Loops only over d = 1..window; each d pairs every step with the step d later (same user).
+    A transition never crosses users, so blocks of users are counted separately and added:
+    memory holds one block's pairs (and the sums), not every pair of a large log at once.
     """
+    total: sp.csr_array | None = None
+    for block in _user_blocks(histories, BLOCK_EVENTS):
+        counts = _block_counts(block, window, power, simultaneous_weight)
+        total = counts if total is None else sp.csr_array(total + counts)
+    assert total is not None
+    return total
+
+
+def _user_blocks(histories: Histories, events: int) -> list[Histories]:
+    """Consecutive rows of `histories` holding about `events` events each (one at least)."""
+    indptr = histories.indptr
+    if indptr[-1] <= events:
+        return [histories]
+    out, lo, n_rows = [], 0, indptr.size - 1
+    while lo < n_rows:
+        hi = max(lo + 1, int(np.searchsorted(indptr, indptr[lo] + events, side="right")) - 1)
+        hi = min(hi, n_rows)
+        a, b = indptr[lo], indptr[hi]
+        out.append(
+            Histories(
+                indptr[lo : hi + 1] - a,
+                histories.items[a:b],
+                histories.timestamps[a:b],
+                histories.weights[a:b],
+                histories.n_items,
+            )
+        )
+        lo = hi
+    return out
+
+
+def _block_counts(
+    histories: Histories, window: int, power: float, simultaneous_weight: float
+) -> sp.csr_array:
+    """transition_counts of one block of users. Loops only over d = 1..window; each d pairs
+    every step with the step d later (same user)."""
     n = histories.n_items
     starts, sizes, users = _step_groups(histories)
     nothing = np.zeros(0, dtype=np.int64)
