@@ -5,6 +5,8 @@ lists as the ensemble trained in this process, and the CLI's `--engine spark` pa
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,8 @@ from recsemble.config import RecsembleConfig
 from recsemble.data.dataset import Dataset
 from recsemble.evaluation import protocol
 from recsemble.ranking.ensemble import Ensemble
+from recsemble.ranking.ids import Catalog
+from recsemble.ranking.persistence import save_model
 from recsemble.ranking.training import fit_model
 from recsemble.spark.members import SparkMembers
 
@@ -47,13 +51,22 @@ def split(synthetic: Dataset) -> protocol.Split:
     return protocol.split(protocol.prepare(synthetic), "temporal-user")
 
 
-def test_members_on_spark_give_the_local_ensemble(spark: Any, split: protocol.Split) -> None:
+@pytest.fixture(scope="module")
+def both(spark: Any, split: protocol.Split) -> tuple[Ensemble, Ensemble, SparkMembers]:
+    """The ensemble fitted here, and with its members on Spark."""
     config = _config()
     local = fit_model(config, "ensemble", split.train)
     members = SparkMembers(spark)
     remote = fit_model(config, "ensemble", split.train, fit_member=members)
     members.release()
     assert isinstance(local, Ensemble) and isinstance(remote, Ensemble)
+    return local, remote, members
+
+
+def test_members_on_spark_give_the_local_ensemble(
+    both: tuple[Ensemble, Ensemble, SparkMembers], split: protocol.Split
+) -> None:
+    local, remote, members = both
     # One validation fold and the refit: each member twice, each the way its form allows.
     assert members.on_spark == ["pop", "covisit", "pop", "pop", "covisit", "pop"]
     assert members.on_driver == ["userknn", "userknn"]
@@ -63,6 +76,32 @@ def test_members_on_spark_give_the_local_ensemble(spark: Any, split: protocol.Sp
     theirs = local.recommend(users, 10, at=at)
     assert np.array_equal(mine.items, theirs.items)
     np.testing.assert_allclose(mine.scores, theirs.scores, rtol=1e-5, atol=1e-6)
+
+
+_LOAD_WITHOUT_SPARK = """
+import json, sys
+sys.modules["pyspark"] = None  # any import of pyspark now fails
+from recsemble.ranking.persistence import load_model
+loaded = load_model(sys.argv[1])
+top = loaded.model.recommend(list(range(20)), 10)
+print(json.dumps({"items": top.items.tolist(), "spark": "pyspark.sql" in sys.modules}))
+"""
+
+
+def test_the_spark_trained_ensemble_serves_without_spark(
+    both: tuple[Ensemble, Ensemble, SparkMembers], split: protocol.Split, tmp_path: Path
+) -> None:
+    remote = both[1]
+    folder = save_model(remote, tmp_path / "ensemble", Catalog.from_dataset(split.train))
+    done = subprocess.run(
+        [sys.executable, "-c", _LOAD_WITHOUT_SPARK, str(folder)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    answer = json.loads(done.stdout)
+    assert answer["spark"] is False
+    assert answer["items"] == remote.recommend(list(range(20)), 10).items.tolist()
 
 
 def _run(*args: str) -> str:
