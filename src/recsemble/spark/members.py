@@ -100,7 +100,7 @@ class SparkMembers:
     """`Ensemble(fit_member=SparkMembers(spark))`: the members with a Spark form are fitted on
     Spark from the dataset they are given (its events shipped to Spark once per dataset), the
     others here on the driver, which holds the events anyway (every artifact keeps the users'
-    histories). `on_spark` / `on_driver` list the labels fitted each way."""
+    histories). `on_spark` / `on_driver` name the generators fitted each way, in order."""
 
     def __init__(self, spark: SparkSession) -> None:
         self.spark = spark

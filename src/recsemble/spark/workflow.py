@@ -93,7 +93,7 @@ def training_data(frame: DataFrame, prepared: splits.PreparedOnSpark) -> Trainin
 @dataclass(frozen=True)
 class SparkTraining:
     model: Model
-    catalog_data: Any  # a Dataset without interactions: Catalog.from_dataset's input
+    catalog_data: Any  # a Dataset with the prepared ids and attributes: the Catalog's input
     fit_seconds: float
     summary: str
 
@@ -118,8 +118,10 @@ def train_on_spark(
     if model == ENSEMBLE:
         dataset = splits.prepared_dataset(prepared)
         members = SparkMembers(spark)
-        fitted: Model = fit_model(config, ENSEMBLE, dataset, start=log, fit_member=members)
-        members.release()
+        try:
+            fitted: Model = fit_model(config, ENSEMBLE, dataset, start=log, fit_member=members)
+        finally:
+            members.release()
         summary += f"; members fitted on Spark: {', '.join(dict.fromkeys(members.on_spark))}"
         return SparkTraining(fitted, dataset, time.perf_counter() - start, summary)
     data = training_data(prepared.interactions, prepared)
@@ -199,8 +201,10 @@ def _run_model(
     start = time.perf_counter()
     if name == ENSEMBLE:
         members = SparkMembers(spark)
-        generator: Model = fit_model(config, ENSEMBLE, the_split.train, fit_member=members)
-        members.release()
+        try:
+            generator: Model = fit_model(config, ENSEMBLE, the_split.train, fit_member=members)
+        finally:
+            members.release()
     else:
         generator = fit_on_spark(name, config.model_config_for(name), data)
     fitted = time.perf_counter()
