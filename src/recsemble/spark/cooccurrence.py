@@ -151,7 +151,7 @@ def _transition_counts(data: TrainingData, cfg: Any) -> DataFrame:
 def _partitions(events: DataFrame) -> int:
     """User partitions of at most EVENTS_PER_PARTITION events (one per core at least)."""
     parallelism = events.sparkSession.sparkContext.defaultParallelism
-    return max(parallelism, -(-events.count() // EVENTS_PER_PARTITION))
+    return int(max(parallelism, -(-events.count() // EVENTS_PER_PARTITION)))
 
 
 def _transition_batches(
