@@ -6,8 +6,12 @@ set), where they fail: `make test` installs the extra and Java 17 is on the mach
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -48,3 +52,28 @@ def synthetic() -> Dataset:
 def external(dataset: Dataset) -> pl.DataFrame:
     """A dataset's interactions with external ids, the form compared row for row."""
     return dataset.external_interactions()
+
+
+_LOAD_WITHOUT_SPARK = """
+import json, sys
+sys.modules["pyspark"] = None  # any import of pyspark now fails
+from recsemble.ranking.persistence import load_model
+loaded = load_model(sys.argv[1])
+top = loaded.model.recommend(list(range(20)), 10)
+print(json.dumps({"items": top.items.tolist(), "spark": "pyspark.sql" in sys.modules}))
+"""
+
+
+def lists_without_spark(folder: Path) -> list[list[int]]:
+    """The top-10 of users idx 0..19 from a saved model loaded (as the server loads it) by a
+    Python process in which pyspark cannot be imported."""
+    done = subprocess.run(
+        [sys.executable, "-c", _LOAD_WITHOUT_SPARK, str(folder)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    answer = json.loads(done.stdout)
+    assert answer["spark"] is False
+    items: list[list[int]] = answer["items"]
+    return items

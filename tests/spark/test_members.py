@@ -3,9 +3,6 @@ that load without Spark, and clear errors where a member has no Spark form."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +23,7 @@ from recsemble.ranking.persistence import save_model
 from recsemble.spark import data as spark_data
 from recsemble.spark import members, splits
 from recsemble.types import TopK
+from tests.spark.conftest import lists_without_spark
 
 #: iALS on MLlib against `implicit`: another solver (MLlib scales the regularisation by each
 #: row's interactions, ALS-WR; its own random start and blocking), so other item factors; users
@@ -164,19 +162,6 @@ def test_members_without_a_spark_form_say_so(prepared: Fixture) -> None:
         members.fit_on_spark("userknn", GENERATORS["userknn"].Config(), prepared.data)
 
 
-_LOAD_WITHOUT_SPARK = """
-import json, sys
-from pathlib import Path
-sys.modules["pyspark"] = None  # any import of pyspark now fails
-from recsemble.generators import CandidateGenerator
-from recsemble.ranking.ids import Catalog
-model = CandidateGenerator.load(sys.argv[1])
-Catalog.read(Path(sys.argv[1]), n_users=model.n_users_, n_items=model.n_items_)
-top = model.recommend(list(range(20)), 10)
-print(json.dumps({"items": top.items.tolist(), "spark": "pyspark.sql" in sys.modules}))
-"""
-
-
 @pytest.mark.parametrize("name", ["covisit", "ials"])
 def test_artifacts_load_and_serve_without_spark(
     prepared: Fixture, spark: Any, synthetic: Dataset, tmp_path: Path, name: str
@@ -185,12 +170,4 @@ def test_artifacts_load_and_serve_without_spark(
     model = members.fit_on_spark(name, config, prepared.data)
     catalog = Catalog.from_dataset(prepared.split.train)
     folder = save_model(model, tmp_path / name, catalog)
-    done = subprocess.run(
-        [sys.executable, "-c", _LOAD_WITHOUT_SPARK, str(folder)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    answer = json.loads(done.stdout)
-    assert answer["spark"] is False
-    assert answer["items"] == model.recommend(list(range(20)), 10).items.tolist()
+    assert lists_without_spark(folder) == model.recommend(list(range(20)), 10).items.tolist()
