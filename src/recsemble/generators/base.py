@@ -21,7 +21,8 @@ from recsemble.errors import DataError, NotFittedError
 from recsemble.generators.config import GeneratorConfig
 from recsemble.generators.history import Histories
 from recsemble.generators.npz import read_npz
-from recsemble.generators.topk import mask_seen, topk_rows
+from recsemble.generators.score_cache import ScoreCache
+from recsemble.generators.topk import topk_rows
 from recsemble.types import PAD_IDX, TopK
 
 #: Dense score blocks are kept under this many cells (float32: 64 MB).
@@ -92,11 +93,48 @@ class CandidateGenerator(ABC):
         self.n_items_ = dataset.n_items
         self.now_ = int(ts.max()) if ts.size else 0
         self.histories_ = Histories.from_dataset(dataset)
-        self._after_fit()
+        self._finish_fit()
         return self
+
+    def _finish_fit(self) -> None:
+        """Once the fitted state and the histories are set (a fit here or on Spark)."""
+        self._after_fit()
+        self._build_score_cache()
 
     def _after_fit(self) -> None:  # noqa: B027 (a hook: most need nothing)
         """What needs the fitted state and the histories (both set when this runs)."""
+
+    def _build_score_cache(self) -> None:
+        self.score_cache_ = None
+        if self._caches_scores():
+            self.score_cache_ = ScoreCache.build(self.histories_, self._fitted_scores)
+
+    def _caches_scores(self) -> bool:
+        """Whether the longest fitted histories' scores are kept (score_cache.py): only for
+        members whose scores depend on the history alone, not on the request's moment."""
+        return False
+
+    def _fitted_scores(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        """Scores of fitted users `rows` (their row in histories_ is their user idx)."""
+        users = rows.astype(np.int32)
+        at = np.full(rows.size, self.now_, dtype=np.int64)
+        return self._score_block(users, at, self.histories_.rows(rows))
+
+    def _scores(
+        self, users: npt.NDArray[np.int32], at: npt.NDArray[np.int64], histories: Histories
+    ) -> npt.NDArray[np.float32]:
+        """_score_block's answer, read from the score cache for the rows it keeps."""
+        cache = getattr(self, "score_cache_", None)
+        if cache is None:
+            return self._score_block(users, at, histories)
+
+        def compute(rows: npt.NDArray[np.int64] | None) -> npt.NDArray[np.float32]:
+            if rows is None:
+                return self._score_block(users, at, histories)
+            return self._score_block(users[rows], at[rows], histories.rows(rows))
+
+        out: npt.NDArray[np.float32] = cache.answer(histories, self.histories_, compute)
+        return out
 
     def _check_fitted(self) -> None:
         if getattr(self, "histories_", None) is None:
@@ -134,7 +172,7 @@ class CandidateGenerator(ABC):
         item_arr = np.asarray(items, dtype=np.intp)
         out = np.empty((user_arr.size, item_arr.size), dtype=np.float32)
         for lo, hi in self._blocks(user_arr.size):
-            block = self._score_block(user_arr[lo:hi], at_arr[lo:hi], hist.rows(range(lo, hi)))
+            block = self._scores(user_arr[lo:hi], at_arr[lo:hi], hist.rows(range(lo, hi)))
             out[lo:hi] = block[:, item_arr]
         return out
 
@@ -155,9 +193,9 @@ class CandidateGenerator(ABC):
         scores = np.full((user_arr.size, k), -np.inf, dtype=np.float32)
         for lo, hi in self._blocks(user_arr.size):
             block_hist = hist.rows(range(lo, hi))
-            block = self._score_block(user_arr[lo:hi], at_arr[lo:hi], block_hist)
+            block = self._scores(user_arr[lo:hi], at_arr[lo:hi], block_hist)
             if exclude_seen:
-                mask_seen(block, block_hist.seen_matrix())
+                block_hist.mask_seen(block)
             items[lo:hi], scores[lo:hi] = topk_rows(block, k)
         return TopK(items, scores)
 
@@ -174,9 +212,9 @@ class CandidateGenerator(ABC):
         One block: the caller keeps len(users) x n_items within its memory budget.
         """
         user_arr, at_arr, hist = self._request(users, at, histories)
-        block = self._score_block(user_arr, at_arr, hist)
+        block = self._scores(user_arr, at_arr, hist)
         if exclude_seen:
-            mask_seen(block, hist.seen_matrix())
+            hist.mask_seen(block)
         return block
 
     def similar_items(self, items: npt.ArrayLike, k: int) -> TopK:
@@ -240,6 +278,7 @@ class CandidateGenerator(ABC):
         state = {k.removeprefix("model."): v for k, v in arrays.items() if k.startswith("model.")}
         model._set_state(state)
         model._load_files(folder)
+        model._build_score_cache()
         return model
 
 

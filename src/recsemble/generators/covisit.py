@@ -210,6 +210,9 @@ class CoVisitation(CandidateGenerator):
             (state["data"], state["indices"], state["indptr"]), shape=(n, n)
         )
 
+    def _caches_scores(self) -> bool:
+        return self.config.half_life_days is None  # else the scores move with the request time
+
     def _score_block(
         self, users: npt.NDArray[np.int32], at: npt.NDArray[np.int64], histories: Histories
     ) -> npt.NDArray[np.float32]:

@@ -255,7 +255,7 @@ def score_profiles(
     With a torch_device, weights may already be a tensor there (a host array is copied over on
     each call); the profile is densified on the device.
     """
-    profile = profile.astype(np.float32)
+    profile = profile.astype(np.float32, copy=False)
     if torch_device is None:
         return np.asarray(profile @ weights, dtype=np.float32)
     import torch
@@ -321,6 +321,11 @@ class EASE(CandidateGenerator):
 
     def _set_state(self, state: Arrays) -> None:
         self._set_weights(state["weights"], _resolve_device(self.config.device))
+
+    def _caches_scores(self) -> bool:
+        # On the host only: a GPU makes long histories cheap, and its batched kernels need not
+        # sum in a single row's order.
+        return self.config.half_life_days is None and self.device_ is None
 
     def _score_block(
         self, users: npt.NDArray[np.int32], at: npt.NDArray[np.int64], histories: Histories

@@ -101,6 +101,9 @@ class Histories:
     def rows(self, rows: npt.ArrayLike) -> Histories:
         """The histories of the given rows; a row outside 0..n_rows-1 (unknown user) is empty."""
         wanted = np.asarray(rows, dtype=np.int64)
+        root = self if self.origin is None else self.origin
+        if wanted.size == 1:  # one request: slices of this batch's arrays, no gather
+            return self._one_row(int(wanted.reshape(-1)[0]), root)
         known = (wanted >= 0) & (wanted < self.n_rows)
         safe = np.where(known, wanted, 0)
         padded_lengths = np.append(self.lengths, 0)  # one spare entry: fine with 0 rows
@@ -108,17 +111,48 @@ class Histories:
         lengths = np.where(known, padded_lengths[safe], 0)
         indptr = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
         take = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1])
-        root = self if self.origin is None else self.origin
         mapped = wanted if self.origin_rows is None else self.origin_rows[safe]
-        return Histories(
+        return self._derived(
             indptr,
-            self.items[take],
-            self.timestamps[take],
-            self.weights[take],
-            self.n_items,
-            origin=root,
-            origin_rows=np.where(known, mapped, -1).astype(np.int64),
+            take,
+            root,
+            np.where(known, mapped, -1).astype(np.int64),
         )
+
+    def _one_row(self, row: int, root: Histories) -> Histories:
+        known = 0 <= row < self.n_rows
+        lo, hi = (int(self.indptr[row]), int(self.indptr[row + 1])) if known else (0, 0)
+        mapped = row if self.origin_rows is None or not known else int(self.origin_rows[row])
+        return self._derived(
+            np.array([0, hi - lo], dtype=np.int64),
+            slice(lo, hi),
+            root,
+            np.array([mapped if known else -1], dtype=np.int64),
+        )
+
+    def _derived(
+        self,
+        indptr: npt.NDArray[np.int64],
+        take: npt.NDArray[np.int64] | slice,
+        origin: Histories,
+        origin_rows: npt.NDArray[np.int64],
+    ) -> Histories:
+        """Rows taken from this (checked) batch: valid by construction, so the checks of
+        __post_init__ are skipped; they cost more than the gather for one request."""
+        out = object.__new__(Histories)
+        values: dict[str, np.ndarray] = {
+            "indptr": indptr,
+            "items": self.items[take],
+            "timestamps": self.timestamps[take],
+            "weights": self.weights[take],
+            "origin_rows": origin_rows,
+        }
+        for name, array in values.items():
+            array.flags.writeable = False  # slices of read-only arrays are read-only already
+            object.__setattr__(out, name, array)
+        object.__setattr__(out, "n_items", self.n_items)
+        object.__setattr__(out, "origin", origin)
+        return out
 
     def recency_factors(
         self,
@@ -167,6 +201,13 @@ class Histories:
 
     def seen_matrix(self) -> sp.csr_array:
         return self.matrix(binary=True)
+
+    def mask_seen(self, *blocks: npt.NDArray[np.float32]) -> None:
+        """Set block[r, item] = -inf for every event of row r, in each (rows x items) block:
+        what seen_matrix() would mask, without building it (repeated items mask twice)."""
+        rows = self.row_of_event
+        for block in blocks:
+            block[rows, self.items] = -np.inf
 
 
 def profile_matrix(

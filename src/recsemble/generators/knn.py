@@ -297,6 +297,9 @@ class ItemKNN(CandidateGenerator):
             (state["data"], state["indices"], state["indptr"]), shape=shape
         )
 
+    def _caches_scores(self) -> bool:
+        return self.config.half_life_days is None  # else the scores move with the request time
+
     def _score_block(
         self, users: npt.NDArray[np.int32], at: npt.NDArray[np.int64], histories: Histories
     ) -> F32:
@@ -367,6 +370,9 @@ class UserKNN(CandidateGenerator):
     def _set_state(self, state: Arrays) -> None:
         shape = (int(state["indptr"].shape[0] - 1), self.n_items_)
         self._set_matrix(sp.csr_array((state["data"], state["indices"], state["indptr"]), shape))
+
+    def _caches_scores(self) -> bool:
+        return self.config.half_life_days is None  # else the scores move with the request time
 
     def _score_block(
         self, users: npt.NDArray[np.int32], at: npt.NDArray[np.int64], histories: Histories

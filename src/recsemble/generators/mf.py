@@ -192,6 +192,9 @@ class _MatrixFactorization(VectorRetrieval):
     ) -> npt.NDArray[np.float32]:
         return self.user_factors(histories, at)
 
+    def _caches_scores(self) -> bool:
+        return self.config.half_life_days is None  # else the scores move with the request time
+
     def _score_block(
         self, users: npt.NDArray[np.int32], at: npt.NDArray[np.int64], histories: Histories
     ) -> npt.NDArray[np.float32]:

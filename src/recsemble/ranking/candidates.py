@@ -70,23 +70,24 @@ def union(blocks: Sequence[F32], members: Sequence[str], top_n: Sequence[int]) -
     n_rows = blocks[0].shape[0] if blocks else 0
     n_items = max(1, blocks[0].shape[1] if blocks else 1)
     tops = _member_tops(blocks, top_n)
-    proposals = []
+    # All members' proposals at once: (member, row, slot) over their top lists padded to one
+    # width (one nonzero and one gather instead of one per member: a request pays per call).
+    width = max((t[0].shape[1] for t in tops), default=0)
+    top_items = np.full((len(tops), n_rows, width), PAD_IDX, dtype=np.int32)
     for m, (items, _) in enumerate(tops):
-        rows, slots = np.nonzero(items != PAD_IDX)
-        proposals.append((rows, items[rows, slots], slots + 1, np.full(rows.size, m)))
-    rows = np.concatenate([p[0] for p in proposals]).astype(np.int64)
-    items = np.concatenate([p[1] for p in proposals]).astype(np.int32)
-    ranks = np.concatenate([p[2] for p in proposals]).astype(np.float32)
-    member = np.concatenate([p[3] for p in proposals]).astype(np.int64)
-    unique_keys, pair = np.unique(rows * np.int64(n_items) + items, return_inverse=True)
+        top_items[m, :, : items.shape[1]] = items
+    member, rows, slots = np.nonzero(top_items != PAD_IDX)
+    keys = rows.astype(np.int64) * np.int64(n_items) + top_items[member, rows, slots]
+    unique_keys, pair = np.unique(keys, return_inverse=True)
     cand_rows = (unique_keys // n_items).astype(np.int64)
     cand_items = (unique_keys % n_items).astype(np.int32)
     rank_mat = np.full((unique_keys.size, len(blocks)), np.nan, dtype=np.float32)
-    rank_mat[pair, member] = ranks
+    rank_mat[pair, member] = (slots + 1).astype(np.float32)
     score_mat = np.empty_like(rank_mat)
-    z_mat = np.empty_like(rank_mat)
-    for m, (block, (_, top_scores)) in enumerate(zip(blocks, tops, strict=True)):
-        score_mat[:, m], z_mat[:, m] = _member_scores(block, top_scores, cand_rows, cand_items)
+    for m, block in enumerate(blocks):
+        score_mat[:, m] = block[cand_rows, cand_items]
+    score_mat[~np.isfinite(score_mat)] = np.nan
+    z_mat = _standardised(score_mat, [t[1] for t in tops], cand_rows)
     return Candidates(cand_rows, cand_items, score_mat, rank_mat, z_mat, tuple(members), n_rows)
 
 
@@ -111,18 +112,21 @@ def _member_tops(blocks: Sequence[F32], top_n: Sequence[int]) -> list[tuple[I32,
     return out
 
 
-def _member_scores(
-    block: F32, top_scores: F32, rows: npt.NDArray[np.int64], items: npt.NDArray[np.int32]
-) -> tuple[F32, F32]:
-    """The member's raw score per pair and the score standardised by its top-N per row."""
-    raw = block[rows, items].astype(np.float32)
-    raw[~np.isfinite(raw)] = np.nan
-    if top_scores.shape[1] == 0:
-        return raw, np.full_like(raw, np.nan)
-    finite = np.isfinite(top_scores)
-    count = np.maximum(finite.sum(axis=1), 1)
-    top = np.where(finite, top_scores, 0.0).astype(np.float64)
-    mean = top.sum(axis=1) / count
-    var = np.where(finite, (top - mean[:, None]) ** 2, 0.0).sum(axis=1) / count
-    z = (raw - mean[rows]) / (np.sqrt(var[rows]) + 1e-6)
-    return raw, z.astype(np.float32)
+def _standardised(raw: F32, top_scores: Sequence[F32], rows: npt.NDArray[np.int64]) -> F32:
+    """Each member's raw scores (pairs x members) standardised by its top-N of the pair's row.
+    Members with the same N are done together (same row sums as one at a time)."""
+    z = np.full_like(raw, np.nan)
+    widths = [t.shape[1] for t in top_scores]
+    for width in sorted(set(widths)):
+        cols = [m for m, w in enumerate(widths) if w == width]
+        if width == 0:
+            continue
+        top = np.stack([top_scores[m] for m in cols])  # (members, rows, width)
+        finite = np.isfinite(top)
+        count = np.maximum(finite.sum(axis=2), 1)
+        values = np.where(finite, top, 0.0).astype(np.float64)
+        mean = values.sum(axis=2) / count
+        var = np.where(finite, (values - mean[:, :, None]) ** 2, 0.0).sum(axis=2) / count
+        scaled = (raw[:, cols] - mean.T[rows]) / (np.sqrt(var.T[rows]) + 1e-6)
+        z[:, cols] = scaled.astype(np.float32)
+    return z

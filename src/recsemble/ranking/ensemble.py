@@ -358,9 +358,7 @@ class Ensemble:
                 for label in labels
             ]
             if exclude_seen:  # once for all members (a view member saw less: mask all we know)
-                seen = block_hist.seen_matrix()
-                for block in dense:
-                    _mask(block, seen)
+                block_hist.mask_seen(*dense)
             cands = union(dense, labels, [spec.candidates for spec in specs])
             del dense
             if serving_top is not None:
@@ -384,11 +382,6 @@ class Ensemble:
             ranks = cands.ranks[rows, cands.members.index(member)]
             out[rows] = np.where(np.isfinite(ranks), -ranks, -np.inf)
         return out
-
-
-def _mask(block: F32, seen: sp.csr_array) -> None:
-    rows = np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr))
-    block[rows, seen.indices] = -np.inf
 
 
 def _top_per_row(cands: Candidates, scores: F32, k: int) -> tuple[I64, I64, I32, F32]:

@@ -147,10 +147,22 @@ class FeatureBuilder:
         item_cats = dense[cands.items]
         out = []
         for hist in (histories, _recent_rows(histories, _RECENT_ITEMS)):
-            profile = np.asarray(hist.matrix(binary=True) @ dense)
+            profile = _category_sums(hist, dense)
             profile /= np.maximum(profile.sum(axis=1, keepdims=True), 1e-12)
             out.append((profile[cands.rows] * item_cats).sum(axis=1))
         return out
+
+
+def _category_sums(hist: Histories, dense: F64) -> F64:
+    """rows x categories: the categories of each row's distinct items, summed in item order
+    (what the binary history matrix times `dense` gives, without building the matrix)."""
+    keys = np.unique(hist.row_of_event * np.int64(hist.n_items) + hist.items)
+    rows, items = np.divmod(keys, np.int64(hist.n_items))
+    out = np.zeros((hist.n_rows, dense.shape[1]), dtype=np.float64)
+    if keys.size:
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        out[rows[starts]] = np.add.reduceat(dense[items], starts, axis=0)
+    return out
 
 
 def _normalise_rows(mat: Any) -> sp.csr_array:

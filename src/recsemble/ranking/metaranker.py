@@ -39,6 +39,15 @@ class RankerConfig(StrictConfig):
     seed: int = 0
 
 
+#: Prediction rows per OpenMP thread: below this a second thread costs more than it saves
+#: (one request's ~200 candidates take ~1.4 ms on one thread, ~0.8 ms on two).
+_ROWS_PER_THREAD = 100
+
+
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def lightgbm_available() -> bool:
     try:
         import lightgbm  # noqa: F401
@@ -68,7 +77,8 @@ class MetaRanker:
         if features.shape[0] == 0:
             return np.zeros(0, np.float32)
         if self.kind_ == "lightgbm":
-            return np.asarray(self.booster_.predict(features, num_threads=1), dtype=np.float32)
+            threads = min(_cpus(), max(1, features.shape[0] // _ROWS_PER_THREAD))
+            return np.asarray(self.booster_.predict(features, num_threads=threads), np.float32)
         filled = np.where(np.isnan(features), self.fill_, features)
         z = (filled - self.mean_) / self.scale_
         return np.asarray(z @ self.coef_ + self.intercept_, dtype=np.float32)

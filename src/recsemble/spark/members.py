@@ -157,7 +157,7 @@ def finish(generator: CandidateGenerator, data: TrainingData) -> CandidateGenera
     generator.n_items_ = data.n_items
     generator.now_ = int(histories.timestamps.max()) if histories.timestamps.size else 0
     generator.histories_ = histories
-    generator._after_fit()
+    generator._finish_fit()
     return generator
 
 
