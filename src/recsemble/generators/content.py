@@ -200,6 +200,18 @@ class Content(CandidateGenerator):
         scores[scores == 0] = -np.inf  # nothing in common (or no text): no evidence
         return scores
 
+    def _caches_scores(self) -> bool:
+        return self.config.half_life_days is None  # else the scores move with the request time
+
+    def _fitted_scores(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        # A few rows at a time: the dense one-request path, so a stored row is what a
+        # one-user request computes (the sparse batch path may differ in the last bit).
+        parts = [
+            super(Content, self)._fitted_scores(rows[lo : lo + _FEW_ROWS])
+            for lo in range(0, rows.size, _FEW_ROWS)
+        ]
+        return np.concatenate(parts) if parts else np.empty((0, self.n_items_), np.float32)
+
     def _score_block(
         self, users: npt.NDArray[np.int32], at: npt.NDArray[np.int64], histories: Histories
     ) -> npt.NDArray[np.float32]:
