@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 
 from recsemble.data.dataset import Dataset
+from recsemble.errors import DataError
 from recsemble.generators import GENERATORS, CandidateGenerator
 from recsemble.generators import score_cache as score_cache_module
 from recsemble.generators.history import Histories
@@ -132,11 +133,13 @@ def test_no_cache_when_scores_move_with_time() -> None:
     assert _fit("pop", dataset).score_cache_ is None
 
 
-def test_load_rebuilds_the_cache(tmp_path: Path) -> None:
+def test_the_cache_is_saved_and_loaded(tmp_path: Path) -> None:
     dataset = _dataset()
     model = _fit("userknn", dataset)
     loaded = CandidateGenerator.load(model.save(tmp_path / "m"))
     assert loaded.score_cache_ is not None
+    np.testing.assert_array_equal(loaded.score_cache_.slot, model.score_cache_.slot)
+    np.testing.assert_array_equal(loaded.score_cache_.scores, model.score_cache_.scores)
     users = np.arange(dataset.n_users, dtype=np.int32)
     np.testing.assert_array_equal(
         loaded.score_catalog(users, exclude_seen=False),
@@ -156,3 +159,23 @@ def test_one_row_of_histories_equals_the_gathered_row() -> None:
     nested = hist.rows([4, 9]).rows([1])
     assert nested.origin is hist and nested.origin_rows.tolist() == [9]
     np.testing.assert_array_equal(nested.items, hist.rows([9]).items)
+
+
+def test_a_model_saved_without_the_cache_builds_it_at_load(tmp_path: Path) -> None:
+    model = _fit("ease", _dataset())
+    expected = model.score_cache_
+    model.score_cache_ = None
+    loaded = CandidateGenerator.load(model.save(tmp_path / "old"))
+    assert loaded.score_cache_ is not None and expected is not None
+    np.testing.assert_array_equal(loaded.score_cache_.scores, expected.scores)
+
+
+def test_a_cache_that_does_not_fit_the_model_is_refused(tmp_path: Path) -> None:
+    model = _fit("ease", _dataset())
+    assert model.score_cache_ is not None
+    model.score_cache_ = score_cache_module.ScoreCache(
+        model.score_cache_.slot[:-1], model.score_cache_.scores
+    )
+    folder = model.save(tmp_path / "bad")
+    with pytest.raises(DataError, match="score cache"):
+        CandidateGenerator.load(folder)

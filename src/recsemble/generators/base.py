@@ -235,6 +235,9 @@ class CandidateGenerator(ABC):
         arrays = {f"model.{key}": value for key, value in self._state().items()}
         for key in _HISTORY_KEYS:
             arrays[f"history.{key}"] = getattr(self.histories_, key)
+        cache = getattr(self, "score_cache_", None)
+        if cache is not None:  # saved, so a load (a hot swap) need not score them again
+            arrays["score_cache.slot"], arrays["score_cache.scores"] = cache.slot, cache.scores
         np.savez(folder / "arrays.npz", **arrays)  # type: ignore[arg-type]
         extra = {name: _sha256(folder / name) for name in self._save_files(folder)}
         manifest = {
@@ -278,7 +281,16 @@ class CandidateGenerator(ABC):
         state = {k.removeprefix("model."): v for k, v in arrays.items() if k.startswith("model.")}
         model._set_state(state)
         model._load_files(folder)
-        model._build_score_cache()
+        model.score_cache_ = None
+        if "score_cache.slot" in arrays and model._caches_scores():
+            try:
+                model.score_cache_ = ScoreCache.loaded(
+                    arrays["score_cache.slot"], arrays["score_cache.scores"], model.histories_
+                )
+            except ValueError as exc:
+                raise DataError(str(exc), source=str(folder)) from None
+        elif model._caches_scores():  # saved before the cache existed
+            model._build_score_cache()
         return model
 
 

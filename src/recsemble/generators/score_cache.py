@@ -9,6 +9,7 @@ what a batch request for those users computes, and for the sparse members (EASE,
 co-visitation: products row by row, in the same order) what a one-user request computes, bit
 for bit; a dense BLAS product (factor models) may differ from its one-row form in the last bit.
 A request with fresh events (a Histories not taken from the fitted ones) is always computed.
+The rows are saved with the member (its arrays.npz): loading a model does not score them again.
 """
 
 from __future__ import annotations
@@ -39,6 +40,21 @@ class ScoreCache:
 
     slot: I64
     scores: F32
+
+    @classmethod
+    def loaded(cls, slot: npt.NDArray[np.int64], scores: F32, fitted: Histories) -> ScoreCache:
+        """A saved cache, checked against the member's fitted histories."""
+        rows, width = scores.shape if scores.ndim == 2 else (-1, -1)
+        if (
+            slot.shape != (fitted.n_rows,)
+            or width != fitted.n_items
+            or (slot.size and (slot.max() >= rows or slot.min() < -1))
+        ):
+            raise ValueError(
+                f"the saved score cache ({slot.shape[0]} users, scores {scores.shape}) does not "
+                f"fit the model's {fitted.n_rows} users x {fitted.n_items} items"
+            )
+        return cls(slot.astype(np.int64, copy=False), scores)
 
     @classmethod
     def build(
