@@ -88,6 +88,9 @@ class EnsembleConfig(_Frozen):
     routing: bool = True
     routing_folds: int = Field(2, ge=2, le=10)
     routing_min_users: int = Field(20, ge=1)
+    # ... and only when that member's paired gain over the ranker exceeds this many standard
+    # errors (1.96: its 95% interval lies above 0; 0: any gain routes).
+    routing_min_gain_se: float = Field(1.96, ge=0)
     prune: list[str] = Field(default_factory=list)  # member labels removed from serving
     # When answering, only candidates that some member ranks in its top `serving_top` are
     # scored by the ranker (the ranker's time is linear in candidates and the deep tail of

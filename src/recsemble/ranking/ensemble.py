@@ -163,7 +163,9 @@ class Ensemble:
             training.candidates.ranks,
             list(training.candidates.members),
         )
-        self.direct_ = direct_routes(self.slice_board_, self.config.routing_min_users)
+        self.direct_ = direct_routes(
+            self.slice_board_, self.config.routing_min_users, self.config.routing_min_gain_se
+        )
         assert self.routes_ is not None
         for slice_name, member in self.direct_.items():
             self.routes_[slice_name] = [member]

@@ -8,7 +8,7 @@ for, and the other members are not run there.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -22,10 +22,13 @@ RANKER = "ranker"
 
 @dataclass(frozen=True)
 class SliceBoard:
-    """Validation NDCG@k per history slice and scorer ("ranker" or a member label)."""
+    """Validation NDCG@k per history slice and scorer ("ranker" or a member label); gain_se:
+    per slice and member, the standard error of its paired per-request gain over the ranker
+    (known at fit only, not saved)."""
 
     ndcg: dict[str, dict[str, float]]
     users: dict[str, int]
+    gain_se: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def request_ndcg(
@@ -64,6 +67,7 @@ def slice_board(
         )
     slices = history_slice_labels(history_lengths)
     board: dict[str, dict[str, float]] = {}
+    gain_se: dict[str, dict[str, float]] = {}
     users = {}
     for name in HISTORY_SLICES:
         in_slice = (slices == name) & (targets > 0)
@@ -72,17 +76,30 @@ def slice_board(
             scorer: float(np.nanmean(values[in_slice])) if in_slice.any() else float("nan")
             for scorer, values in per_request.items()
         }
-    return SliceBoard(board, users)
+        gain_se[name] = {
+            scorer: _standard_error(values[in_slice] - per_request[RANKER][in_slice])
+            for scorer, values in per_request.items()
+            if scorer != RANKER
+        }
+    return SliceBoard(board, users, gain_se)
 
 
-def direct_routes(board: SliceBoard, min_users: int) -> dict[str, str]:
+def _standard_error(diff: F64) -> float:
+    diff = diff[np.isfinite(diff)]
+    return float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else float("nan")
+
+
+def direct_routes(board: SliceBoard, min_users: int, min_gain_se: float = 0.0) -> dict[str, str]:
     """Slice -> the member that serves it alone, where a member beat the ranker on validation
-    over at least `min_users` requests."""
+    over at least `min_users` requests by more than `min_gain_se` standard errors of the paired
+    gain (1.96: its 95% interval above 0; a slice handed over on noise loses on test)."""
     out = {}
     for name, scores in board.ndcg.items():
         if board.users[name] < min_users:
             continue
         best = max((s for s in scores if s != RANKER), key=lambda s: scores[s])
-        if scores[best] > scores[RANKER]:
+        gain = scores[best] - scores[RANKER]
+        se = board.gain_se.get(name, {}).get(best, 0.0)
+        if gain > 0 and (min_gain_se == 0 or (np.isfinite(se) and gain > min_gain_se * se)):
             out[name] = best
     return out
