@@ -10,7 +10,8 @@ top-k over the full catalog, train items excluded, for every evaluated user.
 
     python benchmarks/bench_generators.py [--datasets ml-100k,ml-latest-small]
         [--models pop,itemknn,...] [--peers implicit,lenskit,recbole|none]
-        [--data-dir ../shared/datasets] [--json out/bench-generators.json]
+        [--variant userknn:neighbourhood=item] [--data-dir ../shared/datasets]
+        [--json out/bench-generators.json]
 
 Peers other than implicit run from their own virtualenvs under out/peers/, made (once) by
 benchmarks/peers/setup.sh, which this script calls when one is missing (unless --no-setup).
@@ -161,8 +162,33 @@ def _tuned_configs(dataset: str, models: list[str]) -> tuple[dict[str, dict[str,
     return out, f"tuned configs from {path.relative_to(ROOT)} for {sorted(out)}"
 
 
+def _variants(specs: list[str]) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """--variant MODEL:key=value[,key=value]: extra rows of a model with those settings."""
+    out: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for spec in specs:
+        model, _, settings = spec.partition(":")
+        pairs = [p.partition("=") for p in settings.split(",") if p]
+        if not model or not pairs or any(not key or not eq for key, eq, _ in pairs):
+            raise SystemExit(f"--variant takes MODEL:key=value[,key=value], got {spec!r}")
+        config = {key: _scalar(value) for key, _, value in pairs}
+        out.setdefault(model, []).append((settings, config))
+    return out
+
+
+def _scalar(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text  # a bare string such as item
+
+
 def _recsemble_runs(
-    dataset: str, data_dir: Path, models: list[str], expect: list[int], work: Path
+    dataset: str,
+    data_dir: Path,
+    models: list[str],
+    expect: list[int],
+    work: Path,
+    variants: dict[str, list[tuple[str, dict[str, Any]]]] | None = None,
 ) -> tuple[list[Run], str]:
     try:
         tuned, note = _tuned_configs(dataset, models)
@@ -175,6 +201,7 @@ def _recsemble_runs(
         for label, config in [
             ("default", {}),
             *([("tuned", tuned[name])] if name in tuned else []),
+            *(variants or {}).get(name, []),
         ]:
             out = work / f"recsemble-{name}-{label}.csv"
             spec: dict[str, Any] = {"dataset": dataset, "data_dir": str(data_dir), "model": name}
@@ -236,7 +263,9 @@ def bench_dataset(dataset: str, args: argparse.Namespace) -> dict[str, Any]:
         f"{the_split.train.n_items:,} items -> {split_dir.relative_to(ROOT)}",
         flush=True,
     )
-    runs, tuned_note = _recsemble_runs(dataset, args.data_dir, args.models, expect, work)
+    runs, tuned_note = _recsemble_runs(
+        dataset, args.data_dir, args.models, expect, work, _variants(args.variant)
+    )
     print(f"[{dataset}] {tuned_note}", flush=True)
     runs += _peer_runs(args.peers, args.models, split_dir, work, args.setup)
     for i, run in enumerate(runs, 1):
@@ -328,6 +357,12 @@ def main() -> int:
         dest="setup",
         action="store_false",
         help="do not run benchmarks/peers/setup.sh for a missing peer venv",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="MODEL:key=value[,key=value]: an extra row of MODEL with those settings",
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()

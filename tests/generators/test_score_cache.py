@@ -179,3 +179,16 @@ def test_a_cache_that_does_not_fit_the_model_is_refused(tmp_path: Path) -> None:
     folder = model.save(tmp_path / "bad")
     with pytest.raises(DataError, match="score cache"):
         CandidateGenerator.load(folder)
+
+
+def test_item_neighbourhood_user_knn_rows_equal_computed_ones() -> None:
+    dataset = _dataset()
+    model = _fit("userknn", dataset, neighbourhood="item", neighbors=5)
+    assert model.score_cache_ is not None
+    for user in range(10):
+        one = np.array([user], dtype=np.int32)
+        hist = _unmarked(model.histories_.rows(one))
+        np.testing.assert_array_equal(
+            model.score_catalog(one, exclude_seen=False),
+            model.score_catalog(one, exclude_seen=False, histories=hist),
+        )

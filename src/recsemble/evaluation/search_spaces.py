@@ -41,6 +41,7 @@ SEARCH_SPACES: dict[str, dict[str, dict[str, Any]]] = {
         "neighbors": {"int": [5, 500], **_LOG_RANGE},
         "shrink": {"float": [0.0, 200.0]},
         "weighting": {"choices": ["none", "bm25", "tfidf"]},
+        "neighbourhood": {"choices": ["user", "item"]},
     },
     "ials": {
         "factors": {"int": [8, 256], **_LOG_RANGE},

@@ -96,6 +96,9 @@ class CandidateGenerator(ABC):
         self._finish_fit()
         return self
 
+    #: The scores are a function of the user's history (and the fitted state) alone.
+    history_only_scores: ClassVar[bool] = False
+
     def _finish_fit(self) -> None:
         """Once the fitted state and the histories are set (a fit here or on Spark)."""
         self._after_fit()
@@ -111,8 +114,9 @@ class CandidateGenerator(ABC):
 
     def _caches_scores(self) -> bool:
         """Whether the longest fitted histories' scores are kept (score_cache.py): only for
-        members whose scores depend on the history alone, not on the request's moment."""
-        return False
+        members whose scores depend on the history alone (history_only_scores), not on the
+        request's moment (a half-life in days moves them with it)."""
+        return self.history_only_scores and getattr(self.config, "half_life_days", None) is None
 
     def _fitted_scores(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         """Scores of fitted users `rows` (their row in histories_ is their user idx)."""

@@ -146,6 +146,7 @@ class Content(CandidateGenerator):
     name: ClassVar[str] = "content"
     Config: ClassVar[type[GeneratorConfig]] = ContentConfig
     config: ContentConfig
+    history_only_scores: ClassVar[bool] = True
 
     def _fit(self, dataset: Dataset) -> None:
         self._vectors_t: sp.csr_array | None = None
@@ -199,9 +200,6 @@ class Content(CandidateGenerator):
         scores = dense.astype(np.float32)
         scores[scores == 0] = -np.inf  # nothing in common (or no text): no evidence
         return scores
-
-    def _caches_scores(self) -> bool:
-        return self.config.half_life_days is None  # else the scores move with the request time
 
     def _fitted_scores(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         # A few rows at a time: the dense one-request path, so a stored row is what a

@@ -189,6 +189,7 @@ class CoVisitation(CandidateGenerator):
     name: ClassVar[str] = "covisit"
     Config: ClassVar[type[GeneratorConfig]] = CoVisitConfig
     config: CoVisitConfig
+    history_only_scores: ClassVar[bool] = True
 
     def _fit(self, dataset: Dataset) -> None:
         cfg = self.config
@@ -209,9 +210,6 @@ class CoVisitation(CandidateGenerator):
         self.transitions_ = sp.csr_array(
             (state["data"], state["indices"], state["indptr"]), shape=(n, n)
         )
-
-    def _caches_scores(self) -> bool:
-        return self.config.half_life_days is None  # else the scores move with the request time
 
     def _score_block(
         self, users: npt.NDArray[np.int32], at: npt.NDArray[np.int64], histories: Histories

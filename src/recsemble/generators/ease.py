@@ -274,6 +274,7 @@ class EASE(CandidateGenerator):
     name: ClassVar[str] = "ease"
     Config: ClassVar[type[GeneratorConfig]] = EASEConfig
     config: EASEConfig
+    history_only_scores: ClassVar[bool] = True
 
     _host_weights: npt.NDArray[np.float32] | None = None
     _device_weights: torch.Tensor | None = None
@@ -325,7 +326,7 @@ class EASE(CandidateGenerator):
     def _caches_scores(self) -> bool:
         # On the host only: a GPU makes long histories cheap, and its batched kernels need not
         # sum in a single row's order.
-        return self.config.half_life_days is None and self.device_ is None
+        return super()._caches_scores() and self.device_ is None
 
     def _score_block(
         self, users: npt.NDArray[np.int32], at: npt.NDArray[np.int64], histories: Histories

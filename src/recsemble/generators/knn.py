@@ -24,6 +24,7 @@ from recsemble.data.dataset import Dataset, MatrixValues
 from recsemble.generators.base import CandidateGenerator
 from recsemble.generators.config import GeneratorConfig, RecencyConfig
 from recsemble.generators.history import Histories, profile_matrix
+from recsemble.generators.rater_lists import RaterLists
 from recsemble.generators.sparse_rows import sparse_product, top_per_row
 from recsemble.generators.topk import topk_rows
 from recsemble.types import TopK
@@ -67,6 +68,9 @@ class ItemKNNRecentConfig(ItemKNNConfig):
 class UserKNNConfig(KNNConfig):
     neighbors: int = Field(50, ge=1)
     weighting: Weighting = "none"
+    # "user": one top-`neighbors` neighbourhood votes for every item; "item": each item is
+    # scored by the `neighbors` most similar users who have it (LensKit's rule, rater_lists.py).
+    neighbourhood: Literal["user", "item"] = "user"
 
 
 # -- weighting ------------------------------------------------------------------------------
@@ -282,6 +286,7 @@ class ItemKNN(CandidateGenerator):
     name: ClassVar[str] = "itemknn"
     Config: ClassVar[type[GeneratorConfig]] = ItemKNNConfig
     config: ItemKNNConfig
+    history_only_scores: ClassVar[bool] = True
 
     def _fit(self, dataset: Dataset) -> None:
         values: MatrixValues = "binary" if self.config.fit_binary else "weight"
@@ -296,9 +301,6 @@ class ItemKNN(CandidateGenerator):
         self.similarity_ = sp.csr_array(
             (state["data"], state["indices"], state["indptr"]), shape=shape
         )
-
-    def _caches_scores(self) -> bool:
-        return self.config.half_life_days is None  # else the scores move with the request time
 
     def _score_block(
         self, users: npt.NDArray[np.int32], at: npt.NDArray[np.int64], histories: Histories
@@ -350,6 +352,7 @@ class UserKNN(CandidateGenerator):
     name: ClassVar[str] = "userknn"
     Config: ClassVar[type[GeneratorConfig]] = UserKNNConfig
     config: UserKNNConfig
+    history_only_scores: ClassVar[bool] = True
 
     def _fit(self, dataset: Dataset) -> None:
         values: MatrixValues = "binary" if self.config.fit_binary else "weight"
@@ -362,6 +365,9 @@ class UserKNN(CandidateGenerator):
         self.items_users_ = _csr32(weighted.T)
         self.norms_ = np.sqrt(_row_sq_norms(weighted))
         self.support_ = _csr32(_binary(matrix).T) if self.config.min_support > 1 else None
+        self.raters_ = None
+        if self.config.neighbourhood == "item":
+            self.raters_ = RaterLists.build(matrix, self.config.neighbors)
 
     def _state(self) -> Arrays:
         mat = self.matrix_
@@ -371,27 +377,30 @@ class UserKNN(CandidateGenerator):
         shape = (int(state["indptr"].shape[0] - 1), self.n_items_)
         self._set_matrix(sp.csr_array((state["data"], state["indices"], state["indptr"]), shape))
 
-    def _caches_scores(self) -> bool:
-        return self.config.half_life_days is None  # else the scores move with the request time
-
     def _score_block(
         self, users: npt.NDArray[np.int32], at: npt.NDArray[np.int64], histories: Histories
     ) -> F32:
         profile = _csr32(profile_matrix(histories, self.config, at))
         n_fitted = self.matrix_.shape[0]
+        if self.raters_ is not None:
+            out = np.empty((users.size, self.n_items_), dtype=np.float32)
+            for lo, hi in _blocks(users.size, n_fitted):
+                sims = self._similarities(profile[lo:hi], users[lo:hi])
+                out[lo:hi] = self.raters_.scores(sims)
+            return out
         parts = [
-            self._neighbours(profile[lo:hi], users[lo:hi])
+            _top_per_row(self._similarities(profile[lo:hi], users[lo:hi]), self.config.neighbors)
             for lo, hi in _blocks(users.size, n_fitted)
         ]
         # One block (one request): _top_per_row's CSR is already float32, no copy needed.
         neighbours = parts[0] if len(parts) == 1 else _stack(parts, n_fitted)
         return _dense_scores(_as_csr(neighbours @ self.matrix_))
 
-    def _neighbours(self, profile: sp.csr_array, users: npt.NDArray[np.int32]) -> sp.csr_array:
-        """Sparse (rows x fitted users) similarities, each row's top `neighbors` kept."""
+    def _similarities(self, profile: sp.csr_array, users: npt.NDArray[np.int32]) -> F32:
+        """Dense (rows x fitted users) shrunk cosine similarities of the request profiles."""
         weighted = _weigh(profile, self.stats_, self.config)
         norms = np.sqrt(_row_sq_norms(weighted))
-        sims = (weighted @ self.items_users_).toarray()
+        sims: F32 = (weighted @ self.items_users_).toarray()
         _divide_shrunk(sims, norms, self.norms_, self.config.shrink)
         if self.support_ is not None:
             counts = (_binary(profile) @ self.support_).toarray()
@@ -399,7 +408,7 @@ class UserKNN(CandidateGenerator):
         # A fitted user is not their own neighbour (their old row would only echo the history).
         rows = np.flatnonzero((users >= 0) & (users < sims.shape[1]))
         sims[rows, users[rows]] = 0.0
-        return _top_per_row(sims, self.config.neighbors)
+        return sims
 
 
 KNN_MODELS: dict[str, type[CandidateGenerator]] = {

@@ -115,6 +115,7 @@ class _MatrixFactorization(VectorRetrieval):
     """Shared by the MF members: fold-in scoring, cosine item similarity, save/load."""
 
     config: IALSConfig | BPRConfig
+    history_only_scores: ClassVar[bool] = True
 
     def _fit(self, dataset: Dataset) -> None:
         x = dataset.user_item_matrix("binary" if self.config.binary else "weight")
@@ -191,9 +192,6 @@ class _MatrixFactorization(VectorRetrieval):
         self, histories: Histories, at: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.float32]:
         return self.user_factors(histories, at)
-
-    def _caches_scores(self) -> bool:
-        return self.config.half_life_days is None  # else the scores move with the request time
 
     def _score_block(
         self, users: npt.NDArray[np.int32], at: npt.NDArray[np.int64], histories: Histories
