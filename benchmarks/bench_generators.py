@@ -370,6 +370,7 @@ def main() -> int:
         _child(json.loads(args.child))
         return 0
     args.models = [m for m in args.models.split(",") if m]
+    _variants(args.variant)  # a malformed --variant fails before any split is written
     args.peers = [] if args.peers == "none" else [p for p in args.peers.split(",") if p]
     unknown = [p for p in args.peers if p not in PEER_MODELS]
     if unknown:
