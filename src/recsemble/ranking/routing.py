@@ -2,8 +2,9 @@
 
 The ranker's validation quality is measured out of fold (each request scored by a ranker that
 did not train on it), each member's from its own ranks; a slice where a member beats the ranker
-is served by that member alone, so the ensemble wins or ties in every slice it has evidence
-for, and the other members are not run there.
+by more than the noise of the comparison (its paired gain's standard errors) is served by that
+member alone, so the ensemble wins or ties in every slice it has evidence for, and the other
+members are not run there.
 """
 
 from __future__ import annotations
