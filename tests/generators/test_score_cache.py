@@ -58,7 +58,9 @@ def _fit(name: str, dataset: Dataset, **params: Any) -> CandidateGenerator:
 
 def _unmarked(hist: Histories) -> Histories:
     """The same events, not taken from the fitted histories: always computed."""
-    return Histories(hist.indptr, hist.items, hist.timestamps, hist.weights, hist.n_items)
+    detached = hist.detached()
+    assert detached.origin is None and np.array_equal(detached.items, hist.items)
+    return detached
 
 
 @pytest.mark.parametrize("name", SPARSE + DENSE + ONE_ROW)
@@ -192,3 +194,15 @@ def test_item_neighbourhood_user_knn_rows_equal_computed_ones() -> None:
             model.score_catalog(one, exclude_seen=False),
             model.score_catalog(one, exclude_seen=False, histories=hist),
         )
+
+
+def test_member_latency_times_the_computing_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    from recsemble.ranking.selection import member_latency_ms
+
+    model = _fit("ease", _dataset())
+    calls = []
+    compute = model._score_block
+    monkeypatch.setattr(model, "_score_block", lambda *a: calls.append(1) or compute(*a))
+    users = np.array([0, 1, 2], dtype=np.int32)  # fewer users than the warm-up batch
+    ms = member_latency_ms({"ease": model}, users, np.zeros(3, np.int64), repeats=2)
+    assert ms["ease"] > 0 and len(calls) == 3  # warm-up + 2 repeats, none read stored rows

@@ -119,6 +119,11 @@ class Histories:
             np.where(known, mapped, -1).astype(np.int64),
         )
 
+    def detached(self) -> Histories:
+        """The same events as request data, not marked as taken from fitted histories: a
+        member computes its answer from them instead of reading a stored row."""
+        return Histories(self.indptr, self.items, self.timestamps, self.weights, self.n_items)
+
     def _one_row(self, row: int, root: Histories) -> Histories:
         known = 0 <= row < self.n_rows
         lo, hi = (int(self.indptr[row]), int(self.indptr[row + 1])) if known else (0, 0)
