@@ -26,7 +26,6 @@ class RaterLists:
     """Who has each item, split by whether the item has more than k raters."""
 
     k: int
-    n_users: int
     narrow: sp.csr_array  # users x items, 1 where a user has an item with <= k raters
     # Items with more than k raters, in groups of similar rater counts (little padding): each
     # (items, their raters as a (items x width) table padded with n_users, similarity 0).
@@ -55,7 +54,7 @@ class RaterLists:
             items = wide_items[lo:hi].astype(np.int64)
             groups.append((items, _rater_table(by_item, items, int(counts[items].max()))))
             lo = hi
-        return cls(k, n_users, narrow, tuple(groups))
+        return cls(k, narrow, tuple(groups))
 
     def scores(self, sims: F32) -> F32:
         """(rows x items) summed similarity of each item's k most similar raters; items no

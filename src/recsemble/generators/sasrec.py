@@ -50,7 +50,7 @@ from recsemble.generators import neural
 from recsemble.generators.base import CandidateGenerator
 from recsemble.generators.config import GeneratorConfig
 from recsemble.generators.history import Histories
-from recsemble.generators.topk import mask_seen, top_similar, topk_rows
+from recsemble.generators.topk import top_similar, topk_rows
 from recsemble.types import TopK
 
 if TYPE_CHECKING:
@@ -326,7 +326,7 @@ class SASRec(CandidateGenerator):
         """NDCG@10 on the window: its users scored from their fit-part histories."""
         network.eval()
         scores = self._network_scores(network, validation.histories)
-        mask_seen(scores, validation.histories.seen_matrix())
+        validation.histories.mask_seen(scores)
         return validation.window.ndcg(topk_rows(scores, 10)[0])
 
     # -- answering ----------------------------------------------------------------------

@@ -37,7 +37,7 @@ from recsemble.generators.neural import EarlyStopping, ValidationWindow, autocas
 
 if TYPE_CHECKING:
     from recsemble.generators.twotower import TwoTowerConfig
-from recsemble.generators.topk import mask_seen, topk_rows
+from recsemble.generators.topk import topk_rows
 
 I64 = npt.NDArray[np.int64]
 F32 = npt.NDArray[np.float32]
@@ -168,7 +168,7 @@ def top_unseen(
     """Each history row's top-k items it has not interacted with (-1 padded)."""
     items = item_vectors(net)
     scores = (user_vectors(net, items, histories, at) @ items.T).float().cpu().numpy()
-    mask_seen(scores, histories.seen_matrix())
+    histories.mask_seen(scores)
     return topk_rows(scores, k)[0]
 
 

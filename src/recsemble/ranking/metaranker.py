@@ -86,7 +86,7 @@ class MetaRanker:
     # -- lightgbm ---------------------------------------------------------------------------
     def _params(self, n_rows: int) -> dict[str, Any]:
         c = self.config
-        threads = c.num_threads or min(os.cpu_count() or 1, max(1, n_rows // 100_000))
+        threads = c.num_threads or min(_cpus(), max(1, n_rows // 100_000))
         params: dict[str, Any] = {
             "objective": c.objective,
             "learning_rate": c.learning_rate,
