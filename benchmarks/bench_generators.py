@@ -142,7 +142,7 @@ def _score(run: Run, the_split: Any) -> None:
         return
     lists, warnings = report.read_lists(run.out, the_split, K)
     run.row.lists = lists
-    run.row.metrics = report.score(lists, the_split, K)
+    run.row.metrics, run.row.user_ndcg = report.score(lists, the_split, K)
     run.row.notes.extend(warnings)
 
 
@@ -309,7 +309,10 @@ def print_report(result: dict[str, Any], command: str) -> dict[str, Any]:
     print(f"{result['tuned']}\n")
     print("\n".join(report.results_table(rows, K)))
     comps = report.comparisons(rows)
-    print("\nrecsemble vs peer, same model (time = fit + recommend-all):\n")
+    print(
+        "\nrecsemble vs peer, same model (time = fit + recommend-all; NDCG difference paired "
+        "per user: 95% bootstrap CI, t-test p):\n"
+    )
     print("\n".join(report.comparison_table(comps)) if comps else "(no peer ran these models)")
     # The ensemble uses each member's tuned config where there is one.
     members: dict[str, report.Row] = {}

@@ -18,12 +18,15 @@ import polars as pl
 from recsemble.evaluation.metrics import compute_metrics
 from recsemble.evaluation.protocol import Split
 from recsemble.evaluation.runner import catalog_stats, truth_matrix
+from recsemble.evaluation.significance import paired_comparison
 from recsemble.types import PAD_IDX
 
 #: Above this (fit + recommend-all) time ratio to the peer, a member falls short on time.
 TIME_RATIO_LIMIT = 1.2
-#: NDCG below the peer's by more than this share of it falls short on quality (smaller gaps are
-#: tie-breaking noise: two exact popularity rankings differ by 0.0002).
+#: A member falls short on quality when its NDCG is below the peer's by more than this share of
+#: it AND the 95% bootstrap interval of the per-user difference (paired, as the protocol compares
+#: two systems) lies below zero. Smaller gaps are tie-breaking noise (two exact popularity
+#: rankings differ by 0.0002); larger ones whose interval spans zero are flagged, not failed.
 NDCG_TOLERANCE = 0.01
 
 
@@ -42,6 +45,7 @@ class Row:
     error: str | None = None
     notes: list[str] = field(default_factory=list)
     lists: npt.NDArray[np.int32] | None = None  # (evaluated users, k) item idx; not in JSON
+    user_ndcg: npt.NDArray[np.float64] | None = None  # per evaluated user; not in JSON
 
     @property
     def total_s(self) -> float | None:
@@ -50,7 +54,7 @@ class Row:
         return self.fit_s + self.recommend_s
 
     def to_json(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k != "lists"}
+        out = {k: v for k, v in self.__dict__.items() if k not in {"lists", "user_ndcg"}}
         out["total_s"] = self.total_s
         return out
 
@@ -99,12 +103,16 @@ def _compact(lists: npt.NDArray[np.int32]) -> npt.NDArray[np.int32]:
     return out
 
 
-def score(lists: npt.NDArray[np.int32], split: Split, k: int) -> dict[str, float]:
+def score(
+    lists: npt.NDArray[np.int32], split: Split, k: int
+) -> tuple[dict[str, float], npt.NDArray[np.float64]]:
+    """Summary metrics and the per-user NDCG@k (for paired comparisons)."""
     result = compute_metrics(
         lists, truth_matrix(split, split.evaluated_users), k, catalog_stats(split)
     )
     summary = result.summary()
-    return {name: summary[f"{name}@{k}"] for name in ("ndcg", "recall", "hit", "coverage")}
+    metrics = {name: summary[f"{name}@{k}"] for name in ("ndcg", "recall", "hit", "coverage")}
+    return metrics, result.per_user()["ndcg"]
 
 
 def jaccard_matrix(lists: Sequence[npt.NDArray[np.int32]]) -> npt.NDArray[np.float64]:
@@ -157,6 +165,9 @@ def comparisons(rows: Sequence[Row]) -> list[dict[str, Any]]:
             assert mine.total_s is not None and peer.total_s is not None
             ratio = mine.total_s / max(peer.total_s, 1e-9)
             delta = mine.metrics["ndcg"] - peer.metrics["ndcg"]
+            assert mine.user_ndcg is not None and peer.user_ndcg is not None
+            paired = paired_comparison(mine.user_ndcg, peer.user_ndcg)
+            beyond_tolerance = delta < -NDCG_TOLERANCE * peer.metrics["ndcg"]
             out.append(
                 {
                     "model": mine.model,
@@ -167,8 +178,11 @@ def comparisons(rows: Sequence[Row]) -> list[dict[str, Any]]:
                     "peer_s": peer.total_s,
                     "time_ratio": ratio,
                     "ndcg_delta": delta,
+                    "ndcg_ci": [paired["ci_low"], paired["ci_high"]],
+                    "ndcg_p": paired["p_ttest"],
                     "slower": ratio > TIME_RATIO_LIMIT,
-                    "worse": delta < -NDCG_TOLERANCE * peer.metrics["ndcg"],
+                    "worse": beyond_tolerance and paired["ci_high"] < 0.0,
+                    "noise": beyond_tolerance and paired["ci_high"] >= 0.0,
                 }
             )
     return out
@@ -177,7 +191,7 @@ def comparisons(rows: Sequence[Row]) -> list[dict[str, Any]]:
 def comparison_table(items: Sequence[dict[str, Any]]) -> list[str]:
     lines = [
         "| member | config | peer | recsemble fit+rec s | peer fit+rec s | time ratio "
-        "| NDCG@10 - peer's | verdict |",
+        "| NDCG@10 - peer's [95% CI], p | verdict |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for c in items:
@@ -185,11 +199,15 @@ def comparison_table(items: Sequence[dict[str, Any]]) -> list[str]:
         if c["slower"]:
             verdict.append(f"SLOWER (> {TIME_RATIO_LIMIT}x)")
         if c["worse"]:
-            verdict.append(f"LOWER NDCG (> {NDCG_TOLERANCE:.0%} below)")
+            verdict.append(f"LOWER NDCG (> {NDCG_TOLERANCE:.0%} below, CI below 0)")
+        elif c["noise"]:
+            verdict.append(f"> {NDCG_TOLERANCE:.0%} below, CI spans 0")
+        low, high = c["ndcg_ci"]
         lines.append(
             f"| {c['model']} | {c['config']} | {c['peer']} ({c['peer_config']}) "
             f"| {c['recsemble_s']:.2f} | {c['peer_s']:.2f} | {c['time_ratio']:.2f}x "
-            f"| {c['ndcg_delta']:+.4f} | {', '.join(verdict) or 'ok'} |"
+            f"| {c['ndcg_delta']:+.4f} [{low:+.4f}, {high:+.4f}], {c['ndcg_p']:.2f} "
+            f"| {', '.join(verdict) or 'ok'} |"
         )
     return lines
 

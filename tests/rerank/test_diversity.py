@@ -120,6 +120,30 @@ def test_content_and_embedding_similarity() -> None:
         assert len(out) == 5 and len(set(out.items.tolist())) == 5
 
 
+def _jaccard(a: list[str], b: list[str]) -> float:
+    union = set(a) | set(b)
+    return len(set(a) & set(b)) / len(union) if union else 0.0
+
+
+def test_jaccard_measure_is_the_category_sets_jaccard() -> None:
+    stage = _fitted(MMR, **{"lambda": 0.0, "measure": "jaccard"})
+    assert isinstance(stage, MMR)
+    vectors = stage.vectors_.astype(np.float64)
+    for best in range(N_ITEMS):
+        got = stage._similarity_to(vectors, stage.set_sizes_, best)
+        expected = [_jaccard(CATEGORIES[i], CATEGORIES[best]) for i in range(N_ITEMS)]
+        np.testing.assert_allclose(got, expected)
+    # Relevance off: each pick has the least mean Jaccard to those chosen (ties: input order).
+    out = stage.rerank(Query(), RANKED, 4).items.tolist()
+    assert out[:3] == [0, 4, 7]  # Action, Drama, Comedy
+    assert out[3] == 8  # Horror: no shared category, where "Comedy, Drama" would share one
+
+
+def test_jaccard_measure_needs_category_sets() -> None:
+    with pytest.raises(ValidationError, match="jaccard"):
+        MMR.Config.model_validate({"measure": "jaccard", "similarity": "embedding"})
+
+
 def test_category_cap() -> None:
     capped = _fitted(CategoryCap, max_per_category=2).rerank(Query(), RANKED, 6)
     counts: dict[str, int] = {}
@@ -166,6 +190,7 @@ STAGES = [
     (CategoryCap, {"max_per_category": 1}),
     (Calibrated, {"lambda": 0.7}),
     (MMR, {"lambda": 0.0, "similarity": "embedding", "dims": 3}),
+    (MMR, {"lambda": 0.3, "measure": "jaccard"}),
 ]
 FITTED = [_fitted(cls, **cfg) for cls, cfg in STAGES]
 

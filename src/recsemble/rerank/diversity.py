@@ -26,12 +26,12 @@ from typing import ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from recsemble.data.dataset import Dataset
 from recsemble.rerank.base import Query, RelevanceScale, Reranker, RerankerConfig, relevance
 from recsemble.rerank.catalog import category_matrix
-from recsemble.rerank.similarity import Source, item_vectors
+from recsemble.rerank.similarity import Source, category_set_rows, item_vectors
 from recsemble.types import ItemList
 
 F64 = npt.NDArray[np.float64]
@@ -53,6 +53,18 @@ class MMRConfig(RerankerConfig):
     # Weigh relevance by the slot's rank discount 1 / log2(slot + 2): lower slots, which count
     # less in NDCG, lean more towards diversity.
     position_discount: bool = True
+    # "cosine" of the source's vectors, or "jaccard" of the items' category sets: with mean
+    # redundancy, the greedy step of ILD over categories exactly (ILD is 1 - Jaccard).
+    measure: Literal["cosine", "jaccard"] = "cosine"
+
+    @model_validator(mode="after")
+    def _jaccard_compares_categories(self) -> MMRConfig:
+        if self.measure == "jaccard" and self.similarity != "category":
+            raise ValueError(
+                "measure = 'jaccard' compares category sets: it needs similarity = 'category', "
+                f"got {self.similarity!r}"
+            )
+        return self
 
 
 class DPPConfig(RerankerConfig):
@@ -86,6 +98,25 @@ class MMR(_VectorStage):
     name: ClassVar[str] = "mmr"
     Config: ClassVar[type[RerankerConfig]] = MMRConfig
 
+    def _fit(self, dataset: Dataset) -> None:
+        assert isinstance(self.config, MMRConfig)
+        self.set_sizes_: F64 | None = None
+        if self.config.measure == "cosine":
+            super()._fit(dataset)
+            return
+        # Category sets as 0/1 rows: a dot product counts shared categories.
+        self.vectors_ = category_set_rows(dataset)
+        self.set_sizes_ = self.vectors_.sum(axis=1, dtype=np.float64)
+
+    def _similarity_to(self, vectors: F64, sizes: F64 | None, best: int) -> F64:
+        """Each item's similarity to item `best` of the list (cosine or Jaccard)."""
+        shared: F64 = vectors @ vectors[best]
+        if sizes is None:
+            return shared
+        union = sizes + sizes[best] - shared
+        out: F64 = np.divide(shared, union, out=np.zeros_like(shared), where=union > 0)
+        return out
+
     def _rerank(self, query: Query, items: ItemList, k: int) -> ItemList:
         assert isinstance(self.config, MMRConfig)
         n_out = min(k, len(items))
@@ -93,6 +124,7 @@ class MMR(_VectorStage):
         if weight == 1.0 or n_out == 0:
             return items.top(k)
         rel, vectors = relevance(items, self.config.relevance), self._vectors(items)
+        sizes = None if self.set_sizes_ is None else self.set_sizes_[items.items]
         redundancy = np.zeros(len(items))
         available = np.ones(len(items), dtype=np.bool_)
         chosen = np.empty(n_out, dtype=np.int64)
@@ -103,7 +135,7 @@ class MMR(_VectorStage):
             best = int(np.argmax(objective))  # first maximum: the better-placed item
             chosen[slot] = best
             available[best] = False
-            similarity = vectors @ vectors[best]
+            similarity = self._similarity_to(vectors, sizes, best)
             if use_mean:  # running mean over the slot + 1 items chosen so far
                 redundancy += (similarity - redundancy) / (slot + 1)
             else:
