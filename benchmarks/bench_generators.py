@@ -9,8 +9,9 @@ fit = the model's training on data already in the library's own structures; reco
 top-k over the full catalog, train items excluded, for every evaluated user.
 
     python benchmarks/bench_generators.py [--datasets ml-100k,ml-latest-small]
-        [--models pop,itemknn,...] [--peers implicit,lenskit,recbole|none]
-        [--variant userknn:neighbourhood=item] [--data-dir ../shared/datasets]
+        [--models pop,itemknn,...] [--peers implicit,lenskit,recbole,rectools|none]
+        [--variant userknn:neighbourhood=item] [--repeat 5] [--configs both|default|tuned]
+        [--data-dir ../shared/datasets]
         [--json out/bench-generators.json]
 
 Peers other than implicit run from their own virtualenvs under out/peers/, made (once) by
@@ -54,6 +55,7 @@ PEER_MODELS: dict[str, list[tuple[str, str | None]]] = {
         ("ease", "ease"),
     ],
     "recbole": [("ease", "ease"), ("itemknn", "itemknn"), ("multivae", None), ("sasrec", "sasrec")],
+    "rectools": [("sasrec", "sasrec")],
 }
 
 
@@ -128,9 +130,12 @@ def _execute(run: Run, timeout_s: float) -> None:
         run.row.error = f"{why}: {tail[0][:160]} (log: {log.relative_to(ROOT)})"
         return
     result = json.loads(results[-1].removeprefix("RESULT "))
-    run.row.fit_s, run.row.recommend_s = result["fit_s"], result["recommend_s"]
-    run.row.peak_mb = usage.ru_maxrss / 1024  # Linux: KiB
-    if "params" in result:
+    run.row.repeats.append((result["fit_s"], result["recommend_s"]))
+    run.row.take_median_repeat()
+    run.row.peak_mb = max(run.row.peak_mb or 0.0, usage.ru_maxrss / 1024)  # Linux: KiB
+    if "epochs_run" in result:
+        run.row.notes.append(f"epochs run {result['epochs_run']}, best {result['best_epoch']}")
+    if "params" in result and len(run.row.repeats) == 1:
         params = ",".join(f"{k}={v}" for k, v in result["params"].items())
         run.row.config = f"{run.row.config}: {params or 'defaults'}"
         run.row.library = f"{run.row.library} {result['version']}"
@@ -189,6 +194,7 @@ def _recsemble_runs(
     expect: list[int],
     work: Path,
     variants: dict[str, list[tuple[str, dict[str, Any]]]] | None = None,
+    configs: str = "both",
 ) -> tuple[list[Run], str]:
     try:
         tuned, note = _tuned_configs(dataset, models)
@@ -198,9 +204,11 @@ def _recsemble_runs(
 
     runs = []
     for name in models:
+        # --configs tuned skips the default row of a model that has a tuned config.
+        default = configs != "tuned" or name not in tuned
         for label, config in [
-            ("default", {}),
-            *([("tuned", tuned[name])] if name in tuned else []),
+            *([("default", {})] if default else []),
+            *([("tuned", tuned[name])] if name in tuned and configs != "default" else []),
             *(variants or {}).get(name, []),
         ]:
             out = work / f"recsemble-{name}-{label}.csv"
@@ -264,16 +272,23 @@ def bench_dataset(dataset: str, args: argparse.Namespace) -> dict[str, Any]:
         flush=True,
     )
     runs, tuned_note = _recsemble_runs(
-        dataset, args.data_dir, args.models, expect, work, _variants(args.variant)
+        dataset, args.data_dir, args.models, expect, work, _variants(args.variant), args.configs
     )
     print(f"[{dataset}] {tuned_note}", flush=True)
     runs += _peer_runs(args.peers, args.models, split_dir, work, args.setup)
-    for i, run in enumerate(runs, 1):
-        if run.row.error is None:
-            _execute(run, args.timeout)
-            _score(run, the_split)
-        elapsed = time.perf_counter() - args.start
-        print(f"[{dataset} {elapsed:4.0f}s] {i}/{len(runs)} {_status(run.row)}", flush=True)
+    # Repeats go round every run in turn, so a change in the machine's load touches all alike;
+    # each row keeps the repeat with the median time (sub-second fits vary by 2x between runs).
+    for repeat in range(1, args.repeat + 1):
+        for i, run in enumerate(runs, 1):
+            if run.row.error is None:
+                _execute(run, args.timeout)
+                if repeat == 1:
+                    _score(run, the_split)
+            elapsed = time.perf_counter() - args.start
+            step = f"{i}/{len(runs)}" + (
+                f" (repeat {repeat}/{args.repeat})" if args.repeat > 1 else ""
+            )
+            print(f"[{dataset} {elapsed:4.0f}s] {step} {_status(run.row)}", flush=True)
     return {
         "dataset": dataset,
         "tuned": tuned_note,
@@ -282,6 +297,7 @@ def bench_dataset(dataset: str, args: argparse.Namespace) -> dict[str, Any]:
         "items": the_split.train.n_items,
         "train": expect[0],
         "test": expect[1],
+        "repeat": args.repeat,
     }
 
 
@@ -307,6 +323,8 @@ def print_report(result: dict[str, Any], command: str) -> dict[str, Any]:
         f"{result['train']:,} train / {result['test']:,} test interactions\n"
     )
     print(f"{result['tuned']}\n")
+    if result["repeat"] > 1:
+        print(f"fit / recommend-all: the repeat with the median total of {result['repeat']}\n")
     print("\n".join(report.results_table(rows, K)))
     comps = report.comparisons(rows)
     print(
@@ -356,6 +374,19 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=Path("out/bench-generators.json"))
     parser.add_argument("--timeout", type=float, default=900, help="seconds per run")
     parser.add_argument(
+        "--configs",
+        choices=["both", "default", "tuned"],
+        default="both",
+        help="recsemble rows: default and tuned configs, or one of them (tuned: default "
+        "where a model has no tuned config)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run every model this many times; times are the median repeat's",
+    )
+    parser.add_argument(
         "--no-setup",
         dest="setup",
         action="store_false",
@@ -372,6 +403,8 @@ def main() -> int:
     if args.child:
         _child(json.loads(args.child))
         return 0
+    if args.repeat < 1:
+        parser.error(f"--repeat must be >= 1, got {args.repeat}")
     args.models = [m for m in args.models.split(",") if m]
     _variants(args.variant)  # a malformed --variant fails before any split is written
     args.peers = [] if args.peers == "none" else [p for p in args.peers.split(",") if p]

@@ -46,6 +46,14 @@ class Row:
     notes: list[str] = field(default_factory=list)
     lists: npt.NDArray[np.int32] | None = None  # (evaluated users, k) item idx; not in JSON
     user_ndcg: npt.NDArray[np.float64] | None = None  # per evaluated user; not in JSON
+    repeats: list[tuple[float, float]] = field(default_factory=list)  # (fit s, recommend s)
+
+    def take_median_repeat(self) -> None:
+        """fit_s / recommend_s from the repeat with the median fit + recommend time."""
+        if not self.repeats:
+            return
+        ordered = sorted(self.repeats, key=sum)
+        self.fit_s, self.recommend_s = ordered[(len(ordered) - 1) // 2]
 
     @property
     def total_s(self) -> float | None:

@@ -3,7 +3,7 @@
 # pins never touch recsemble's own environment. Idempotent: a venv whose install finished (it
 # holds a .complete marker) is left as it is; a half-made one is rebuilt.
 #
-#   bash benchmarks/peers/setup.sh [lenskit] [recbole]      (default: both)
+#   bash benchmarks/peers/setup.sh [lenskit] [recbole] [rectools]   (default: lenskit, recbole)
 #
 # implicit needs no venv of its own: it is one of recsemble's dependencies and runs from the
 # project's .venv. torch==2.13.0 (the CPU build) goes in first in each venv: without it, the
@@ -21,6 +21,8 @@ packages_for() {
         lenskit) echo "lenskit>=2025.1,<2026" ;;
         # RecBole 1.2.1 crashes on numpy 2 (np.float) and pandas 3.
         recbole) echo "recbole==1.2.1 numpy<2 pandas<3 scipy<1.13" ;;
+        # RecTools: its SASRec (the torch extra brings pytorch-lightning).
+        rectools) echo "rectools[torch]==0.19.0" ;;
         *) return 1 ;;
     esac
 }
@@ -37,7 +39,7 @@ for peer in "${peers[@]}"; do
         continue
     fi
     if ! packages="$(packages_for "$peer")"; then
-        echo "$peer: unknown peer (known: implicit, lenskit, recbole)" >&2
+        echo "$peer: unknown peer (known: implicit, lenskit, recbole, rectools)" >&2
         status=1
         continue
     fi
