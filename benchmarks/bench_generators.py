@@ -55,7 +55,7 @@ PEER_MODELS: dict[str, list[tuple[str, str | None]]] = {
         ("ease", "ease"),
     ],
     "recbole": [("ease", "ease"), ("itemknn", "itemknn"), ("multivae", None), ("sasrec", "sasrec")],
-    "rectools": [("sasrec", "sasrec")],
+    "rectools": [("sasrec", "sasrec"), ("sasrec-matched", "sasrec")],
 }
 
 
