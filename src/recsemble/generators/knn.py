@@ -10,7 +10,6 @@ neighbourhoods come from every fitted interaction: they are not recomputed as of
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -27,6 +26,7 @@ from recsemble.generators.history import Histories, profile_matrix
 from recsemble.generators.rater_lists import RaterLists
 from recsemble.generators.sparse_rows import sparse_product, top_per_row
 from recsemble.generators.topk import topk_rows
+from recsemble.system import usable_cpus
 from recsemble.types import TopK
 
 #: Dense similarity blocks are kept under this many cells (float32: 64 MB).
@@ -166,8 +166,7 @@ def _blocks(n: int, width: int, cells: int = _BLOCK_CELLS) -> list[tuple[int, in
 
 
 def _workers() -> int:
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(4, cpus or 1))
+    return min(4, usable_cpus())
 
 
 def _csr32(mat: Any) -> sp.csr_array:

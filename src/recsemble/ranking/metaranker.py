@@ -9,7 +9,6 @@ users, then the model is refitted on all of them with that many rounds.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any, Literal
 
 import numpy as np
@@ -17,6 +16,7 @@ import numpy.typing as npt
 from pydantic import Field
 
 from recsemble.strict import StrictConfig
+from recsemble.system import usable_cpus
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
@@ -42,10 +42,6 @@ class RankerConfig(StrictConfig):
 #: Prediction rows per OpenMP thread: below this a second thread costs more than it saves
 #: (one request's ~200 candidates take ~1.4 ms on one thread, ~0.8 ms on two).
 _ROWS_PER_THREAD = 100
-
-
-def _cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def lightgbm_available() -> bool:
@@ -77,7 +73,7 @@ class MetaRanker:
         if features.shape[0] == 0:
             return np.zeros(0, np.float32)
         if self.kind_ == "lightgbm":
-            threads = min(_cpus(), max(1, features.shape[0] // _ROWS_PER_THREAD))
+            threads = min(usable_cpus(), max(1, features.shape[0] // _ROWS_PER_THREAD))
             return np.asarray(self.booster_.predict(features, num_threads=threads), np.float32)
         filled = np.where(np.isnan(features), self.fill_, features)
         z = (filled - self.mean_) / self.scale_
@@ -86,7 +82,7 @@ class MetaRanker:
     # -- lightgbm ---------------------------------------------------------------------------
     def _params(self, n_rows: int) -> dict[str, Any]:
         c = self.config
-        threads = c.num_threads or min(_cpus(), max(1, n_rows // 100_000))
+        threads = c.num_threads or min(usable_cpus(), max(1, n_rows // 100_000))
         params: dict[str, Any] = {
             "objective": c.objective,
             "learning_rate": c.learning_rate,
