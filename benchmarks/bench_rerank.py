@@ -28,6 +28,7 @@ from recsemble.types import ItemList
 # (label, stage name, settings): the diversity stages the goal names first.
 CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("mmr category", "mmr", {"similarity": "category"}),
+    ("mmr category jaccard", "mmr", {"similarity": "category", "measure": "jaccard"}),
     ("mmr embedding-64", "mmr", {"similarity": "embedding", "dims": 64}),
     ("dpp category", "dpp", {"similarity": "category"}),
     ("dpp embedding-64", "dpp", {"similarity": "embedding", "dims": 64}),

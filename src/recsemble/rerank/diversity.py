@@ -10,7 +10,8 @@ ranker believed.
   lambda * relevance - (1 - lambda) * redundancy, the redundancy being the max (classic) or
   mean similarity to the items already chosen; with position_discount the relevance term of
   slot t is weighed by 1 / log2(t + 2), as NDCG weighs it. The defaults (rank relevance, mean,
-  discount) gave the most ILD per NDCG lost on ml-latest-small (BENCHMARKS.md).
+  discount) gave the most ILD per NDCG lost on ml-latest-small (BENCHMARKS.md). With
+  measure = "jaccard" the similarity is the Jaccard of the items' category sets, what ILD uses.
 - DPP (Chen, Zhang & Zhou 2018, fast greedy MAP): kernel L = diag(q) S diag(q) with
   q = exp(alpha * relevance), alpha = theta / (2 (1 - theta)), so log det L_Y is
   theta * relevance + (1 - theta) * log det S_Y up to scale; each step picks the item with the
