@@ -53,7 +53,7 @@ MODELS: dict[str, tuple[int, dict[str, Any]]] = {
 
 
 def last_interaction_mask(interactions: pd.DataFrame) -> np.ndarray:
-    """True on each user's last train interaction (by time; the later row on a tie)."""
+    """True on each user's last train interaction (by time; of tied rows, the first in the file)."""
     rank = interactions.groupby(Columns.User)[Columns.Datetime].rank(
         method="first", ascending=False
     )
