@@ -10,7 +10,7 @@ top-k over the full catalog, train items excluded, for every evaluated user.
 
     python benchmarks/bench_generators.py [--datasets ml-100k,ml-latest-small]
         [--models pop,itemknn,...] [--peers implicit,lenskit,recbole,rectools|none]
-        [--variant userknn:neighbourhood=item] [--repeat 5] [--configs both|default|tuned]
+        [--variant userknn:neighbourhood=item] [--repeat 5] [--configs both|default|tuned|none]
         [--data-dir ../shared/datasets]
         [--json out/bench-generators.json]
 
@@ -205,10 +205,11 @@ def _recsemble_runs(
     runs = []
     for name in models:
         # --configs tuned skips the default row of a model that has a tuned config.
-        default = configs != "tuned" or name not in tuned
+        # --configs none runs the peers of the named models only.
+        default = configs in {"both", "default"} or (configs == "tuned" and name not in tuned)
         for label, config in [
             *([("default", {})] if default else []),
-            *([("tuned", tuned[name])] if name in tuned and configs != "default" else []),
+            *([("tuned", tuned[name])] if name in tuned and configs in {"both", "tuned"} else []),
             *(variants or {}).get(name, []),
         ]:
             out = work / f"recsemble-{name}-{label}.csv"
@@ -375,10 +376,10 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=900, help="seconds per run")
     parser.add_argument(
         "--configs",
-        choices=["both", "default", "tuned"],
+        choices=["both", "default", "tuned", "none"],
         default="both",
-        help="recsemble rows: default and tuned configs, or one of them (tuned: default "
-        "where a model has no tuned config)",
+        help="recsemble rows: default and tuned configs, one of them (tuned: default "
+        "where a model has no tuned config), or none (the peers only)",
     )
     parser.add_argument(
         "--repeat",
