@@ -133,9 +133,11 @@ def _execute(run: Run, timeout_s: float) -> None:
     run.row.repeats.append((result["fit_s"], result["recommend_s"]))
     run.row.take_median_repeat()
     run.row.peak_mb = max(run.row.peak_mb or 0.0, usage.ru_maxrss / 1024)  # Linux: KiB
+    if len(run.row.repeats) > 1:
+        return  # what the run says of itself was read from the first repeat
     if "epochs_run" in result:
         run.row.notes.append(f"epochs run {result['epochs_run']}, best {result['best_epoch']}")
-    if "params" in result and len(run.row.repeats) == 1:
+    if "params" in result:
         params = ",".join(f"{k}={v}" for k, v in result["params"].items())
         run.row.config = f"{run.row.config}: {params or 'defaults'}"
         run.row.library = f"{run.row.library} {result['version']}"

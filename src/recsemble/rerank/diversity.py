@@ -32,7 +32,7 @@ from pydantic import Field, model_validator
 from recsemble.data.dataset import Dataset
 from recsemble.rerank.base import Query, RelevanceScale, Reranker, RerankerConfig, relevance
 from recsemble.rerank.catalog import category_matrix
-from recsemble.rerank.similarity import Source, category_set_rows, item_vectors
+from recsemble.rerank.similarity import Source, category_sets, item_vectors
 from recsemble.types import ItemList
 
 F64 = npt.NDArray[np.float64]
@@ -106,7 +106,7 @@ class MMR(_VectorStage):
             super()._fit(dataset)
             return
         # Category sets as 0/1 rows: a dot product counts shared categories.
-        self.vectors_ = category_set_rows(dataset)
+        self.vectors_ = category_sets(dataset)
         self.set_sizes_ = self.vectors_.sum(axis=1, dtype=np.float64)
 
     def _similarity_to(self, vectors: F64, sizes: F64 | None, best: int) -> F64:

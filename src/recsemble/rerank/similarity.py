@@ -70,24 +70,18 @@ def _embedding(dataset: Dataset, dims: int, seed: int) -> npt.NDArray[np.float64
     return _svd(items_by_users, dims, seed)
 
 
-def _categories(dataset: Dataset) -> F32:
+def category_sets(dataset: Dataset) -> F32:
+    """catalog.category_matrix (items x categories, 0/1), refusing a catalog without categories."""
     cats = category_matrix(dataset)
     if cats.shape[1] == 0:
         raise ConfigError("category similarity needs item categories; this catalog has none")
     return cats
 
 
-def category_set_rows(dataset: Dataset) -> F32:
-    """(n_items, n_categories) float32 of 0/1: which categories each item has."""
-    cats = _categories(dataset)
-    out: F32 = (cats > 0).astype(np.float32)
-    return out
-
-
 def item_vectors(dataset: Dataset, source: Source, dims: int = 64, seed: int = 0) -> F32:
     """(n_items, d) float32, unit rows (zero rows for items with no signal)."""
     if source == "category":
-        return _normalised(_categories(dataset))
+        return _normalised(category_sets(dataset))
     if source == "content":
         return _normalised(_content(dataset, dims, seed))
     if source == "embedding":
