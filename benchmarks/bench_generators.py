@@ -195,13 +195,10 @@ def _recsemble_runs(
     models: list[str],
     expect: list[int],
     work: Path,
+    tuned: dict[str, dict[str, Any]],
     variants: dict[str, list[tuple[str, dict[str, Any]]]] | None = None,
     configs: str = "both",
-) -> tuple[list[Run], str]:
-    try:
-        tuned, note = _tuned_configs(dataset, models)
-    except Exception as exc:  # a broken tuned file must not stop the default rows
-        tuned, note = {}, f"tuned configs unavailable: {exc}"
+) -> list[Run]:
     from recsemble.generators import GENERATORS
 
     runs = []
@@ -222,7 +219,7 @@ def _recsemble_runs(
             if name not in GENERATORS:
                 row.error = f"no recsemble generator named {name!r}"
             runs.append(Run(row, command, out, ROOT))
-    return runs, note
+    return runs
 
 
 def _peer_python(peer: str, setup: bool) -> tuple[Path | None, str]:
@@ -237,22 +234,57 @@ def _peer_python(peer: str, setup: bool) -> tuple[Path | None, str]:
     return venv / "bin" / "python", ""
 
 
+def implicit_matched(model: str, config: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """implicit's model and parameters doing the work that recsemble's `model` does with
+    `config` (a tuned one), so that the tuned row's time is compared like for like; None where
+    implicit has no such model."""
+    if model == "ials":
+        # recsemble's confidence is 1 + alpha * w, implicit's alpha * w; the peers see w = 1.
+        keys = ("factors", "regularization", "iterations")
+        return "als", {k: config[k] for k in keys} | {"alpha": 1.0 + config["alpha"]}
+    if model == "bpr":
+        # recsemble's BPR runs on one thread (Hogwild SGD over more is not reproducible).
+        keys = ("factors", "learning_rate", "regularization", "iterations")
+        return "bpr", {k: config[k] for k in keys} | {"num_threads": 1}
+    if model == "itemknn":
+        weighting = config["weighting"]
+        name = {"none": "cosine", "tfidf": "tfidf", "bm25": "bm25"}[weighting]
+        bm25 = {"K1": config["bm25_k1"], "B": config["bm25_b"]} if weighting == "bm25" else {}
+        return name, {"K": config["neighbors"]} | bm25
+    return None
+
+
 def _peer_runs(
-    peers: list[str], models: list[str], split_dir: Path, work: Path, setup: bool
+    peers: list[str],
+    models: list[str],
+    split_dir: Path,
+    work: Path,
+    setup: bool,
+    tuned: dict[str, dict[str, Any]],
 ) -> list[Run]:
+    """Each peer's models beside ours; for implicit also a "matched" row per tuned config."""
     runs = []
     for peer in peers:
         python, why = _peer_python(peer, setup)
-        for peer_model, ours in PEER_MODELS[peer]:
+        planned: list[tuple[str, str | None, str, dict[str, Any] | None]] = [
+            (peer_model, ours, peer_model, None) for peer_model, ours in PEER_MODELS[peer]
+        ]
+        if peer == "implicit":
+            for ours in (m for m in models if m in tuned):
+                matched = implicit_matched(ours, tuned[ours])
+                if matched is not None:
+                    planned.append((matched[0], ours, f"{matched[0]}-matched", matched[1]))
+        for peer_model, ours, label, params in planned:
             if ours is not None and ours not in models:
                 continue
-            row = report.Row(ours or peer_model, peer, peer_model)
-            out = work / f"{peer}-{peer_model}.csv"
+            row = report.Row(ours or peer_model, peer, label)
+            out = work / f"{peer}-{label}.csv"
             if python is None:
                 row.error = why
             script = str(PEERS_DIR / f"run_{peer}.py")
             command = [str(python), script, "--split", str(split_dir), "--model", peer_model]
             command += ["--out", str(out), "--k", str(K)]
+            command += ["--params", json.dumps(params)] if params is not None else []
             runs.append(Run(row, command, out, work))
     return runs
 
@@ -274,11 +306,23 @@ def bench_dataset(dataset: str, args: argparse.Namespace) -> dict[str, Any]:
         f"{the_split.train.n_items:,} items -> {split_dir.relative_to(ROOT)}",
         flush=True,
     )
-    runs, tuned_note = _recsemble_runs(
-        dataset, args.data_dir, args.models, expect, work, _variants(args.variant), args.configs
-    )
+    try:
+        tuned, tuned_note = _tuned_configs(dataset, args.models)
+    except Exception as exc:  # a broken tuned file must not stop the default rows
+        tuned, tuned_note = {}, f"tuned configs unavailable: {exc}"
     print(f"[{dataset}] {tuned_note}", flush=True)
-    runs += _peer_runs(args.peers, args.models, split_dir, work, args.setup)
+    runs = _recsemble_runs(
+        dataset,
+        args.data_dir,
+        args.models,
+        expect,
+        work,
+        tuned,
+        _variants(args.variant),
+        args.configs,
+    )
+    matched = {} if args.configs == "default" else tuned  # no tuned rows: nothing to match
+    runs += _peer_runs(args.peers, args.models, split_dir, work, args.setup, matched)
     # Repeats go round every run in turn, so a change in the machine's load touches all alike;
     # each row keeps the repeat with the median time (sub-second fits vary by 2x between runs).
     for repeat in range(1, args.repeat + 1):

@@ -126,13 +126,22 @@ class Timer:
         self.seconds[name] = time.perf_counter() - start
 
 
-def parse_args(models: list[str]) -> argparse.Namespace:
+def parse_args(models: list[str], takes_params: bool = False) -> argparse.Namespace:
+    """The command line every peer script shares; --params only where the script reads it."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--split", type=Path, required=True)
     parser.add_argument("--model", choices=models, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--k", type=int, default=10)
-    return parser.parse_args()
+    parser.add_argument(
+        "--params", type=json.loads, default={}, help="JSON object: the model's parameters"
+    )
+    args = parser.parse_args()
+    if not isinstance(args.params, dict):
+        parser.error(f"--params takes a JSON object, got {args.params!r}")
+    if args.params and not takes_params:
+        parser.error("this peer script runs its own fixed parameters: --params is not read")
+    return args
 
 
 def emit(timer: Timer, version: str, params: dict[str, Any], **extra: Any) -> None:

@@ -170,6 +170,8 @@ def comparisons(rows: Sequence[Row]) -> list[dict[str, Any]]:
     out = []
     for mine in ours:
         for peer in (p for p in peers if p.model == mine.model):
+            if "-matched" in peer.config and mine.config != "tuned":
+                continue  # a peer run with a tuned config's settings stands beside that row
             assert mine.total_s is not None and peer.total_s is not None
             ratio = mine.total_s / max(peer.total_s, 1e-9)
             delta = mine.metrics["ndcg"] - peer.metrics["ndcg"]

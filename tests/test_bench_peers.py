@@ -1,0 +1,82 @@
+"""bench_generators' "matched" implicit rows: every committed tuned config maps onto implicit's
+own constructor arguments, and a matched row is compared with the tuned row only."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from implicit.als import AlternatingLeastSquares
+from implicit.bpr import BayesianPersonalizedRanking
+from implicit.nearest_neighbours import BM25Recommender, CosineRecommender, TFIDFRecommender
+from threadpoolctl import threadpool_limits
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+sys.path.insert(0, str(BENCHMARKS / "peers"))
+
+import bench_generators  # noqa: E402
+import report  # noqa: E402
+
+KINDS = {
+    "als": AlternatingLeastSquares,
+    "bpr": BayesianPersonalizedRanking,
+    "cosine": CosineRecommender,
+    "tfidf": TFIDFRecommender,
+    "bm25": BM25Recommender,
+}
+
+
+# implicit's own cosine normalisation hands its fit a COO matrix, and it warns about it.
+@pytest.mark.filterwarnings("ignore:Method expects CSR input")
+@pytest.mark.parametrize("dataset", ["ml-100k", "ml-latest-small"])
+def test_tuned_configs_map_onto_implicit_models_that_fit(dataset: str) -> None:
+    tuned, _ = bench_generators._tuned_configs(dataset, ["ials", "bpr", "itemknn", "ease"])
+    assert {"ials", "bpr", "itemknn"} <= set(tuned)
+    assert bench_generators.implicit_matched("ease", tuned["ease"]) is None
+    matrix = sp.random(30, 20, density=0.3, format="csr", dtype=np.float32, random_state=0)
+    matrix.data[:] = 1.0
+    for model in ("ials", "bpr", "itemknn"):
+        matched = bench_generators.implicit_matched(model, tuned[model])
+        assert matched is not None
+        name, params = matched
+        # Small enough to fit at once; the keys are what the benchmark passes.
+        params |= {"iterations": 1} if "iterations" in params else {}
+        with threadpool_limits(1, "blas"):  # as implicit asks (and run_implicit.py does)
+            KINDS[name](**params).fit(sp.csr_matrix(matrix), show_progress=False)
+
+
+def test_matched_tuned_ials_keeps_the_same_confidence() -> None:
+    config = {"factors": 32, "regularization": 5.0, "iterations": 7, "alpha": 15.0}
+    name, params = bench_generators.implicit_matched("ials", config) or ("", {})
+    # recsemble's confidence 1 + alpha * w is implicit's alpha * w at w = 1.
+    assert (name, params) == (
+        "als",
+        {"factors": 32, "regularization": 5.0, "iterations": 7, "alpha": 16.0},
+    )
+
+
+def _row(config: str, library: str, ndcg: np.ndarray) -> report.Row:
+    row = report.Row("ials", library, config, fit_s=1.0, recommend_s=0.5)
+    row.metrics = {"ndcg": float(ndcg.mean())}
+    row.user_ndcg = ndcg
+    return row
+
+
+def test_a_matched_peer_row_stands_beside_the_tuned_row_only() -> None:
+    rng = np.random.default_rng(0)
+    rows = [
+        _row("default", "recsemble", rng.random(50)),
+        _row("tuned", "recsemble", rng.random(50)),
+        _row("als: factors=64", "implicit", rng.random(50)),
+        _row("als-matched: factors=248", "implicit", rng.random(50)),
+    ]
+    pairs = {(c["config"], c["peer_config"]) for c in report.comparisons(rows)}
+    assert pairs == {
+        ("default", "als: factors=64"),
+        ("tuned", "als: factors=64"),
+        ("tuned", "als-matched: factors=248"),
+    }
