@@ -18,6 +18,8 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 sys.path.insert(0, str(BENCHMARKS / "peers"))
 
+import plan  # noqa: E402
+
 import bench_generators  # noqa: E402
 import report  # noqa: E402
 
@@ -36,11 +38,11 @@ KINDS = {
 def test_tuned_configs_map_onto_implicit_models_that_fit(dataset: str) -> None:
     tuned, _ = bench_generators._tuned_configs(dataset, ["ials", "bpr", "itemknn", "ease"])
     assert {"ials", "bpr", "itemknn"} <= set(tuned)
-    assert bench_generators.implicit_matched("ease", tuned["ease"]) is None
+    assert plan.implicit_matched("ease", tuned["ease"]) is None
     matrix = sp.random(30, 20, density=0.3, format="csr", dtype=np.float32, random_state=0)
     matrix.data[:] = 1.0
     for model in ("ials", "bpr", "itemknn"):
-        matched = bench_generators.implicit_matched(model, tuned[model])
+        matched = plan.implicit_matched(model, tuned[model])
         assert matched is not None
         name, params = matched
         # Small enough to fit at once; the keys are what the benchmark passes.
@@ -51,7 +53,7 @@ def test_tuned_configs_map_onto_implicit_models_that_fit(dataset: str) -> None:
 
 def test_matched_tuned_ials_keeps_the_same_confidence() -> None:
     config = {"factors": 32, "regularization": 5.0, "iterations": 7, "alpha": 15.0}
-    name, params = bench_generators.implicit_matched("ials", config) or ("", {})
+    name, params = plan.implicit_matched("ials", config) or ("", {})
     # recsemble's confidence 1 + alpha * w is implicit's alpha * w at w = 1.
     assert (name, params) == (
         "als",
