@@ -16,6 +16,9 @@ top-k over the full catalog, train items excluded, for every evaluated user.
 
 Peers other than implicit run from their own virtualenvs under out/peers/, made (once) by
 benchmarks/peers/setup.sh, which this script calls when one is missing (unless --no-setup).
+Which peer model stands beside which member is benchmarks/peers/plan.py; a model with a tuned
+config also gets a "matched" implicit row with that config's settings, so that the tuned row's
+time is compared with the same work.
 """
 
 from __future__ import annotations
