@@ -10,8 +10,9 @@ fold-in of its own: it uses the same least-squares projection onto its learned i
 
 Defaults were measured on the temporal-user protocol (NDCG@10, ml-100k / ml-latest-small):
 iALS 0.223 / 0.129 and BPR 0.225 / 0.136 with half_life_events=3; without recency weighting
-0.175 / 0.110 and 0.176 / 0.117. iALS runs 8 iterations: from 6 to 15 its validation NDCG@10
-moved within +-0.002 on both data sets (benchmarks/sweep_member.py), at half the fit time of 15."""
+0.175 / 0.110 and 0.176 / 0.117 (iALS then at 15 iterations). iALS runs 8 iterations: from 6
+to 15 its validation NDCG@10 moved within +-0.002 on both data sets (benchmarks/sweep_member.py),
+at half the fit time of 15."""
 
 from __future__ import annotations
 
