@@ -40,8 +40,12 @@ def _model(name: str, params: dict[str, object]) -> object:
         return BayesianPersonalizedRanking(**params, random_state=0, use_gpu=False)
     from implicit import nearest_neighbours as nn
 
-    kinds = {"cosine": nn.CosineRecommender, "tfidf": nn.TFIDFRecommender}
-    return kinds.get(name, nn.BM25Recommender)(**params)
+    kinds = {
+        "cosine": nn.CosineRecommender,
+        "tfidf": nn.TFIDFRecommender,
+        "bm25": nn.BM25Recommender,
+    }
+    return kinds[name](**params)
 
 
 def main() -> None:
