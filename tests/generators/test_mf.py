@@ -115,6 +115,20 @@ def test_recency_tilts_the_folded_in_user() -> None:
     assert scores[1, 0] > scores[1, 1]
 
 
+def test_an_event_long_past_still_counts_as_a_positive() -> None:
+    # 600 later events at a half-life of 3: 2^-200 underflows float32, yet the old item stays a
+    # positive (p = 1, confidence ~1), as it is in the training matrix.
+    data = _clusters()
+    y = np.zeros((data.n_items, 2), dtype=np.float32)
+    a, b = _items(data, ["i900", "i905"])
+    y[a], y[b] = (1.0, 0.0), (0.0, 1.0)
+    model = IALS(half_life_events=3.0, regularization=0.1, alpha=5.0).fit(data)
+    model._set_item_factors(y)
+    long_ago = Histories.from_lists([[a] + [b] * 600, [b] * 600], data.n_items)
+    scores = model.score([data.n_users] * 2, [a], histories=long_ago)
+    assert scores[0, 0] > scores[1, 0] + 0.05
+
+
 @pytest.mark.parametrize("name", ["ials", "bpr"])
 def test_same_seed_same_model_other_seed_other_model(name: str) -> None:
     data = _clusters()

@@ -17,6 +17,9 @@ import scipy.sparse as sp
 from recsemble.data.dataset import Dataset
 from recsemble.generators.config import RecencyConfig
 
+#: the smallest recency factor: far above float32's underflow, far below any weight that counts.
+_FADED = 1e-30
+
 
 def _readonly(array: npt.ArrayLike, dtype: npt.DTypeLike) -> np.ndarray:
     out = np.ascontiguousarray(array, dtype=dtype)
@@ -179,7 +182,9 @@ class Histories:
             ref = last if at is None else np.asarray(at, dtype=np.int64)
             age = np.maximum(ref[rows] - self.timestamps, 0)
             factor *= 2.0 ** (-age / half_life_seconds)
-        return factor.astype(np.float32)
+        # An old event fades but is not erased: in float32, 2^-(450 / 3) would round to 0 and
+        # the item would drop out of the profile (iALS would read it as a negative).
+        return np.maximum(factor, _FADED).astype(np.float32)
 
     def _steps_from_end(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
         """For each event: how many distinct later timestamps its user has."""
