@@ -6,6 +6,8 @@ the dataset's tuned config, configs/<dataset>.toml) and the same ensemble plus `
 each deep member alone, the paired 95% bootstrap CI of (with - without) per user, and the
 ensemble analysis of the extended ensemble: each member's leave-one-out NDCG change and the
 members forward selection keeps, so that either the gain or the redundancy is on record.
+Progress goes to stderr: a bar per model and stage on a terminal, a timestamped line per finished
+stage otherwise (the ml-latest-small run with sasrec takes more than an hour on 2 cores).
 
     python benchmarks/bench_deep_members.py [--datasets ml-100k,ml-latest-small]
         [--data-dir ../shared/datasets] [--analysis-users 600] [--members twotower,sasrec]
@@ -48,6 +50,34 @@ def _extended(config: Any, deep: tuple[str, ...]) -> Ensemble:
     return Ensemble(settings, config.models, protocol=config.protocol.name)
 
 
+class _StageLog:
+    """progress(stage, done, total) as a timestamped stderr line when a stage starts, passes a
+    quarter of its steps and ends: for logs, which a live bar cannot draw into."""
+
+    def __init__(self, dataset: str) -> None:
+        self.dataset = dataset
+        self.start = time.perf_counter()
+        self.began: dict[str, float] = {}
+        self.quarter: dict[str, int] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if stage not in self.began:
+            self.began[stage], self.quarter[stage] = now, 0
+            if done < total:
+                self._line(f"{stage}: started")
+        quarter = 4 * done // max(total, 1)
+        if quarter > self.quarter[stage]:
+            self.quarter[stage] = quarter
+            took = now - self.began[stage]
+            eta = f", eta {took * (total - done) / done:.0f} s" if done < total else ""
+            self._line(f"{stage}: {done}/{total} after {took:.0f} s{eta}")
+
+    def _line(self, text: str) -> None:
+        clock = time.perf_counter() - self.start
+        print(f"[{clock:6.0f} s] {self.dataset} {text}", file=sys.stderr, flush=True)
+
+
 def _run(dataset: str, data_dir: str, analysis_users: int, deep: tuple[str, ...]) -> dict[str, Any]:
     config = _config(dataset, data_dir)
     _, the_split = load_and_split(config)
@@ -55,7 +85,8 @@ def _run(dataset: str, data_dir: str, analysis_users: int, deep: tuple[str, ...]
     models["ensemble+deep"] = _extended(config, deep)
     models.update({name: build_model(config, name) for name in deep})
     start = time.perf_counter()
-    ev = evaluate(the_split, models, (10,))
+    log = _StageLog(dataset)
+    ev = evaluate(the_split, models, (10,), progress=lambda m, st, d, t: log(f"{m} {st}", d, t))
     per_user = {n: np.asarray(ev.runs[n].metrics[10].per_user()["ndcg"]) for n in models}
     row: dict[str, Any] = {
         "dataset": dataset,
@@ -70,7 +101,7 @@ def _run(dataset: str, data_dir: str, analysis_users: int, deep: tuple[str, ...]
     from recsemble.ranking.analysis import evaluation_pool
 
     pool = evaluation_pool(extended, the_split, sample.astype(np.int32))
-    result = analyze(extended, the_split, k=10, test_pool=pool)
+    result = analyze(extended, the_split, k=10, test_pool=pool, progress=log)
     row["leave_one_out_delta"] = {m: result.loo_delta(m)["all"] for m in result.members}
     row["recommended"] = list(result.recommended)
     row["prune_line"] = result.prune_line

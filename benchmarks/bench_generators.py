@@ -10,7 +10,8 @@ top-k over the full catalog, train items excluded, for every evaluated user.
 
     python benchmarks/bench_generators.py [--datasets ml-100k,ml-latest-small]
         [--models pop,itemknn,...] [--peers implicit,lenskit,recbole,rectools|none]
-        [--variant userknn:neighbourhood=item] [--repeat 5] [--configs both|default|tuned|none]
+        [--variant userknn:neighbourhood=item] [--peer-variant recbole:simplex:epochs=60]
+        [--repeat 5] [--configs both|default|tuned|none]
         [--data-dir ../shared/datasets]
         [--json out/bench-generators.json]
 
@@ -39,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PEERS_DIR = Path(__file__).resolve().parent / "peers"
 sys.path.insert(0, str(PEERS_DIR))
 
-from plan import PEER_MODELS, Run, peer_runs  # noqa: E402  (benchmarks/peers/plan.py)
+from plan import PEER_MODELS, Run, parse_variant, peer_runs, peer_variants  # noqa: E402  (benchmarks/peers/plan.py)
 
 import report  # noqa: E402  (benchmarks/peers/report.py)
 
@@ -153,20 +154,9 @@ def _variants(specs: list[str]) -> dict[str, list[tuple[str, dict[str, Any]]]]:
     """--variant MODEL:key=value[,key=value]: extra rows of a model with those settings."""
     out: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for spec in specs:
-        model, _, settings = spec.partition(":")
-        pairs = [p.partition("=") for p in settings.split(",") if p]
-        if not model or not pairs or any(not key or not eq for key, eq, _ in pairs):
-            raise SystemExit(f"--variant takes MODEL:key=value[,key=value], got {spec!r}")
-        config = {key: _scalar(value) for key, _, value in pairs}
+        model, settings, config = parse_variant(spec, "--variant")
         out.setdefault(model, []).append((settings, config))
     return out
-
-
-def _scalar(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text  # a bare string such as item
 
 
 def _recsemble_runs(
@@ -235,7 +225,8 @@ def bench_dataset(dataset: str, args: argparse.Namespace) -> dict[str, Any]:
         args.configs,
     )
     matched = {} if args.configs == "default" else tuned  # no tuned rows: nothing to match
-    runs += peer_runs(args.peers, args.models, split_dir, work, args.setup, matched, K)
+    extra = peer_variants(args.peer_variant)
+    runs += peer_runs(args.peers, args.models, split_dir, work, args.setup, matched, K, extra)
     # Repeats go round every run in turn, so a change in the machine's load touches all alike;
     # each row keeps the repeat with the median time (sub-second fits vary by 2x between runs).
     for repeat in range(1, args.repeat + 1):
@@ -358,6 +349,13 @@ def main() -> int:
         default=[],
         help="MODEL:key=value[,key=value]: an extra row of MODEL with those settings",
     )
+    parser.add_argument(
+        "--peer-variant",
+        action="append",
+        default=[],
+        help="PEER:MODEL:key=value[,key=value]: an extra row of a peer's model with those "
+        "parameters (implicit and recbole read them)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -367,6 +365,7 @@ def main() -> int:
         parser.error(f"--repeat must be >= 1, got {args.repeat}")
     args.models = [m for m in args.models.split(",") if m]
     _variants(args.variant)  # a malformed --variant fails before any split is written
+    peer_variants(args.peer_variant)
     args.peers = [] if args.peers == "none" else [p for p in args.peers.split(",") if p]
     unknown = [p for p in args.peers if p not in PEER_MODELS]
     if unknown:

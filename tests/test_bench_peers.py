@@ -3,6 +3,7 @@ own constructor arguments, and a matched row is compared with the tuned row only
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -62,7 +63,8 @@ def test_matched_tuned_ials_keeps_the_same_confidence() -> None:
 
 
 def _row(config: str, library: str, ndcg: np.ndarray) -> report.Row:
-    row = report.Row("ials", library, config, fit_s=1.0, recommend_s=0.5)
+    matched = config.startswith("als-matched")
+    row = report.Row("ials", library, config, matched, fit_s=1.0, recommend_s=0.5)
     row.metrics = {"ndcg": float(ndcg.mean())}
     row.user_ndcg = ndcg
     return row
@@ -81,4 +83,53 @@ def test_a_matched_peer_row_stands_beside_the_tuned_row_only() -> None:
         ("default", "als: factors=64"),
         ("tuned", "als: factors=64"),
         ("tuned", "als-matched: factors=248"),
+    }
+
+
+def test_a_peer_variant_becomes_an_extra_row_with_its_params(tmp_path: Path) -> None:
+    variants = plan.peer_variants(
+        ["recbole:simplex:epochs=60", "recbole:simplex:embedding_size=128,aggregator=mean"]
+    )
+    wide = {"embedding_size": 128, "aggregator": "mean"}
+    assert variants == {
+        "recbole": [
+            ("simplex", "simplex epochs=60", {"epochs": 60}),
+            ("simplex", "simplex embedding_size=128,aggregator=mean", wide),
+        ]
+    }
+    runs = plan.peer_runs(["recbole"], ["twotower"], tmp_path, tmp_path, False, {}, 10, variants)
+    # With or without a recbole venv (setup=False never makes one), each row has its command.
+    by_label = {run.row.config: run for run in runs}
+    assert set(by_label) == {"multivae", "simplex", *(label for _, label, _ in variants["recbole"])}
+    sixty = by_label["simplex epochs=60"]
+    assert sixty.row.model == "twotower"
+    assert not any(run.row.beside_tuned for run in runs)  # variants stand beside every row
+    assert sixty.command[sixty.command.index("--params") + 1] == '{"epochs": 60}'
+    assert "--params" not in by_label["simplex"].command
+    assert len({run.out for run in runs}) == len(runs)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("lenskit:ease:damping=2", "only ('implicit', 'recbole') take parameters"),
+        (
+            "recbole:bpr:epochs=3",
+            "recbole runs ['ease', 'itemknn', 'multivae', 'simplex', 'sasrec']",
+        ),
+        ("recbole:simplex", "takes NAME:key=value"),
+        ("recbole:simplex:epochs", "takes NAME:key=value"),
+    ],
+)
+def test_a_malformed_peer_variant_is_refused_by_name(spec: str, message: str) -> None:
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        plan.peer_variants([spec])
+
+
+def test_peer_runs_mark_the_matched_rows(tmp_path: Path) -> None:
+    tuned = {"ials": {"factors": 8, "regularization": 1.0, "iterations": 2, "alpha": 3.0}}
+    runs = plan.peer_runs(["implicit"], ["ials"], tmp_path, tmp_path, False, tuned, 10)
+    assert {run.row.config: run.row.beside_tuned for run in runs} == {
+        "als": False,
+        "als-matched": True,
     }

@@ -29,9 +29,19 @@ PEER_MODELS: dict[str, list[tuple[str, str | None]]] = {
         ("bpr", "bpr"),
         ("ease", "ease"),
     ],
-    "recbole": [("ease", "ease"), ("itemknn", "itemknn"), ("multivae", None), ("sasrec", "sasrec")],
+    "recbole": [
+        ("ease", "ease"),
+        ("itemknn", "itemknn"),
+        ("multivae", None),
+        ("simplex", "twotower"),
+        ("sasrec", "sasrec"),
+    ],
     "rectools": [("sasrec", "sasrec"), ("sasrec-matched", "sasrec")],
 }
+
+
+#: the peer scripts that read --params (the others run fixed parameters).
+TAKES_PARAMS = ("implicit", "recbole")
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,38 @@ class Run:
     command: list[str]
     out: Path
     cwd: Path
+
+
+def parse_variant(spec: str, flag: str) -> tuple[str, str, dict[str, Any]]:
+    """NAME:key=value[,key=value] -> (NAME, "key=value,...", {key: value}); values are JSON
+    where they parse as JSON (numbers, true, lists) and strings otherwise."""
+    name, _, settings = spec.partition(":")
+    pairs = [p.partition("=") for p in settings.split(",") if p]
+    if not name or not pairs or any(not key or not eq for key, eq, _ in pairs):
+        raise SystemExit(f"{flag} takes NAME:key=value[,key=value], got {spec!r}")
+    return name, settings, {key: _scalar(value) for key, _, value in pairs}
+
+
+def _scalar(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text  # a bare string such as item
+
+
+def peer_variants(specs: list[str]) -> dict[str, list[tuple[str, str, dict[str, Any]]]]:
+    """--peer-variant PEER:MODEL:key=value[,...] -> {peer: [(model, row label, params)]}."""
+    out: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
+    for spec in specs:
+        peer, _, rest = spec.partition(":")
+        if peer not in TAKES_PARAMS:
+            raise SystemExit(f"--peer-variant {spec!r}: only {TAKES_PARAMS} take parameters")
+        model, settings, params = parse_variant(rest, "--peer-variant PEER:")
+        if model not in dict(PEER_MODELS[peer]):
+            known = [name for name, _ in PEER_MODELS[peer]]
+            raise SystemExit(f"--peer-variant {spec!r}: {peer} runs {known}, not {model!r}")
+        out.setdefault(peer, []).append((model, f"{model} {settings}", params))
+    return out
 
 
 def peer_python(peer: str, setup: bool) -> tuple[Path | None, str]:
@@ -84,8 +126,10 @@ def peer_runs(
     setup: bool,
     tuned: dict[str, dict[str, Any]],
     k: int,
+    variants: dict[str, list[tuple[str, str, dict[str, Any]]]] | None = None,
 ) -> list[Run]:
-    """Each peer's models beside ours; for implicit also a "matched" row per tuned config."""
+    """Each peer's models beside ours; for implicit also a "matched" row per tuned config;
+    `variants` (peer_variants) adds rows of a peer's model with other parameters."""
     runs = []
     for peer in peers:
         python, why = peer_python(peer, setup)
@@ -97,11 +141,16 @@ def peer_runs(
                 matched = implicit_matched(ours, tuned[ours])
                 if matched is not None:
                     planned.append((matched[0], ours, f"{matched[0]}-matched", matched[1]))
+        beside = dict(PEER_MODELS[peer])
+        for peer_model, label, params in (variants or {}).get(peer, []):
+            planned.append((peer_model, beside[peer_model], label, params))
         for peer_model, ours, label, params in planned:
             if ours is not None and ours not in models:
                 continue
-            row = report.Row(ours or peer_model, peer, label)
-            out = work / f"{peer}-{label}.csv"
+            row = report.Row(
+                ours or peer_model, peer, label, beside_tuned=label.endswith("-matched")
+            )
+            out = work / f"{peer}-{label.replace(' ', '-')}.csv"
             if python is None:
                 row.error = why
             script = str(PEERS_DIR / f"run_{peer}.py")

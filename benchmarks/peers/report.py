@@ -37,6 +37,8 @@ class Row:
     model: str  # the recsemble model it is (or is the peer of); peers-only models keep their name
     library: str
     config: str  # "default" / "tuned" for recsemble; the parameters for peers
+    # A peer run with a tuned config's settings ("-matched"): it stands beside the tuned row only.
+    beside_tuned: bool = False
     fit_s: float | None = None
     recommend_s: float | None = None
     peak_mb: float | None = None
@@ -170,8 +172,8 @@ def comparisons(rows: Sequence[Row]) -> list[dict[str, Any]]:
     out = []
     for mine in ours:
         for peer in (p for p in peers if p.model == mine.model):
-            if "-matched" in peer.config and mine.config != "tuned":
-                continue  # a peer run with a tuned config's settings stands beside that row
+            if peer.beside_tuned and mine.config != "tuned":
+                continue
             assert mine.total_s is not None and peer.total_s is not None
             ratio = mine.total_s / max(peer.total_s, 1e-9)
             delta = mine.metrics["ndcg"] - peer.metrics["ndcg"]

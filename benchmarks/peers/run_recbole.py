@@ -1,11 +1,18 @@
 """RecBole 1.2.1 on the benchmark split (out/peers/recbole-venv); see peer_io.py.
 
-General models (EASE, ItemKNN, MultiVAE): the split goes in as RecBole atomic files through
+General models (EASE, ItemKNN, MultiVAE, SimpleX): the split goes in as RecBole atomic files through
 `benchmark_filename`. Only the train file holds real rows: the valid and test parts RecBole
 insists on get a copy of each user's last train row, so no test interaction ever reaches the
 library; lists come from the model's `full_sort_predict` with the user's train items masked here.
-MultiVAE trains a fixed number of epochs without validation (there is no held-out part to stop
-on). RecBole's Pop is left out: it under-counts (issue #2198).
+MultiVAE and SimpleX train a fixed number of epochs without validation (there is no held-out
+part to stop on; `--params '{"epochs": N}'` runs another count). RecBole's Pop is left out: it
+under-counts (issue #2198).
+
+SimpleX (Mao et al., CIKM 2021) stands beside recsemble's `twotower`: the nearest two-tower model
+RecBole has, a user tower pooling the embeddings of the user's latest `history_len` train items
+(mean, mixed with a user-id embedding) against an item-id tower, cosine scores, a contrastive loss
+over sampled negatives. Unlike recsemble's member it reads no item content, weights no position
+and samples uniform negatives instead of in-batch ones with a logQ correction.
 
 SASRec (sequential): RecBole builds its (history -> next item) rows itself only without
 `benchmark_filename`, so the train rows go in as one file plus, per user, a dummy item stamped
@@ -20,6 +27,7 @@ stably), an arbitrary order of simultaneous events, like any other library's.
 
 from __future__ import annotations
 
+import copy
 import logging
 import tempfile
 from collections.abc import Callable
@@ -46,6 +54,21 @@ PARAMS: dict[str, dict[str, Any]] = {
     "ease": {"reg_weight": 300.0},
     "itemknn": {"k": 100, "shrink": 0.0},
     "multivae": {"epochs": 50},
+    # RecBole's SimpleX defaults with 100 uniform negatives per positive (the default of 1
+    # leaves the contrastive loss nothing to contrast); RecBole divides train_batch_size by them,
+    # so batches hold 512 positives.
+    "simplex": {
+        "embedding_size": 64,
+        "margin": 0.5,
+        "negative_weight": 10,
+        "gamma": 0.5,
+        "aggregator": "mean",
+        "history_len": 50,
+        "learning_rate": 0.001,
+        "train_neg_sample_args": {"distribution": "uniform", "sample_num": 100},
+        "train_batch_size": 51_200,
+        "epochs": 30,
+    },
     "sasrec": {
         "hidden_size": 64,
         "n_layers": 2,
@@ -62,7 +85,13 @@ PARAMS: dict[str, dict[str, Any]] = {
         "valid_metric": "NDCG@10",
     },
 }
-MODEL_NAMES = {"ease": "EASE", "itemknn": "ItemKNN", "multivae": "MultiVAE", "sasrec": "SASRec"}
+MODEL_NAMES = {
+    "ease": "EASE",
+    "itemknn": "ItemKNN",
+    "multivae": "MultiVAE",
+    "simplex": "SimpleX",
+    "sasrec": "SASRec",
+}
 SEQUENTIAL = {"sasrec"}
 _DUMMY_ITEM = "__next__"  # the test target that makes RecBole's test history the whole train
 _BATCH = 256
@@ -107,7 +136,15 @@ def _write_sequences(split: peer_io.PeerSplit, folder: Path) -> None:
     _write_rows(folder / "bench.inter", with_dummies)
 
 
-def _config(model: str, data_path: Path, work: Path) -> Config:
+def _params(model: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """PARAMS[model] with the --params overrides; a key the model does not take is an error."""
+    unknown = sorted(set(overrides) - set(PARAMS[model]))
+    if unknown:
+        raise SystemExit(f"--params: {model} takes {sorted(PARAMS[model])}, not {unknown}")
+    return PARAMS[model] | overrides
+
+
+def _config(model: str, params: dict[str, Any], data_path: Path, work: Path) -> Config:
     settings = {
         "data_path": str(data_path),
         "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
@@ -119,7 +156,8 @@ def _config(model: str, data_path: Path, work: Path) -> Config:
         "log_wandb": False,
         "eval_step": 0,
         "seed": 0,
-        **PARAMS[model],
+        # RecBole edits nested settings in place (it fills train_neg_sample_args' defaults).
+        **copy.deepcopy(params),
     }
     if model in SEQUENTIAL:
         settings["eval_args"]["split"] = {"LS": "valid_and_test"}
@@ -210,13 +248,15 @@ def _recommend(
     return np.concatenate(out)
 
 
-def _prepare(model_name: str, split: peer_io.PeerSplit, work: Path) -> tuple[Config, Any, tuple]:
+def _prepare(
+    model_name: str, params: dict[str, Any], split: peer_io.PeerSplit, work: Path
+) -> tuple[Config, Any, tuple]:
     """RecBole's config, dataset and (train, valid, test) loaders for the split."""
     if model_name in SEQUENTIAL:
         _write_sequences(split, work / "data" / "bench")
     else:
         _write_atomic(split, work / "data" / "bench")
-    config = _config(model_name, work / "data", work)
+    config = _config(model_name, params, work / "data", work)
     init_seed(config["seed"], config["reproducibility"])
     logging.disable(logging.INFO)
     dataset = create_dataset(config)
@@ -238,11 +278,12 @@ def _model_inputs(
 
 
 def main() -> None:
-    args = peer_io.parse_args(list(PARAMS))
+    args = peer_io.parse_args(list(PARAMS), takes_params=True)
+    params = _params(args.model, args.params)
     split = peer_io.read_split(args.split)
     timer = peer_io.Timer()
     with tempfile.TemporaryDirectory() as tmp:
-        config, dataset, loaders = _prepare(args.model, split, Path(tmp))
+        config, dataset, loaders = _prepare(args.model, params, split, Path(tmp))
         train_data, valid_data, _ = loaders
         with timer.phase("fit"):
             # EASE and ItemKNN do all their work in the constructor; the others train here.
@@ -255,7 +296,7 @@ def main() -> None:
             top = _recommend(model, split, inputs, args.k, banned, seen)
             items = dataset.id2token(dataset.iid_field, top)
     peer_io.write_recs(args.out, split.user_ids[split.eval_users], items)
-    peer_io.emit(timer, recbole.__version__, PARAMS[args.model], **stopping)
+    peer_io.emit(timer, recbole.__version__, params, **stopping)
 
 
 if __name__ == "__main__":
