@@ -117,8 +117,8 @@ def test_a_peer_variant_becomes_an_extra_row_with_its_params(tmp_path: Path) -> 
             "recbole:bpr:epochs=3",
             "recbole runs ['ease', 'itemknn', 'multivae', 'simplex', 'sasrec']",
         ),
-        ("recbole:simplex", "takes NAME:key=value"),
-        ("recbole:simplex:epochs", "takes NAME:key=value"),
+        ("recbole:simplex", "takes PEER:MODEL:key=value[,key=value], got 'recbole:simplex'"),
+        ("recbole:simplex:epochs", "takes PEER:MODEL:key=value"),
     ],
 )
 def test_a_malformed_peer_variant_is_refused_by_name(spec: str, message: str) -> None:

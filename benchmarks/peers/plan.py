@@ -78,7 +78,12 @@ def peer_variants(specs: list[str]) -> dict[str, list[tuple[str, str, dict[str, 
         peer, _, rest = spec.partition(":")
         if peer not in TAKES_PARAMS:
             raise SystemExit(f"--peer-variant {spec!r}: only {TAKES_PARAMS} take parameters")
-        model, settings, params = parse_variant(rest, "--peer-variant PEER:")
+        try:
+            model, settings, params = parse_variant(rest, "--peer-variant")
+        except SystemExit:
+            raise SystemExit(
+                f"--peer-variant takes PEER:MODEL:key=value[,key=value], got {spec!r}"
+            ) from None
         if model not in dict(PEER_MODELS[peer]):
             known = [name for name, _ in PEER_MODELS[peer]]
             raise SystemExit(f"--peer-variant {spec!r}: {peer} runs {known}, not {model!r}")
