@@ -354,7 +354,7 @@ def main() -> int:
         action="append",
         default=[],
         help="PEER:MODEL:key=value[,key=value]: an extra row of a peer's model with those "
-        "parameters (implicit and recbole read them)",
+        "parameters on top of its script's own (implicit and recbole read them)",
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -55,12 +55,12 @@ class Run:
 
 
 def parse_variant(spec: str, flag: str) -> tuple[str, str, dict[str, Any]]:
-    """NAME:key=value[,key=value] -> (NAME, "key=value,...", {key: value}); values are JSON
+    """MODEL:key=value[,key=value] -> (MODEL, "key=value,...", {key: value}); values are JSON
     where they parse as JSON (numbers, true, lists) and strings otherwise."""
     name, _, settings = spec.partition(":")
     pairs = [p.partition("=") for p in settings.split(",") if p]
     if not name or not pairs or any(not key or not eq for key, eq, _ in pairs):
-        raise SystemExit(f"{flag} takes NAME:key=value[,key=value], got {spec!r}")
+        raise SystemExit(f"{flag} takes MODEL:key=value[,key=value], got {spec!r}")
     return name, settings, {key: _scalar(value) for key, _, value in pairs}
 
 

@@ -18,8 +18,9 @@ from threadpoolctl import threadpool_limits
 # Library defaults (ALS: regularization 0.01, alpha 1, 15 iterations; BPR: learning rate 0.01,
 # regularization 0.01, 100 iterations), except: 64 factors, the size recsemble's ials and bpr
 # and the reference figures use; cosine K=100 (the library's default K=20 is a speed setting;
-# 100 is the usual item-kNN reference and recsemble's default). --params replaces them all
-# (bench_generators.py's "matched" rows: the parameters of recsemble's tuned config).
+# 100 is the usual item-kNN reference and recsemble's default). --params goes on top of them
+# (bench_generators.py's "matched" rows: the parameters of recsemble's tuned config, every one
+# of these keys included; --peer-variant rows).
 PARAMS = {
     "als": {"factors": 64},
     "bpr": {"factors": 64},
@@ -50,7 +51,7 @@ def _model(name: str, params: dict[str, object]) -> object:
 
 def main() -> None:
     args = peer_io.parse_args(list(PARAMS), takes_params=True)
-    params = args.params or PARAMS[args.model]
+    params = PARAMS[args.model] | args.params
     split = peer_io.read_split(args.split)
     matrix = split.matrix()
     timer = peer_io.Timer()
