@@ -6,8 +6,8 @@ the dataset's tuned config, configs/<dataset>.toml) and the same ensemble plus `
 each deep member alone, the paired 95% bootstrap CI of (with - without) per user, and the
 ensemble analysis of the extended ensemble: each member's leave-one-out NDCG change and the
 members forward selection keeps, so that either the gain or the redundancy is on record.
-Progress goes to stderr: a bar per model and stage on a terminal, a timestamped line per finished
-stage otherwise (the ml-latest-small run with sasrec takes more than an hour on 2 cores).
+Progress goes to stderr as timestamped lines: each model's fit and recommend, each analysis stage
+with counts and an ETA at every quarter (the ml-latest-small run with sasrec takes over an hour).
 
     python benchmarks/bench_deep_members.py [--datasets ml-100k,ml-latest-small]
         [--data-dir ../shared/datasets] [--analysis-users 600] [--members twotower,sasrec]
