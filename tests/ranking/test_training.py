@@ -53,3 +53,18 @@ def test_fit_model_trains_one_generator(small_data: Dataset) -> None:
     assert model.name == "itemknn" and training_steps(CONFIG, "itemknn") == 1
     with pytest.raises(ConfigError, match="unknown model"):
         fit_model(CONFIG, "no-such-model", small_data)
+
+
+def test_evaluate_counts_each_step_of_the_ensembles_fit(small_data: Dataset) -> None:
+    from recsemble.evaluation.protocol import split
+    from recsemble.evaluation.runner import evaluate
+    from recsemble.evaluation.workflow import build_model
+
+    models = {name: build_model(CONFIG, name) for name in ("ensemble", "pop")}
+    seen: list[tuple[str, str, int, int]] = []
+    evaluate(split(small_data, "temporal-user"), models, progress=lambda *step: seen.append(step))
+    fit = {name: [(d, t) for n, s, d, t in seen if n == name and s == "fit"] for name in models}
+    total = training_steps(CONFIG, "ensemble")
+    assert [done for done, _ in fit["ensemble"]] == [*range(total + 1), total]
+    assert {steps for _, steps in fit["ensemble"]} == {total}
+    assert fit["pop"] == [(0, 1), (1, 1)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +42,33 @@ class Model(Protocol):
         at: npt.ArrayLike | None = None,
         histories: Histories | None = None,
     ) -> TopK: ...
+
+
+@runtime_checkable
+class SteppedFit(Protocol):
+    """A model whose fit reports its steps (the ensemble: each member fit, each training set,
+    the ranker), so a long fit shows counts and an ETA rather than one silent step."""
+
+    @property
+    def fit_steps(self) -> int: ...
+
+    def report_fit(self, start: Callable[[str], None], done: Callable[[], None]) -> None: ...
+
+
+def fit_counting(model: Model, dataset: Dataset, on_step: Callable[[int, int], None]) -> None:
+    """model.fit(dataset), calling on_step(done, total) as its steps complete."""
+    total = model.fit_steps if isinstance(model, SteppedFit) else 1
+    on_step(0, total)
+    if isinstance(model, SteppedFit):
+        count = [0]
+
+        def done() -> None:
+            count[0] = min(count[0] + 1, total)
+            on_step(count[0], total)
+
+        model.report_fit(lambda _stage: None, done)
+    model.fit(dataset)
+    on_step(total, total)
 
 
 @dataclass(frozen=True)
@@ -120,17 +147,18 @@ def evaluate(
     history = split.train.user_item_matrix("binary")[users]
     runs: dict[str, ModelRun] = {}
     for name, model in models.items():
-        if progress:
-            progress(name, "fit", 0, 1)
-        start = time.perf_counter()
-        model.fit(split.train)
-        fitted = time.perf_counter()
-        if progress:
-            progress(name, "fit", 1, 1)
+
+        def fitting(done: int, total: int, name: str = name) -> None:
+            if progress:
+                progress(name, "fit", done, total)
 
         def report(done: int, total: int, name: str = name) -> None:
             if progress:
                 progress(name, "recommend", done, total)
+
+        start = time.perf_counter()
+        fit_counting(model, split.train, fitting)
+        fitted = time.perf_counter()
 
         topk = recommend_for_split(model, split, users, max(ks), report)
         ranked = time.perf_counter()

@@ -33,9 +33,9 @@ class EvaluationOutcome:
 def build_model(config: RecsembleConfig, name: str) -> Model:
     """One configured model: a generator by name, or the ensemble over its members."""
     if name == "ensemble":
-        from recsemble.ranking.ensemble import Ensemble
+        from recsemble.ranking.training import ReportingEnsemble
 
-        return Ensemble(config.ensemble, config.models, protocol=config.protocol.name)
+        return ReportingEnsemble(config)  # an Ensemble whose fit the progress bar counts
     generator: CandidateGenerator = GENERATORS[name](config.model_config_for(name))
     return generator
 

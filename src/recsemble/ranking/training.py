@@ -8,7 +8,7 @@ callbacks, so a command line (or a log) can show progress.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 from recsemble.config import RecsembleConfig
 from recsemble.data.dataset import Dataset
@@ -43,11 +43,7 @@ def check_model_name(name: str) -> None:
 def training_steps(config: RecsembleConfig, name: str) -> int:
     """Steps `fit_model` reports: for the ensemble, every member fit per validation fold and
     in the final refit, one training set per fold, and the ranker; one for a generator."""
-    if name != ENSEMBLE:
-        return 1
-    folds = config.ensemble.validation_folds
-    members = len(Ensemble(config.ensemble).serving_members)
-    return (folds + 1) * members + folds + 1
+    return ReportingEnsemble(config).fit_steps if name == ENSEMBLE else 1
 
 
 def fit_model(
@@ -62,7 +58,7 @@ def fit_model(
     `fit_member` fits each generator (on Spark, say)."""
     check_model_name(name)
     if name == ENSEMBLE:
-        return _ReportingEnsemble(config, start, done, fit_member).fit(dataset)
+        return ReportingEnsemble(config, start, done, fit_member).fit(dataset)
     start(f"fit {name}")
     generator: CandidateGenerator = GENERATORS[name](config.model_config_for(name))
     generator = fit_member(generator, dataset)
@@ -70,18 +66,37 @@ def fit_model(
     return generator
 
 
-class _ReportingEnsemble(Ensemble):
-    """An Ensemble whose fit announces each stage (Ensemble.fit takes no progress callback)."""
+class ReportingEnsemble(Ensemble):
+    """An Ensemble whose fit announces each stage (Ensemble.fit takes no progress callback):
+    `train` shows them, and `evaluate` counts them in its progress bar."""
 
     def __init__(
-        self, config: RecsembleConfig, start: StageStart, done: StepDone, fit_member: MemberFitter
+        self,
+        config: RecsembleConfig,
+        start: StageStart = _ignore_stage,
+        done: StepDone = _ignore_step,
+        fit_member: MemberFitter = fit_here,
     ) -> None:
         super().__init__(
             config.ensemble, config.models, protocol=config.protocol.name, fit_member=fit_member
         )
+        self.report_fit(start, done)
+
+    @property
+    def fit_steps(self) -> int:
+        """Every member fit per validation fold and in the final refit, one training set per
+        fold, and the ranker."""
+        folds = self.config.validation_folds
+        return (folds + 1) * len(self.serving_members) + folds + 1
+
+    def report_fit(self, start: StageStart, done: StepDone) -> None:
+        """Where the next fit announces its stages and steps."""
         self._start, self._done = start, done
+
+    def fit(self, dataset: Dataset) -> Self:
         self._member_rounds = 0
         self._training_sets = 0
+        return super().fit(dataset)
 
     def fit_members(
         self, dataset: Dataset, specs: list[MemberConfig]
