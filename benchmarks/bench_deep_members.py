@@ -6,8 +6,9 @@ the dataset's tuned config, configs/<dataset>.toml) and the same ensemble plus `
 each deep member alone, the paired 95% bootstrap CI of (with - without) per user, and the
 ensemble analysis of the extended ensemble: each member's leave-one-out NDCG change and the
 members forward selection keeps, so that either the gain or the redundancy is on record.
-Progress goes to stderr as timestamped lines: each model's fit and recommend, each analysis stage
-with counts and an ETA at every quarter (the ml-latest-small run with sasrec takes over an hour).
+Progress goes to stderr as timestamped lines: each model's fit (an ensemble's counted in member
+fits, training sets and the ranker) and recommend, and each analysis stage, with counts and an
+ETA at every quarter (the ml-latest-small run with sasrec takes over an hour).
 
     python benchmarks/bench_deep_members.py [--datasets ml-100k,ml-latest-small]
         [--data-dir ../shared/datasets] [--analysis-users 600] [--members twotower,sasrec]
@@ -32,7 +33,7 @@ from recsemble.evaluation.significance import paired_comparison
 from recsemble.evaluation.workflow import build_model, load_and_split
 from recsemble.ranking.analysis import analyze
 from recsemble.ranking.config import MemberConfig
-from recsemble.ranking.ensemble import Ensemble
+from recsemble.ranking.training import ReportingEnsemble
 
 ROOT = Path(__file__).resolve().parents[1]
 DEEP = ("twotower", "sasrec")
@@ -44,10 +45,11 @@ def _config(dataset: str, data_dir: str) -> Any:
     return resolve(path if path.is_file() else None, sets).config
 
 
-def _extended(config: Any, deep: tuple[str, ...]) -> Ensemble:
+def _extended(config: Any, deep: tuple[str, ...]) -> ReportingEnsemble:
+    """The configured ensemble plus the deep members; its fit reports each member fit."""
     members = [*config.ensemble.members, *(MemberConfig(model=name) for name in deep)]
     settings = config.ensemble.model_copy(update={"members": members})
-    return Ensemble(settings, config.models, protocol=config.protocol.name)
+    return ReportingEnsemble(config.model_copy(update={"ensemble": settings}))
 
 
 class _StageLog:
