@@ -6,6 +6,8 @@ Registered on the main app by cli.py; the work is in spark/batch.py and store/pr
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +15,7 @@ import typer
 from rich.table import Table
 
 from recsemble.cli_options import ConfigOpt, DataDirOpt, SetOpt
-from recsemble.spark.batch import USERS_PER_PARTITION
+from recsemble.spark.batch import USERS_PER_PARTITION, BatchRun
 from recsemble.spark.commands import EngineOpt
 
 
@@ -47,7 +49,7 @@ def batch(
     """Every user's top-k (with explanations) from the whole pipeline of a saved model, the
     list the API would answer for them, written as Parquet (user, rank, item, score,
     explanation, history_events, history_latest)."""
-    from recsemble.cli import _errors_exit, _resolve, console, err_console
+    from recsemble.cli import _errors_exit, _resolve, console
     from recsemble.errors import ConfigError
     from recsemble.spark.batch import run_batch
     from recsemble.spark.commands import ENGINES
@@ -59,8 +61,9 @@ def batch(
             raise ConfigError("give the interactions once: --dataset or --input")
         data_flags = {"data.dataset": dataset, "data.data_dir": str(data_dir) if data_dir else None}
         config = _resolve(config_path, sets, **data_flags).config
-        with err_console.status(f"scoring every user with {model_dir} ({engine})"):
-            run = run_batch(
+        run = _scored_with_progress(
+            partial(
+                run_batch,
                 config,
                 model_dir,
                 out,
@@ -68,7 +71,10 @@ def batch(
                 input_path=input_path,
                 k=k,
                 users_per_partition=users_per_partition,
-            )
+            ),
+            f"scoring every user with {model_dir}",
+            spark=engine == "spark",
+        )
         table = Table(title=f"batch lists ({engine})", show_header=False)
         table.add_column("what", style="bold")
         table.add_column("value")
@@ -78,6 +84,18 @@ def batch(
         table.add_row("wall time", f"{run.seconds:.1f} s")
         table.add_row("written to", str(run.out))
         console.print(table)
+
+
+def _scored_with_progress(run: Callable[..., BatchRun], what: str, *, spark: bool) -> BatchRun:
+    """run() under a progress bar of users scored (a spinner on Spark, which shows its own)."""
+    from recsemble.cli import _progress, err_console
+
+    if spark:
+        with err_console.status(f"{what} (spark)"):
+            return run()
+    with _progress() as bar:
+        task = bar.add_task(what, total=None)
+        return run(on_progress=lambda done, total: bar.update(task, completed=done, total=total))
 
 
 def load_recs(

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from recsemble.config import RecsembleConfig
@@ -121,3 +122,34 @@ def test_newer_history_is_folded_in(prepared: Dataset, itemknn_dir: Path) -> Non
     old_marker = next(r for r in before.to_pylist() if r["user"] == user)["history_events"]
     assert mine[0]["history_events"] == old_marker + 1
     assert mine[0]["history_latest"] == latest
+
+
+def test_local_batch_reports_users_scored(prepared: Dataset, itemknn_dir: Path) -> None:
+    frame = prepared.external_interactions()
+    calls: list[tuple[int, int]] = []
+    table = score_locally(frame, itemknn_dir, k=5, at=AT, on_progress=lambda *c: calls.append(c))
+    n_users = frame["user_id"].n_unique()
+    assert calls[-1] == (n_users, n_users)
+    assert [done for done, _ in calls] == sorted(done for done, _ in calls)
+    assert len(set(table.column("user").to_pylist())) == n_users
+
+
+def test_the_batch_command_writes_every_users_list(
+    prepared: Dataset, itemknn_dir: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from recsemble.cli import app
+
+    source = tmp_path / "input"
+    source.mkdir()
+    frame = prepared.external_interactions().select("user_id", "item_id", "timestamp", "weight")
+    frame.write_parquet(source / "interactions.parquet")
+    out = tmp_path / "lists"
+    args = ["batch", "--model", str(itemknn_dir), "--output", str(out), "--input", str(source)]
+    result = CliRunner().invoke(app, [*args, "--k", "3"])
+    assert result.exit_code == 0, result.output
+    written = pa.concat_tables([pq.read_table(path) for path in sorted(out.glob("*.parquet"))])
+    assert set(written.column("user").to_pylist()) == set(frame["user_id"].to_list())
+    assert max(written.column("rank").to_pylist()) == 3
+    assert "users scored" in result.output

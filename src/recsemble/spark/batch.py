@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -174,10 +174,12 @@ def score_locally(
     k: int,
     at: int | None = None,
     config: RecsembleConfig | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> pa.Table:
-    """The same table computed in this process (rows by user id, then rank)."""
+    """The same table computed in this process (rows by user id, then rank);
+    on_progress(users done, users) as blocks of users are scored."""
     scorer = BatchScorer(folder, k=k, at=int(time.time()) if at is None else at, config=config)
-    return scorer.score(UserEvents.from_frame(interactions))
+    return scorer.score(UserEvents.from_frame(interactions), on_progress)
 
 
 def write_table(table: pa.Table, out: Path) -> Path:
@@ -227,8 +229,10 @@ def run_batch(
     input_path: Path | None = None,
     k: int = 10,
     users_per_partition: int = USERS_PER_PARTITION,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> BatchRun:
-    """Read and prepare the interactions (as training does), score every user, write Parquet."""
+    """Read and prepare the interactions (as training does), score every user, write Parquet.
+    on_progress(users done, users): the local engine's progress (Spark shows its own)."""
     start = time.perf_counter()
     at = int(time.time())
     if engine == "spark":
@@ -245,7 +249,7 @@ def run_batch(
         rows = written.count() if scored else 0
     else:
         frame = _prepared_locally(config, input_path)
-        table = score_locally(frame, folder, k=k, at=at, config=config)
+        table = score_locally(frame, folder, k=k, at=at, config=config, on_progress=on_progress)
         write_table(table, out)
         users, scored = frame["user_id"].n_unique(), len(set(table.column("user").to_pylist()))
         rows = table.num_rows

@@ -18,6 +18,7 @@ spark/batch.py runs this per partition of users; the local engine runs it in thi
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,12 +125,17 @@ class BatchScorer:
         self.explain = explain
         self.block_users = block_users
 
-    def score(self, events: UserEvents) -> pa.Table:
-        """The lists of every known user of `events`, as a SCHEMA table in their order."""
-        parts = [
-            self._score_block(events.rows(lo, min(len(events), lo + self.block_users)))
-            for lo in range(0, len(events), self.block_users)
-        ]
+    def score(
+        self, events: UserEvents, on_progress: Callable[[int, int], None] | None = None
+    ) -> pa.Table:
+        """The lists of every known user of `events`, as a SCHEMA table in their order;
+        on_progress(users done, users) after each block."""
+        parts = []
+        for lo in range(0, len(events), self.block_users):
+            hi = min(len(events), lo + self.block_users)
+            parts.append(self._score_block(events.rows(lo, hi)))
+            if on_progress is not None:
+                on_progress(hi, len(events))
         return pa.concat_tables(parts) if parts else SCHEMA.empty_table()
 
     def _score_block(self, events: UserEvents) -> pa.Table:
