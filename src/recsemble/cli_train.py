@@ -85,8 +85,9 @@ def train_and_save(config: RecsembleConfig, model: str, out: Path) -> Table:
 
 
 def _summary_table(model: Model, fit_seconds: float, folder: Path) -> Table:
+    from recsemble.files import folder_size
     from recsemble.ranking.ensemble import Ensemble
-    from recsemble.ranking.persistence import folder_size, training_summary
+    from recsemble.ranking.persistence import training_summary
 
     table = Table(title=f"trained {model.name}", show_header=False)
     table.add_column("what", style="bold")

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from recsemble.errors import DataError, RecsembleError
+from recsemble.files import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ class ModelRegistry:
         if extra:
             raise DataError("file is not listed in version.json", source=str(info.path / extra[0]))
         for rel, digest in sorted(info.files.items()):
-            if _sha256(info.path / rel) != digest:
+            if sha256_file(info.path / rel) != digest:
                 raise DataError(
                     "file does not match its sha256 in version.json", source=str(info.path / rel)
                 )
@@ -367,11 +368,6 @@ def _copy_file(source: Path, target: Path) -> str:
         dst.flush()
         os.fsync(dst.fileno())
     return digest.hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _write_durably(path: Path, data: bytes) -> None:

@@ -7,7 +7,6 @@ pydantic model per generator that rejects unknown keys. Fitted state ends in `_`
 
 from __future__ import annotations
 
-import hashlib
 import json
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy.typing as npt
 
 from recsemble.data.dataset import Dataset
 from recsemble.errors import DataError, NotFittedError
+from recsemble.files import sha256_file
 from recsemble.generators.config import GeneratorConfig
 from recsemble.generators.history import Histories
 from recsemble.generators.npz import read_npz
@@ -243,7 +243,7 @@ class CandidateGenerator(ABC):
         if cache is not None:  # saved, so a load (a hot swap) need not score them again
             arrays["score_cache.slot"], arrays["score_cache.scores"] = cache.slot, cache.scores
         np.savez(folder / "arrays.npz", **arrays)  # type: ignore[arg-type]
-        extra = {name: _sha256(folder / name) for name in self._save_files(folder)}
+        extra = {name: sha256_file(folder / name) for name in self._save_files(folder)}
         manifest = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
@@ -252,7 +252,7 @@ class CandidateGenerator(ABC):
             "n_users": self.n_users_,
             "n_items": self.n_items_,
             "now": self.now_,
-            "arrays_sha256": _sha256(folder / "arrays.npz"),
+            "arrays_sha256": sha256_file(folder / "arrays.npz"),
             **({"files_sha256": extra} if extra else {}),
         }
         (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
@@ -312,13 +312,9 @@ def _read_manifest(folder: Path, check_files: bool = True) -> dict[str, Any]:
         )
     if not check_files:
         return manifest
-    if _sha256(folder / "arrays.npz") != manifest.get("arrays_sha256"):
+    if sha256_file(folder / "arrays.npz") != manifest.get("arrays_sha256"):
         raise DataError("arrays.npz does not match its manifest checksum", source=str(folder))
     for name, digest in manifest.get("files_sha256", {}).items():
-        if not (folder / name).is_file() or _sha256(folder / name) != digest:
+        if not (folder / name).is_file() or sha256_file(folder / name) != digest:
             raise DataError(f"{name} is missing or does not match its checksum", source=str(folder))
     return manifest
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

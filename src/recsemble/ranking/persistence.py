@@ -19,7 +19,6 @@ before reading anything; a missing, altered or malformed file is a DataError nam
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -35,6 +34,7 @@ from pydantic import ValidationError
 
 from recsemble.errors import DataError
 from recsemble.evaluation.slices import HISTORY_SLICES
+from recsemble.files import sha256_file
 from recsemble.generators import CandidateGenerator
 from recsemble.generators.base import FORMAT as GENERATOR_FORMAT
 from recsemble.generators.history import Histories
@@ -132,7 +132,9 @@ def _write_ensemble(ens: Ensemble, folder: Path, catalog: Catalog | None) -> Non
         "ranker": {"kind": ens.ranker_.kind_, "rounds": getattr(ens.ranker_, "rounds_", None)},
         "training": training_summary(ens),
         "files": {
-            str(p.relative_to(folder)): _sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()
+            str(p.relative_to(folder)): sha256_file(p)
+            for p in sorted(folder.rglob("*"))
+            if p.is_file()
         },
     }
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
@@ -381,16 +383,6 @@ def recommend_ids(
 
 
 # -- files -----------------------------------------------------------------------------------
-def folder_size(folder: Path) -> int:
-    """Bytes of every file under `folder`."""
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-
-
-def _sha256(path: Path) -> str:
-    with path.open("rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
 def _verify_files(folder: Path, files: Any, hash_files: bool = True) -> None:
     if not isinstance(files, dict) or not files:
         raise DataError("manifest lists no files", source=str(folder / MANIFEST))
@@ -400,7 +392,7 @@ def _verify_files(folder: Path, files: Any, hash_files: bool = True) -> None:
             raise DataError("file listed in the manifest is missing", source=str(path))
         if not hash_files or _checked_by_member(relative):
             continue
-        if _sha256(path) != digest:
+        if sha256_file(path) != digest:
             raise DataError("file does not match its checksum in the manifest", source=str(path))
 
 

@@ -56,8 +56,9 @@ def train_spark_and_save(
     from rich.table import Table
 
     from recsemble.cli import err_console
+    from recsemble.files import folder_size
     from recsemble.ranking.ids import Catalog
-    from recsemble.ranking.persistence import folder_size, save_model
+    from recsemble.ranking.persistence import save_model
     from recsemble.spark.workflow import train_on_spark
 
     with err_console.status(f"training {model} on Spark"):
