@@ -39,6 +39,7 @@ import scipy.sparse as sp
 from sklearn.isotonic import IsotonicRegression
 
 from recsemble.config import resolve
+from recsemble.errors import RecsembleError
 from recsemble.evaluation.metrics import compute_metrics
 from recsemble.evaluation.runner import catalog_stats, truth_matrix
 from recsemble.evaluation.workflow import build_model, load_and_split
@@ -270,7 +271,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.pool < K or not 0 < args.budget < 1:
         parser.error(f"--pool must be >= {K} and --budget in (0, 1)")
-    frontier = Frontier(args)
+    try:
+        frontier = Frontier(args)
+    except RecsembleError as exc:  # a bad data set, data dir or config: one clear line
+        parser.error(str(exc))
     plain = frontier.plain
     print(f"\nplain ensemble: NDCG@10 {plain['ndcg']:.4f}, ILD@10 {plain['ild']:.4f}")
     curves: dict[str, list[dict[str, float]]] = {}
