@@ -30,7 +30,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 
 import numpy as np
@@ -167,10 +167,15 @@ class Frontier:
         hit = np.asarray(self.truth[rows, safe.ravel()]).reshape(self.items.shape)
         return np.where(self.items == PAD_IDX, 0.0, hit).astype(np.float64)
 
-    def row(self, r: int) -> tuple[npt.NDArray[np.int32], F64]:
-        """User r's pool (padding dropped) and the distance matrix of its items."""
-        pool = self.items[r][self.items[r] != PAD_IDX]
-        return pool, jaccard_distances(self.categories[pool] > 0)
+    @cached_property
+    def pools(self) -> list[tuple[npt.NDArray[np.int32], F64]]:
+        """Each user's pool (padding dropped) and the distance matrix of its items, computed
+        once for every curve."""
+        out = []
+        for items in self.items:
+            pool = items[items != PAD_IDX]
+            out.append((pool, jaccard_distances(self.categories[pool] > 0)))
+        return out
 
 
 def _log(message: str) -> None:
@@ -194,10 +199,10 @@ def relevance_sources(frontier: Frontier) -> dict[str, F64]:
 
 def set_search_curve(frontier: Frontier, rel: F64) -> list[dict[str, float]]:
     scale = float(np.nanmean(rel[:, 0]))
-    rows, pools = [], [frontier.row(r) for r in range(frontier.users.size)]
+    rows = []
     for multiple in (0.0, *BETA_MULTIPLES):
         lists = np.full((frontier.users.size, K), PAD_IDX, dtype=np.int32)
-        for r, (pool, dist) in enumerate(pools):
+        for r, (pool, dist) in enumerate(frontier.pools):
             chosen = set_search(np.nan_to_num(rel[r, : pool.size], nan=0.0), dist, multiple * scale)
             lists[r, : chosen.size] = pool[chosen]
         rows.append({"knob": multiple, **frontier.measure(lists)})

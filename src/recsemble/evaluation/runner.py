@@ -57,17 +57,24 @@ class SteppedFit(Protocol):
 
 def fit_counting(model: Model, dataset: Dataset, on_step: Callable[[int, int], None]) -> None:
     """model.fit(dataset), calling on_step(done, total) as its steps complete."""
-    total = model.fit_steps if isinstance(model, SteppedFit) else 1
+    if not isinstance(model, SteppedFit):
+        on_step(0, 1)
+        model.fit(dataset)
+        on_step(1, 1)
+        return
+    total, count = model.fit_steps, 0
     on_step(0, total)
-    if isinstance(model, SteppedFit):
-        count = [0]
 
-        def done() -> None:
-            count[0] = min(count[0] + 1, total)
-            on_step(count[0], total)
+    def done() -> None:
+        nonlocal count
+        count = min(count + 1, total)
+        on_step(count, total)
 
-        model.report_fit(lambda _stage: None, done)
-    model.fit(dataset)
+    model.report_fit(lambda _stage: None, done)
+    try:
+        model.fit(dataset)
+    finally:  # a later fit (an analysis refit, say) does not report into this one's bar
+        model.report_fit(lambda _stage: None, lambda: None)
     on_step(total, total)
 
 
