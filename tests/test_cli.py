@@ -177,6 +177,8 @@ def test_config_show_lists_sources(tmp_path: Path) -> None:
     [
         (["evaluate", "--models", "pop,itemknnn"], "unknown model"),
         (["evaluate", "--k", "ten"], "--k takes integers"),
+        (["evaluate", "--k", "10,0"], "protocol.k.0: Input should be greater"),
+        (["evaluate", "--set", "protocol.k=[]"], "protocol.k: List should have at least 1"),
         (["evaluate", "--protocol", "random"], "protocol.name"),
         (["evaluate", "--set", "protocol.tset_fraction=0.1"], "test_fraction"),
         (["evaluate", "--dataset", "/no/such/file.csv"], "/no/such/file.csv"),

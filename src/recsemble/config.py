@@ -12,7 +12,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -45,7 +45,7 @@ class ProtocolConfig(_Section):
     name: Literal["temporal-user", "temporal-global"] = "temporal-user"
     test_fraction: float = Field(0.2, gt=0, lt=1)
     min_user_interactions: int = Field(5, ge=1)
-    k: list[int] = Field(default_factory=lambda: [10])
+    k: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [10], min_length=1)
     bootstrap_resamples: int = Field(1000, ge=10)
     seed: int = 0
 

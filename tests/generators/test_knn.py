@@ -12,16 +12,13 @@ from pydantic import ValidationError
 
 from recsemble.data.dataset import Dataset
 from recsemble.generators import GENERATORS, CandidateGenerator
+from recsemble.generators.cosine import binary, row_sq_norms, term_stats, weigh
 from recsemble.generators.history import Histories
 from recsemble.generators.knn import (
     ItemKNN,
     ItemKNNConfig,
     ItemKNNRecent,
     UserKNN,
-    _binary,
-    _row_sq_norms,
-    _term_stats,
-    _weigh,
     item_similarities,
 )
 
@@ -159,15 +156,15 @@ def _pruned_by_sorting(train: sp.csr_array, config: ItemKNNConfig) -> np.ndarray
     then each candidate's (target) or history item's (source) best `neighbors`, ties to the
     lower item idx."""
     docs = sp.csr_array(train.T).astype(np.float32)
-    weighted = _weigh(docs, _term_stats(docs, config.weighting), config)
-    sq = _row_sq_norms(weighted)
+    weighted = weigh(docs, term_stats(docs, config.weighting), config)
+    sq = row_sq_norms(weighted)
     a = config.alpha if config.prune == "source" else 1.0 - config.alpha
     dots = sp.csr_array(weighted @ weighted.T)
     den = np.repeat((sq**a).astype(np.float32), np.diff(dots.indptr))
     den *= (sq ** (1.0 - a)).astype(np.float32)[dots.indices]
     den += np.float32(config.shrink)
     sims = sp.csr_array((dots.data / den, dots.indices, dots.indptr), dots.shape).toarray()
-    support = (_binary(docs) @ _binary(docs).T).toarray()
+    support = (binary(docs) @ binary(docs).T).toarray()
     sims[support < config.min_support] = 0.0
     np.fill_diagonal(sims, 0.0)
     out = np.zeros_like(sims)

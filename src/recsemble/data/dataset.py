@@ -43,6 +43,24 @@ ITEM_SCHEMA: dict[str, pl.DataType] = {
 MatrixValues = Literal["weight", "binary", "count"]
 
 
+def _values(interactions: pl.DataFrame) -> pl.Series:
+    """The optional explicit `value` column (e.g. a rating) as float32; null where absent."""
+    if "value" not in interactions.columns:
+        return pl.Series("value", [None] * interactions.height, dtype=pl.Float32)
+    values = interactions["value"].cast(pl.Float32)
+    if values.is_nan().any():
+        row = int(values.is_nan().arg_true()[0])
+        raise DataError(f"interactions have NaN in row {row}", column="value")
+    return values
+
+
+def _id_map(ids: pl.Series, table: pl.DataFrame | None, kind: str) -> IdMap:
+    """Ids seen in the interactions plus those only in the users / items table."""
+    if table is None:
+        return IdMap.from_unsorted(ids)
+    return IdMap.from_unsorted(pl.concat([ids, _as_id_series(table, f"{kind}_id", kind)]))
+
+
 def _check_no_nulls(frame: pl.DataFrame, columns: list[str], what: str) -> None:
     for col in columns:
         nulls = frame[col].is_null()
@@ -127,35 +145,17 @@ class Dataset:
         _check_no_nulls(interactions, ["user_id", "item_id", "timestamp"], "interactions")
         user_ids = _as_id_series(interactions, "user_id", "user")
         item_ids = _as_id_series(interactions, "item_id", "item")
-        timestamps = _timestamps_to_seconds(interactions["timestamp"])
         events, weights = _events_and_weights(interactions, event_weights)
-        values = (
-            interactions["value"].cast(pl.Float32)
-            if "value" in interactions.columns
-            else pl.Series("value", [None] * interactions.height, dtype=pl.Float32)
-        )
-        if values.is_nan().any():
-            row = int(values.is_nan().arg_true()[0])
-            raise DataError(f"interactions have NaN in row {row}", column="value")
-
-        item_map = IdMap.from_unsorted(
-            pl.concat([item_ids, _as_id_series(items, "item_id", "item")])
-            if items is not None
-            else item_ids
-        )
-        user_map = IdMap.from_unsorted(
-            pl.concat([user_ids, _as_id_series(users, "user_id", "user")])
-            if users is not None
-            else user_ids
-        )
+        item_map = _id_map(item_ids, items, "item")
+        user_map = _id_map(user_ids, users, "user")
         frame = pl.DataFrame(
             {
                 "user_idx": user_map.to_idx(user_ids),
                 "item_idx": item_map.to_idx(item_ids),
-                "timestamp": timestamps,
+                "timestamp": _timestamps_to_seconds(interactions["timestamp"]),
                 "event": events,
                 "weight": weights,
-                "value": values,
+                "value": _values(interactions),
             }
         )
         return cls(

@@ -121,65 +121,23 @@ def tune_model(
 ) -> TuningResult:
     """TPE search (fixed seed) over SEARCH_SPACES[name]; trial 0 is the base config, kept unless
     the best trial beats it by more than min_gain_se standard errors (0: the best always wins)."""
-    import optuna
-
-    if n_trials < 1:
-        raise ConfigError(f"trials must be >= 1, got {n_trials}")
-    if timeout is not None and timeout <= 0:
-        raise ConfigError(f"timeout must be > 0 seconds, got {timeout}")
-    if not min_gain_se >= 0:
-        raise ConfigError(f"min_gain_se must be >= 0 standard errors, got {min_gain_se}")
-    check_space(name)
+    _check_tuning_args(name, n_trials, timeout, min_gain_se)
     space = search_space(name)
     base = dict(base_params or {})
-    config_cls = GENERATORS[name].Config
-    defaults = config_cls.model_validate(base).model_dump()
-    objective = ValidationObjective(validation, metric)
+    defaults = GENERATORS[name].Config.model_validate(base).model_dump()
     start_values = {key: defaults[key] for key in space if space[key].contains(defaults[key])}
-
-    errors: list[str] = []
-    per_user: dict[int, npt.NDArray[np.float64]] = {}  # by trial number
-
-    def run_trial(trial: Any) -> float:
-        params = {**base, **{key: spec.suggest(trial, key) for key, spec in space.items()}}
-        trial.set_user_attr("params", params)
-        try:
-            values = objective.per_user(GENERATORS[name](config_cls.model_validate(params)))
-            per_user[trial.number] = values
-            return float(values.mean())
-        except ValueError as exc:  # e.g. a singular system for extreme values: a failed trial
-            errors.append(f"{type(exc).__name__}: {exc}")
-            raise
-
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        study = optuna.create_study(
-            direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed)
-        )
-        study.enqueue_trial(start_values)
-        started = time.perf_counter()
-
-        def progress(study: Any, trial: Any) -> None:
-            if on_trial is not None:
-                done = sum(t.state.is_finished() for t in study.trials)
-                best = _best_value(study)
-                on_trial(name, done, n_trials, best)
-
-        study.optimize(
-            run_trial, n_trials=n_trials, timeout=timeout, callbacks=[progress], catch=(ValueError,)
-        )
-    finally:
-        optuna.logging.set_verbosity(verbosity)
+    search = _Search(name, base, ValidationObjective(validation, metric))
+    started = time.perf_counter()
+    study = search.run(start_values, n_trials, timeout, seed, on_trial)
     complete = [t for t in study.trials if t.value is not None]
     if not complete:
-        last = f"; last error: {errors[-1]}" if errors else ""
+        last = f"; last error: {search.errors[-1]}" if search.errors else ""
         raise ConfigError(f"no trial of {name!r} completed{last}")
     first, best = study.trials[0], study.best_trial
     base_value = first.value if len(start_values) == len(space) else None
     gain_se = None
-    if base_value is not None and first.number in per_user:
-        gain_se = paired_gain_se(per_user[best.number] - per_user[first.number])
+    if base_value is not None and first.number in search.per_user:
+        gain_se = paired_gain_se(search.per_user[best.number] - search.per_user[first.number])
     kept_base = gain_se is not None and best.number != first.number and gain_se <= min_gain_se
     chosen = first if kept_base else best
     best_value = float(study.best_value)
@@ -194,6 +152,71 @@ def tune_model(
         gain_se=gain_se,
         kept_base=kept_base,
     )
+
+
+def _check_tuning_args(name: str, n_trials: int, timeout: float | None, min_gain_se: float) -> None:
+    if n_trials < 1:
+        raise ConfigError(f"trials must be >= 1, got {n_trials}")
+    if timeout is not None and timeout <= 0:
+        raise ConfigError(f"timeout must be > 0 seconds, got {timeout}")
+    if not min_gain_se >= 0:
+        raise ConfigError(f"min_gain_se must be >= 0 standard errors, got {min_gain_se}")
+    check_space(name)
+
+
+class _Search:
+    """One model's Optuna study; keeps each trial's per-user values for the paired comparison."""
+
+    def __init__(self, name: str, base: dict[str, Any], objective: ValidationObjective) -> None:
+        self.name, self.base, self.objective = name, base, objective
+        self.space = search_space(name)
+        self.errors: list[str] = []
+        self.per_user: dict[int, npt.NDArray[np.float64]] = {}  # by trial number
+
+    def trial(self, trial: Any) -> float:
+        suggested = {key: spec.suggest(trial, key) for key, spec in self.space.items()}
+        params = {**self.base, **suggested}
+        trial.set_user_attr("params", params)
+        model_cls = GENERATORS[self.name]
+        try:
+            values = self.objective.per_user(model_cls(model_cls.Config.model_validate(params)))
+        except ValueError as exc:  # e.g. a singular system for extreme values: a failed trial
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+            raise
+        self.per_user[trial.number] = values
+        return float(values.mean())
+
+    def run(
+        self,
+        start_values: dict[str, Any],
+        n_trials: int,
+        timeout: float | None,
+        seed: int,
+        on_trial: TrialCallback | None,
+    ) -> Any:
+        import optuna
+
+        def progress(study: Any, trial: Any) -> None:
+            if on_trial is not None:
+                done = sum(t.state.is_finished() for t in study.trials)
+                on_trial(self.name, done, n_trials, _best_value(study))
+
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        try:
+            sampler = optuna.samplers.TPESampler(seed=seed)
+            study = optuna.create_study(direction="maximize", sampler=sampler)
+            study.enqueue_trial(start_values)
+            study.optimize(
+                self.trial,
+                n_trials=n_trials,
+                timeout=timeout,
+                callbacks=[progress],
+                catch=(ValueError,),
+            )
+        finally:
+            optuna.logging.set_verbosity(verbosity)
+        return study
 
 
 def _best_value(study: Any) -> float:

@@ -1,11 +1,12 @@
 """Neighbourhood members: item-kNN (plain and recency-weighted) and user-kNN.
 
-Both compare sparse vectors with a shrunk cosine, sim = dot / (norm_a * norm_b + shrink), after an
-optional BM25 / TF-IDF weighting of the train matrix. Item-kNN keeps a sparse item x item matrix S
-(top `neighbors` per item) and scores profile @ S; user-kNN compares each requested profile with
-the fitted users' rows at request time. Both score from the histories they are handed, so events
-passed at request time (or users never seen) are folded in without refitting. Like EASE, the
-neighbourhoods come from every fitted interaction: they are not recomputed as of each `at`.
+Both compare sparse vectors with a shrunk cosine (cosine.py), sim = dot / (norm_a * norm_b +
+shrink), after an optional BM25 / TF-IDF weighting of the train matrix. Item-kNN keeps a sparse
+item x item matrix S (top `neighbors` per item) and scores profile @ S; user-kNN compares each
+requested profile with the fitted users' rows at request time. Both score from the histories
+they are handed, so events passed at request time (or users never seen) are folded in without
+refitting. Like EASE, the neighbourhoods come from every fitted interaction: they are not
+recomputed as of each `at`.
 """
 
 from __future__ import annotations
@@ -22,20 +23,31 @@ from pydantic import Field
 from recsemble.data.dataset import Dataset, MatrixValues
 from recsemble.generators.base import CandidateGenerator
 from recsemble.generators.config import GeneratorConfig, RecencyConfig
+from recsemble.generators.cosine import (
+    BLOCK_CELLS,
+    MIN_DENOMINATOR,
+    Weighting,
+    as_csr,
+    binary,
+    blocks,
+    csr32,
+    dense_scores,
+    dense_top_per_row,
+    divide_shrunk,
+    row_sq_norms,
+    stack_rows,
+    term_stats,
+    thread_count,
+    weigh,
+)
 from recsemble.generators.history import Histories, profile_matrix
 from recsemble.generators.rater_lists import RaterLists
 from recsemble.generators.sparse_rows import sparse_product, top_per_row
 from recsemble.generators.topk import topk_rows
-from recsemble.system import usable_cpus
 from recsemble.types import TopK
 
-#: Dense similarity blocks are kept under this many cells (float32: 64 MB).
-_BLOCK_CELLS = 16_000_000
 #: Requests of fewer rows are scored on the calling thread.
 _THREADED_ROWS = 32
-#: Similarity denominators are floored here (only reachable with shrink = 0).
-_MIN_DENOMINATOR = 1e-12
-Weighting = Literal["none", "bm25", "tfidf"]
 Arrays = dict[str, npt.NDArray[Any]]
 F32 = npt.NDArray[np.float32]
 
@@ -73,125 +85,6 @@ class UserKNNConfig(KNNConfig):
     neighbourhood: Literal["user", "item"] = "user"
 
 
-# -- weighting ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _TermStats:
-    """What BM25 / TF-IDF learn from the fitted documents: idf per term, mean document length."""
-
-    idf: npt.NDArray[np.float64]
-    avg_len: float
-
-
-def _term_stats(docs: sp.csr_array, weighting: Weighting) -> _TermStats:
-    n_docs = max(int(np.count_nonzero(np.diff(docs.indptr))), 1)
-    df = np.bincount(docs.indices, minlength=docs.shape[1]).astype(np.float64)
-    if weighting == "bm25":
-        idf = np.log1p((n_docs - df + 0.5) / (df + 0.5))
-    elif weighting == "tfidf":
-        idf = np.log((1.0 + n_docs) / (1.0 + df)) + 1.0  # smoothed: never 0 or negative
-    else:
-        idf = np.ones(docs.shape[1])
-    lengths = np.asarray(docs.sum(axis=1)).ravel()
-    avg_len = float(lengths[lengths > 0].mean()) if np.any(lengths > 0) else 1.0
-    return _TermStats(idf, avg_len)
-
-
-def _weigh(docs: sp.csr_array, stats: _TermStats, config: KNNConfig) -> sp.csr_array:
-    """docs x terms matrix with its values replaced by BM25 / TF-IDF weights."""
-    out = _csr32(docs)
-    if config.weighting == "none":
-        return out
-    tf = out.data.astype(np.float64)
-    if config.weighting == "bm25":
-        lengths = np.asarray(docs.sum(axis=1), dtype=np.float64).ravel()
-        norm = 1.0 - config.bm25_b + config.bm25_b * lengths / stats.avg_len
-        doc_norm = np.repeat(norm, np.diff(out.indptr))
-        tf = tf * (config.bm25_k1 + 1.0) / (tf + config.bm25_k1 * doc_norm)
-    else:
-        tf = np.sqrt(tf)
-    out.data = (tf * stats.idf[out.indices]).astype(np.float32)
-    return out
-
-
-def _row_sq_norms(mat: sp.csr_array) -> npt.NDArray[np.float64]:
-    rows = np.repeat(np.arange(mat.shape[0]), np.diff(mat.indptr))
-    squares = mat.data.astype(np.float64) ** 2
-    out: npt.NDArray[np.float64] = np.bincount(rows, squares, minlength=mat.shape[0]).astype(
-        np.float64
-    )
-    return out
-
-
-# -- dense / sparse helpers -----------------------------------------------------------------
-def _top_per_row(block: npt.NDArray[np.float32], k: int) -> sp.csr_array:
-    """Sparse copy of `block` keeping each row's k largest positive entries."""
-    n_rows, n_cols = block.shape
-    if k < n_cols:
-        cols = np.argpartition(-block, k - 1, axis=1)[:, :k]
-    else:
-        cols = np.broadcast_to(np.arange(n_cols), (n_rows, n_cols))
-    vals = np.take_along_axis(block, cols, axis=1)
-    keep = vals > 0
-    indptr = np.concatenate(([0], np.cumsum(keep.sum(axis=1)))).astype(np.int64)
-    # Row-major order of the mask: rows ascend, each row's entries in argpartition order (as
-    # a COO -> CSR conversion would leave them), built directly at a fraction of its cost.
-    kept = sp.csr_array((vals[keep], cols[keep], indptr), shape=block.shape)
-    return _csr32(kept)
-
-
-def _divide_shrunk(
-    dots: F32, row_den: npt.NDArray[Any], col_den: npt.NDArray[Any], shrink: float
-) -> None:
-    """dots[r, c] /= row_den[r] * col_den[c] + shrink, in place (float32: the hot loop)."""
-    den = np.multiply.outer(row_den.astype(np.float32), col_den.astype(np.float32))
-    den += np.float32(shrink)
-    np.maximum(den, np.float32(1e-12), out=den)
-    dots /= den
-
-
-def _dense_scores(scores: sp.csr_array, out: F32 | None = None) -> F32:
-    """Dense copy of sparse scores (into `out` when given); items with no stored score cannot be
-    recommended (-inf)."""
-    if out is None:
-        out = np.empty(scores.shape, dtype=np.float32)
-    out.fill(-np.inf)
-    rows = np.repeat(np.arange(scores.shape[0]), np.diff(scores.indptr))
-    out[rows, scores.indices] = scores.data
-    return out
-
-
-def _blocks(n: int, width: int, cells: int = _BLOCK_CELLS) -> list[tuple[int, int]]:
-    step = max(1, cells // max(1, width))
-    return [(lo, min(n, lo + step)) for lo in range(0, n, step)]
-
-
-def _workers() -> int:
-    return min(4, usable_cpus())
-
-
-def _csr32(mat: Any) -> sp.csr_array:
-    """A float32 CSR copy of a sparse matrix (its own data: callers may edit it in place)."""
-    out: sp.csr_array = sp.csr_array(mat).astype(np.float32, copy=True)
-    return out
-
-
-def _as_csr(mat: Any) -> sp.csr_array:
-    out: sp.csr_array = sp.csr_array(mat)  # no copy when it is one already
-    return out
-
-
-def _stack(parts: list[sp.csr_array], n_cols: int) -> sp.csr_array:
-    if not parts:
-        return _csr32(sp.csr_array((0, n_cols), dtype=np.float32))
-    return _csr32(sp.vstack(parts, format="csr"))
-
-
-def _binary(mat: sp.csr_array) -> sp.csr_array:
-    out = _csr32(mat)
-    out.data[:] = 1.0
-    return out
-
-
 # -- item-kNN -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _SimilarityRows:
@@ -215,15 +108,15 @@ class _SimilarityRows:
         den = np.repeat(self.row_den[lo:hi], lengths)
         den *= self.col_den.take(sims.indices)
         den += np.float32(self.config.shrink)
-        if self.config.shrink < _MIN_DENOMINATOR:  # else the floor below can never bind
-            np.maximum(den, np.float32(_MIN_DENOMINATOR), out=den)
+        if self.config.shrink < MIN_DENOMINATOR:  # else the floor below can never bind
+            np.maximum(den, np.float32(MIN_DENOMINATOR), out=den)
         sims.data /= den
         own = np.repeat(np.arange(lo, hi, dtype=sims.indices.dtype), lengths)
         sims.data[sims.indices == own] = 0.0  # an item is not its own neighbour
         if self.support is not None:
-            counts = _as_csr(self.support[0][lo:hi] @ self.support[1])
+            counts = as_csr(self.support[0][lo:hi] @ self.support[1])
             counts.data = (counts.data >= self.config.min_support).astype(np.float32)
-            sims = _csr32(sims.multiply(counts))
+            sims = csr32(sims.multiply(counts))
         return top_per_row(sims, self.config.neighbors, self.item_ids)
 
 
@@ -233,23 +126,23 @@ def item_similarities(train: sp.csr_array, config: ItemKNNConfig) -> sp.csr_arra
     Computed in blocks of item rows, each a sparse matmul pruned to its top-k per row, so memory
     stays at a few blocks of co-occurring pairs however large the catalog.
     """
-    docs = _csr32(train.T)  # items x users: an item is a document
+    docs = csr32(train.T)  # items x users: an item is a document
     # Most-seen items first: the product's running sums are then mostly touched near their
     # start (a fifth faster). Each pair's terms still add up in the same (user) order, and ties
     # are broken by the original idx, so S is the same.
     item_ids = np.argsort(-np.diff(docs.indptr), kind="stable")
-    weighted = _weigh(docs, _term_stats(docs, config.weighting), config)[item_ids]
-    sq = _row_sq_norms(weighted)
+    weighted = weigh(docs, term_stats(docs, config.weighting), config)[item_ids]
+    sq = row_sq_norms(weighted)
     support = None
     if config.min_support > 1:
-        support = (_binary(docs[item_ids]), _csr32(_binary(docs[item_ids]).T))
+        support = (binary(docs[item_ids]), csr32(binary(docs[item_ids]).T))
     # Row a of a block is item a against every item c; which one is the history item depends
     # on the pruning direction (the kept top-k is per candidate or per history item).
     alpha = config.alpha
     row_exp, col_exp = (1.0 - alpha, alpha) if config.prune == "target" else (alpha, 1.0 - alpha)
     block = _SimilarityRows(
-        _as_csr(weighted),
-        _csr32(weighted.T),
+        as_csr(weighted),
+        csr32(weighted.T),
         (sq**row_exp).astype(np.float32),
         (sq**col_exp).astype(np.float32),
         support,
@@ -257,20 +150,20 @@ def item_similarities(train: sp.csr_array, config: ItemKNNConfig) -> sp.csr_arra
         config,
     )
     n_items = weighted.shape[0]
-    with ThreadPoolExecutor(_workers()) as pool:
-        parts = list(pool.map(block, _blocks(n_items, n_items, _BLOCK_CELLS // 4)))
+    with ThreadPoolExecutor(thread_count()) as pool:
+        parts = list(pool.map(block, blocks(n_items, n_items, BLOCK_CELLS // 4)))
     # Back to the original idx; with target pruning the rows are candidates, S's columns.
-    return _reorder(_stack(parts, n_items), item_ids, transpose=config.prune == "target")
+    return _reorder(stack_rows(parts, n_items), item_ids, transpose=config.prune == "target")
 
 
 def _reorder(mat: sp.csr_array, ids: npt.NDArray[np.intp], transpose: bool) -> sp.csr_array:
     """mat with row and column r renamed ids[r] (and transposed when asked), indices sorted."""
     back = np.empty_like(ids)
     back[ids] = np.arange(ids.size)
-    rows = _as_csr(mat[back])  # row ids[r] is mat's row r
+    rows = as_csr(mat[back])  # row ids[r] is mat's row r
     renamed = ids.astype(rows.indices.dtype)[rows.indices]
     out = sp.csr_array((rows.data, renamed, rows.indptr), shape=mat.shape)
-    out = _as_csr(out.T.tocsr()) if transpose else out
+    out = as_csr(out.T.tocsr()) if transpose else out
     out.sort_indices()  # already sorted after a transpose
     return out
 
@@ -304,16 +197,16 @@ class ItemKNN(CandidateGenerator):
     def _score_block(
         self, users: npt.NDArray[np.int32], at: npt.NDArray[np.int64], histories: Histories
     ) -> F32:
-        profile = _csr32(profile_matrix(histories, self.config, at))
+        profile = csr32(profile_matrix(histories, self.config, at))
         out = np.empty((profile.shape[0], self.n_items_), dtype=np.float32)
 
         def fill(bounds: tuple[int, int]) -> None:
             lo, hi = bounds
-            _dense_scores(sparse_product(profile[lo:hi], self.similarity_), out[lo:hi])
+            dense_scores(sparse_product(profile[lo:hi], self.similarity_), out[lo:hi])
 
         # Row chunks on several threads: the product and the scatter release the GIL. A few
         # rows (one request) cost less than starting the threads.
-        n_rows, workers = profile.shape[0], _workers()
+        n_rows, workers = profile.shape[0], thread_count()
         if n_rows < _THREADED_ROWS or workers == 1:
             fill((0, n_rows))
             return out
@@ -330,8 +223,8 @@ class ItemKNN(CandidateGenerator):
         item_arr = np.atleast_1d(np.asarray(items, dtype=np.int64))
         # Neighbour lists are the columns of S (target pruning) or its rows (source pruning).
         lists = self.similarity_.T if self.config.prune == "target" else self.similarity_
-        rows = _csr32(_csr32(lists)[item_arr])
-        top = topk_rows(_dense_scores(rows), k)
+        rows = csr32(csr32(lists)[item_arr])
+        top = topk_rows(dense_scores(rows), k)
         return TopK(*top)
 
 
@@ -355,15 +248,15 @@ class UserKNN(CandidateGenerator):
 
     def _fit(self, dataset: Dataset) -> None:
         values: MatrixValues = "binary" if self.config.fit_binary else "weight"
-        self._set_matrix(_csr32(dataset.user_item_matrix(values)))
+        self._set_matrix(csr32(dataset.user_item_matrix(values)))
 
     def _set_matrix(self, matrix: sp.csr_array) -> None:
         self.matrix_ = matrix  # users x items: the rows neighbours vote with
-        self.stats_ = _term_stats(matrix, self.config.weighting)
-        weighted = _weigh(matrix, self.stats_, self.config)
-        self.items_users_ = _csr32(weighted.T)
-        self.norms_ = np.sqrt(_row_sq_norms(weighted))
-        self.support_ = _csr32(_binary(matrix).T) if self.config.min_support > 1 else None
+        self.stats_ = term_stats(matrix, self.config.weighting)
+        weighted = weigh(matrix, self.stats_, self.config)
+        self.items_users_ = csr32(weighted.T)
+        self.norms_ = np.sqrt(row_sq_norms(weighted))
+        self.support_ = csr32(binary(matrix).T) if self.config.min_support > 1 else None
         self.raters_ = None
         if self.config.neighbourhood == "item":
             self.raters_ = RaterLists.build(matrix, self.config.neighbors)
@@ -379,30 +272,31 @@ class UserKNN(CandidateGenerator):
     def _score_block(
         self, users: npt.NDArray[np.int32], at: npt.NDArray[np.int64], histories: Histories
     ) -> F32:
-        profile = _csr32(profile_matrix(histories, self.config, at))
+        profile = csr32(profile_matrix(histories, self.config, at))
         n_fitted = self.matrix_.shape[0]
         if self.raters_ is not None:
             out = np.empty((users.size, self.n_items_), dtype=np.float32)
-            for lo, hi in _blocks(users.size, n_fitted):
+            for lo, hi in blocks(users.size, n_fitted):
                 sims = self._similarities(profile[lo:hi], users[lo:hi])
                 out[lo:hi] = self.raters_.scores(sims)
             return out
+        k = self.config.neighbors
         parts = [
-            _top_per_row(self._similarities(profile[lo:hi], users[lo:hi]), self.config.neighbors)
-            for lo, hi in _blocks(users.size, n_fitted)
+            dense_top_per_row(self._similarities(profile[lo:hi], users[lo:hi]), k)
+            for lo, hi in blocks(users.size, n_fitted)
         ]
-        # One block (one request): _top_per_row's CSR is already float32, no copy needed.
-        neighbours = parts[0] if len(parts) == 1 else _stack(parts, n_fitted)
-        return _dense_scores(_as_csr(neighbours @ self.matrix_))
+        # One block (one request): dense_top_per_row's CSR is already float32, no copy needed.
+        neighbours = parts[0] if len(parts) == 1 else stack_rows(parts, n_fitted)
+        return dense_scores(as_csr(neighbours @ self.matrix_))
 
     def _similarities(self, profile: sp.csr_array, users: npt.NDArray[np.int32]) -> F32:
         """Dense (rows x fitted users) shrunk cosine similarities of the request profiles."""
-        weighted = _weigh(profile, self.stats_, self.config)
-        norms = np.sqrt(_row_sq_norms(weighted))
+        weighted = weigh(profile, self.stats_, self.config)
+        norms = np.sqrt(row_sq_norms(weighted))
         sims: F32 = (weighted @ self.items_users_).toarray()
-        _divide_shrunk(sims, norms, self.norms_, self.config.shrink)
+        divide_shrunk(sims, norms, self.norms_, self.config.shrink)
         if self.support_ is not None:
-            counts = (_binary(profile) @ self.support_).toarray()
+            counts = (binary(profile) @ self.support_).toarray()
             sims[counts < self.config.min_support] = 0.0
         # A fitted user is not their own neighbour (their old row would only echo the history).
         rows = np.flatnonzero((users >= 0) & (users < sims.shape[1]))

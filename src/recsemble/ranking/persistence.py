@@ -20,15 +20,12 @@ before reading anything; a missing, altered or malformed file is a DataError nam
 from __future__ import annotations
 
 import json
-import re
-import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import scipy.sparse as sp
 from pydantic import ValidationError
 
@@ -47,26 +44,32 @@ from recsemble.ranking.ids import (
     CATALOG_FILE,
     Catalog,
     IdRecommendation,
-    read_json_object,
     recommend_for_ids,
 )
 from recsemble.ranking.metaranker import MetaRanker
+from recsemble.ranking.model_folder import (
+    MANIFEST,
+    MEMBERS_DIR,
+    Arrays,
+    read_json,
+    read_npz,
+    replace_folder,
+    safe_name,
+    verify_files,
+)
 from recsemble.ranking.routing import SliceBoard
 from recsemble.ranking.timeline import ItemTimeline
 
 FORMAT = "recsemble.ensemble"
 FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
 RANKER_FILE = "ranker.txt"
 FEATURES_FILE = "features.npz"
 HISTORIES_FILE = "histories.npz"
 CALIBRATOR_FILE = "calibrator.json"
 BLEND_FILE = "blend.json"
-MEMBERS_DIR = "members"
 _HISTORY_KEYS = ("indptr", "items", "timestamps", "weights")
 
 Model = Ensemble | CandidateGenerator
-Arrays = dict[str, npt.NDArray[Any]]
 
 
 @dataclass(frozen=True)
@@ -84,13 +87,13 @@ def save_model(model: Model, path: str | Path, catalog: Catalog | None = None) -
     """Save an Ensemble (save_ensemble) or a generator (its own save) plus the catalog."""
     if isinstance(model, Ensemble):
         return save_ensemble(model, path, catalog=catalog)
-    return _replace_folder(Path(path), lambda tmp: _write_generator(model, tmp, catalog))
+    return replace_folder(Path(path), lambda tmp: _write_generator(model, tmp, catalog))
 
 
 def save_ensemble(ens: Ensemble, path: str | Path, *, catalog: Catalog | None = None) -> Path:
     """Write a fitted Ensemble to the folder `path` (replaced if it holds a saved model)."""
     ens._check_fitted()
-    return _replace_folder(Path(path), lambda tmp: _write_ensemble(ens, tmp, catalog))
+    return replace_folder(Path(path), lambda tmp: _write_ensemble(ens, tmp, catalog))
 
 
 def _write_generator(model: CandidateGenerator, folder: Path, catalog: Catalog | None) -> None:
@@ -102,7 +105,7 @@ def _write_generator(model: CandidateGenerator, folder: Path, catalog: Catalog |
 def _write_ensemble(ens: Ensemble, folder: Path, catalog: Catalog | None) -> None:
     members = []
     for position, (label, member) in enumerate(ens.members_.items()):
-        relative = f"{MEMBERS_DIR}/{position:02d}-{_safe_name(label)}"
+        relative = f"{MEMBERS_DIR}/{position:02d}-{safe_name(label)}"
         member.save(folder / relative)
         members.append({"label": label, "model": member.name, "folder": relative})
     (folder / RANKER_FILE).write_text(ens.ranker_.to_text(), encoding="utf-8")
@@ -175,34 +178,6 @@ def _feature_arrays(builder: FeatureBuilder) -> Arrays:
     return arrays
 
 
-def _safe_name(label: str) -> str:
-    """A folder name for a member label (views add '@' and ','); the manifest maps it back."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("._") or "member"
-
-
-def _replace_folder(target: Path, write: Callable[[Path], None]) -> Path:
-    """Write into a fresh sibling folder, then swap it in: a failed save leaves the old model."""
-    if target.exists() and not target.is_dir():
-        raise DataError("is a file, not a folder to save a model in", source=str(target))
-    if target.exists() and any(target.iterdir()) and not (target / MANIFEST).exists():
-        raise DataError(
-            "folder exists and does not hold a saved model; not overwriting it", source=str(target)
-        )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.saving")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        write(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if target.exists():
-        shutil.rmtree(target)
-    tmp.rename(target)
-    return target
-
-
 # -- loading ---------------------------------------------------------------------------------
 def load_model(path: str | Path, *, verified: bool = False) -> LoadedModel:
     """Read a folder written by save_model: an Ensemble or a single generator, with its ids.
@@ -210,7 +185,7 @@ def load_model(path: str | Path, *, verified: bool = False) -> LoadedModel:
     verified: the files were checked against their checksums moments ago (the model registry
     does before serving a version), so they are not hashed again."""
     folder = Path(path)
-    manifest = _read_json(folder / MANIFEST)
+    manifest = read_json(folder / MANIFEST)
     if manifest.get("format") == GENERATOR_FORMAT:
         model: Model = CandidateGenerator.load(folder, verified=verified)
         sizes = (model.n_users_, model.n_items_)
@@ -226,7 +201,7 @@ def load_model(path: str | Path, *, verified: bool = False) -> LoadedModel:
 def load_ensemble(path: str | Path) -> Ensemble:
     """Read an Ensemble written by save_ensemble; answers exactly as the saved one did."""
     folder = Path(path)
-    return _load_ensemble(folder, _read_json(folder / MANIFEST))
+    return _load_ensemble(folder, read_json(folder / MANIFEST))
 
 
 def _load_ensemble(folder: Path, manifest: dict[str, Any], verified: bool = False) -> Ensemble:
@@ -237,7 +212,7 @@ def _load_ensemble(folder: Path, manifest: dict[str, Any], verified: bool = Fals
             f"(expected {FORMAT!r} v{FORMAT_VERSION})",
             source=where,
         )
-    _verify_files(folder, manifest.get("files"), hash_files=not verified)
+    verify_files(folder, manifest.get("files"), hash_files=not verified)
     try:
         config = EnsembleConfig.model_validate(manifest["config"])
         ens = Ensemble(config, manifest["model_params"], protocol=str(manifest["protocol"]))
@@ -259,9 +234,9 @@ def _load_ensemble(folder: Path, manifest: dict[str, Any], verified: bool = Fals
     ens.histories_ = _load_histories(folder / HISTORIES_FILE, ens.n_items_)
     ens.ranker_ = _load_ranker(folder / RANKER_FILE, config, manifest.get("ranker") or {})
     if (folder / CALIBRATOR_FILE).exists():
-        ens.calibrator_ = Calibrator.from_dict(_read_json(folder / CALIBRATOR_FILE))
+        ens.calibrator_ = Calibrator.from_dict(read_json(folder / CALIBRATOR_FILE))
     if (folder / BLEND_FILE).exists():
-        ens.blend_ = Blend.from_dict(_read_json(folder / BLEND_FILE))
+        ens.blend_ = Blend.from_dict(read_json(folder / BLEND_FILE))
     expected = ens.features_.feature_names(tuple(ens.members_))
     if expected != ens.feature_names_:
         raise DataError("feature names do not match the members and features", source=where)
@@ -320,7 +295,7 @@ def _routes(routes: Any, labels: list[str]) -> dict[str, list[str]] | None:
 
 
 def _load_features(path: Path, config: EnsembleConfig, n_items: int) -> FeatureBuilder:
-    arrays = _read_npz(path)
+    arrays = read_npz(path)
     builder = FeatureBuilder(tuple(config.popularity_windows_days))
     try:
         builder.timeline_ = ItemTimeline(
@@ -346,7 +321,7 @@ def _load_features(path: Path, config: EnsembleConfig, n_items: int) -> FeatureB
 
 
 def _load_histories(path: Path, n_items: int) -> Histories:
-    arrays = _read_npz(path)
+    arrays = read_npz(path)
     try:
         indptr, items, timestamps, weights = (arrays[key] for key in _HISTORY_KEYS)
         return Histories(indptr, items, timestamps, weights, n_items)
@@ -380,39 +355,3 @@ def recommend_ids(
             f"no {CATALOG_FILE}: the model was saved without its ids", source=str(loaded.folder)
         )
     return recommend_for_ids(loaded.model, loaded.catalog, user_ids, k, exclude_seen=exclude_seen)
-
-
-# -- files -----------------------------------------------------------------------------------
-def _verify_files(folder: Path, files: Any, hash_files: bool = True) -> None:
-    if not isinstance(files, dict) or not files:
-        raise DataError("manifest lists no files", source=str(folder / MANIFEST))
-    for relative, digest in files.items():
-        path = folder / relative
-        if not path.is_file():
-            raise DataError("file listed in the manifest is missing", source=str(path))
-        if not hash_files or _checked_by_member(relative):
-            continue
-        if sha256_file(path) != digest:
-            raise DataError("file does not match its checksum in the manifest", source=str(path))
-
-
-def _checked_by_member(relative: str) -> bool:
-    """A member's arrays, which its own load checks against the checksum in its manifest.json
-    (itself checked here): hashing the largest files once instead of twice speeds up loading."""
-    return relative.startswith(f"{MEMBERS_DIR}/") and relative.endswith("/arrays.npz")
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    return read_json_object(path, missing=f"no {path.name}: not a saved model")
-
-
-def _read_npz(path: Path) -> Arrays:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {key: npz[key] for key in npz.files}
-    except FileNotFoundError:
-        raise DataError("file is missing", source=str(path)) from None
-    except Exception as exc:  # a damaged zip or an object array: never unpickle
-        raise DataError(
-            f"cannot read arrays ({type(exc).__name__}: {exc})", source=str(path)
-        ) from None
