@@ -109,6 +109,7 @@ def _event(**fields: object) -> dict[str, object]:
         ("POST", "/events", _event(event_id="x" * 300), 422),
         ("POST", "/events", _event(extra=1), 422),
         ("POST", "/events", _event(timestamp=1_700_000_000_000), 422),
+        ("POST", "/events", _event(type="purchse"), 409),  # not in the model's event_weights
         ("POST", "/recommendations", {"item_ids": ["a"], "k": -1}, 422),
         ("PUT", "/users/u1", {"attributes": {"age": float("inf")}}, 422),
         ("GET", "/no/such/route", None, 404),

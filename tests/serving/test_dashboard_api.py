@@ -166,11 +166,13 @@ def test_an_event_shows_in_history_member_lists_and_stats(dash: Server) -> None:
     itemknn = next(m for m in _get(dash, f"/users/{user}/members")["members"]
                    if m["label"] == "itemknn")  # fmt: skip
     clicked = itemknn["items"][0]["item_id"]
-    event = {"event_id": str(uuid.uuid4()), "user_id": user, "item_id": clicked, "type": "click"}
+    kind = before_stats["click_event_type"]
+    assert kind == "view"  # the lightest type of the synthetic data's view=1, cart=3, purchase=5
+    event = {"event_id": str(uuid.uuid4()), "user_id": user, "item_id": clicked, "type": kind}
     with dash.client(ADMIN_KEY) as admin:
         assert admin.post("/events", json={"events": [event]}).json()["accepted"] == 1
     latest = _get(dash, f"/users/{user}/history", limit=1)["events"][0]
-    assert (latest["item_id"], latest["type"], latest["live"]) == (clicked, "click", True)
+    assert (latest["item_id"], latest["type"], latest["live"]) == (clicked, kind, True)
     after = next(m for m in _get(dash, f"/users/{user}/members")["members"]
                  if m["label"] == "itemknn")  # fmt: skip
     assert clicked not in [i["item_id"] for i in after["items"]]

@@ -7,7 +7,14 @@ import json
 import time
 from pathlib import Path
 
+import polars as pl
+import pytest
+
+from recsemble.errors import ConfigError
 from recsemble.registry import ModelRegistry
+from recsemble.serving.retrain import export_training_data
+from recsemble.serving.state import ServeSettings, ServingState
+from recsemble.store.base import Event
 
 from .conftest import TINY_ENSEMBLE, start_server
 
@@ -50,3 +57,33 @@ def test_retraining_learns_new_events_and_switches_version(
         assert ModelRegistry(server.registry).store_cursor(listing["serving"]) >= 8
     finally:
         server.stop()
+
+
+def test_exported_events_keep_their_type_weights_and_unknown_types_are_refused(
+    tmp_path: Path, model_dirs: tuple[Path, Path]
+) -> None:
+    settings = ServeSettings(
+        store_url=f"sqlite:///{tmp_path / 'store.db'}",
+        registry_dir=tmp_path / "registry",
+        model_dir=model_dirs[0],
+    )
+    state = ServingState(settings)
+    state.start()
+    try:
+        typo = Event("e-typo", "u-typo", "i-x", "purchse", 1_800_000_000, None)
+        with pytest.raises(ConfigError, match=r"\['purchse'\].*cart, purchase, view"):
+            state.ingest([Event("e-ok", "u-typo", "i-x", "view", 1_800_000_000, None), typo])
+        assert state.store.events_since(0, 10) == []  # the whole batch was refused
+        events = [
+            Event(f"e-{kind}", "u-new", f"i-{kind}", kind, 1_800_000_000 + n, None)
+            for n, kind in enumerate(("view", "cart", "purchase"))
+        ]
+        assert state.ingest(events).accepted == 3
+        version = state.registry.current()
+        assert version is not None
+        folder = export_training_data(state, version, state.cursor, tmp_path / "data")
+        frame = pl.read_parquet(folder / "interactions.parquet").filter(user_id="u-new")
+        weights = dict(zip(frame["item_id"], frame["weight"], strict=True))
+        assert weights == {"i-view": 1.0, "i-cart": 3.0, "i-purchase": 5.0}
+    finally:
+        state.close()

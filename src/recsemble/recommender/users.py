@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from recsemble.data.dataset import DEFAULT_EVENT
+from recsemble.errors import ConfigError
 from recsemble.store.base import Event, Record
 from recsemble.types import ItemList
 
@@ -100,6 +102,24 @@ class LiveUsers:
     def get(self, user_id: str) -> LiveUser | None:
         return self.users.get(user_id)
 
+    def weight(self, event_type: str) -> float:
+        """The event type's weight in the model's table (every type weighs 1 without a table)."""
+        return float(self.event_weights.get(event_type, 1.0))
+
+    def check_types(self, events: Sequence[Event]) -> None:
+        """ConfigError (HTTP 409: valid, but not for this model) naming the event types the
+        model's weight table lacks, as training from a file does: a misspelt "purchse" must
+        not be stored as an event weighing 1."""
+        if not self.event_weights:
+            return
+        unknown = sorted({e.type for e in events} - {*self.event_weights, DEFAULT_EVENT})
+        if unknown:
+            known = ", ".join(sorted(self.event_weights))
+            raise ConfigError(
+                f"event type(s) {unknown} have no weight in the served model's event_weights "
+                f"({known}); add them to [data] event_weights and retrain to accept them"
+            )
+
     def observe(self, events: Sequence[Event], to_idx: Callable[[str], int | None]) -> list[str]:
         """Fold the events into their users' snapshots; returns the users that changed."""
         by_user: dict[str, list[Event]] = {}
@@ -127,7 +147,7 @@ class LiveUsers:
             counts = self.seen_types is None or e.type in self.seen_types
             if idx is None and counts:
                 new_seen.add(e.item_id)
-            weight = float(self.event_weights.get(e.type, 1.0))
+            weight = self.weight(e.type)
             rows.append((e.event_id, idx, e.timestamp or now, weight, e.type, counts))
         after = user.with_events(rows)
         if after is user:

@@ -155,7 +155,13 @@ def stats(request: Request) -> StatsOut:
         report_available=_state_report(request) is not None,
         precomputed_hits=serving_state(request).precomputed.hits,
         precomputed_misses=serving_state(request).precomputed.misses,
+        click_event_type=_click_event_type(recommender),
     )
+
+
+def _click_event_type(recommender: Recommender | None) -> str:
+    weights = {} if recommender is None else recommender.live.event_weights
+    return min(weights, key=lambda t: (weights[t], t)) if weights else "click"
 
 
 def _state_report(request: Request) -> Path | None:

@@ -25,6 +25,7 @@ import polars as pl
 from recsemble.errors import RecsembleError
 from recsemble.ranking.ids import read_json_object
 from recsemble.serving.state import ServingState
+from recsemble.store.base import Event
 
 log = logging.getLogger("recsemble.serving")
 _running: dict[str, threading.Thread] = {}
@@ -92,7 +93,7 @@ def export_training_data(state: ServingState, version: str, cursor: int, folder:
                     "user_id": [e.user_id for e in rows],
                     "item_id": [e.item_id for e in rows],
                     "timestamp": [e.timestamp for e in rows],
-                    "weight": [1.0] * len(rows),
+                    "weight": _weights(state, rows),
                 },
                 schema={
                     "user_id": pl.String,
@@ -107,6 +108,15 @@ def export_training_data(state: ServingState, version: str, cursor: int, folder:
     if items.is_file():
         pl.read_parquet(items).write_parquet(folder / "items.parquet")
     return folder
+
+
+def _weights(state: ServingState, events: list[Event]) -> list[float]:
+    """Each stored event's weight by its type, as the served model weighs it online (a
+    purchase must not come back from retraining as a view)."""
+    recommender = state.recommender
+    if recommender is None:
+        return [1.0] * len(events)
+    return [recommender.live.weight(e.type) for e in events]
 
 
 def _saved_interactions(model_dir: Path) -> pl.DataFrame:

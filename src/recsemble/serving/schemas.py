@@ -254,6 +254,9 @@ class StatsOut(_Response):
     # Cacheable recommendation requests answered from the precomputed lists / on line instead.
     precomputed_hits: int
     precomputed_misses: int
+    # The event type the dashboard's click buttons post: the served model's lightest weighted
+    # type (the server refuses types outside its event_weights), "click" when any type goes.
+    click_event_type: str
 
 
 class VersionSummaryOut(_Response):

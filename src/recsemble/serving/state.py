@@ -132,7 +132,10 @@ class ServingState:
 
     # -- data ---------------------------------------------------------------------------------
     def ingest(self, events: Sequence[Event]) -> AppendResult:
-        """Store the events (durable), then let the served model observe what was stored."""
+        """Store the events (durable), then let the served model observe what was stored;
+        events the served model cannot weigh are refused before anything is stored."""
+        if self.recommender is not None:
+            self.recommender.live.check_types(events)
         result = self.store.append_events(events)
         self.follow()
         return result

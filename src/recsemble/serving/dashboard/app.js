@@ -12,6 +12,7 @@
     user: null,
     recIds: [],
     serving: null,
+    clickType: "click", // the served model's lightest event type, from /stats
     pollPaused: false,
     memberColour: new Map(),
     titles: new Map(),
@@ -274,7 +275,7 @@
     button.disabled = true;
     try {
       const before = state.recIds.slice();
-      const event = { event_id: uuid(), user_id: state.user, item_id: itemId, type: "click" };
+      const event = { event_id: uuid(), user_id: state.user, item_id: itemId, type: state.clickType };
       await api("POST", "/events", { events: [event] });
       await Promise.all([refreshUser(before, itemId), loadStats()]);
     } finally {
@@ -343,6 +344,7 @@
     $("events-accepted").textContent =
       `${stats.events.accepted} (${stats.events.duplicates} duplicates)`;
     $("live-users").textContent = String(stats.live_users);
+    state.clickType = stats.click_event_type;
     $("uptime").textContent = `${Math.round(stats.uptime_s)} s`;
     $("report-link").hidden = !stats.report_available;
     $("route-stats").tBodies[0].replaceChildren(...routeRows(stats));
