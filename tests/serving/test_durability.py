@@ -81,3 +81,34 @@ def test_kill_9_loses_and_duplicates_nothing(tmp_path: Path, model_dirs: tuple[P
     assert len(stored) == N_EVENTS  # none duplicated
     assert set(stored) == {f"dur-{i}" for i in range(N_EVENTS)}  # none lost
     assert acked <= set(stored)
+
+
+def test_a_deleted_training_item_stays_deleted_after_a_restart(
+    tmp_path: Path, model_dirs: tuple[Path, Path]
+) -> None:
+    """The item came with the training data (the store never held it): its DELETE must be
+    stored, as a restarted server rebuilds its state from the store."""
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    registry = tmp_path / "registry"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = start_server(tmp_path / "a", model_dirs[0], store_url=store_url, registry=registry)
+    try:
+        answer = first.get_json("/users/x/recommendations", k=5)  # an unknown user: popular items
+        item = answer["items"][0]["item_id"]
+        with first.client() as client:
+            assert client.delete(f"/items/{item}").status_code == 200
+        assert item not in _items(first.get_json("/users/x/recommendations", k=5))
+    finally:
+        first.stop()
+    second = start_server(tmp_path / "b", None, store_url=store_url, registry=registry)
+    try:
+        assert item not in _items(second.get_json("/users/x/recommendations", k=5))
+        with second.client() as client:
+            assert client.get(f"/items/{item}/similar").status_code == 404
+    finally:
+        second.stop()
+
+
+def _items(answer: dict[str, list[dict[str, str]]]) -> list[str]:
+    return [entry["item_id"] for entry in answer["items"]]

@@ -10,11 +10,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from recsemble.data import load_dataset
 from recsemble.errors import ConfigError
 from recsemble.registry import ModelRegistry
 from recsemble.serving.retrain import export_training_data
 from recsemble.serving.state import ServeSettings, ServingState
-from recsemble.store.base import Event
+from recsemble.store.base import Event, Record
 
 from .conftest import TINY_ENSEMBLE, start_server
 
@@ -79,11 +80,28 @@ def test_exported_events_keep_their_type_weights_and_unknown_types_are_refused(
             for n, kind in enumerate(("view", "cart", "purchase"))
         ]
         assert state.ingest(events).accepted == 3
+        new_item = {"title": "Brand new", "categories": ["gadgets"], "available": True,
+                    "attributes": {"price": 9.5}}  # fmt: skip
+        state.upsert("item", Record("i-cart", new_item))
+        state.upsert("user", Record("u-new", {"country": "NO"}))
+        saved_items = pl.read_parquet(model_dirs[0] / "items.parquet")
+        gone = saved_items["item_id"][0]
+        state.delete("item", gone)
         version = state.registry.current()
         assert version is not None
         folder = export_training_data(state, version, state.cursor, tmp_path / "data")
         frame = pl.read_parquet(folder / "interactions.parquet").filter(user_id="u-new")
         weights = dict(zip(frame["item_id"], frame["weight"], strict=True))
         assert weights == {"i-view": 1.0, "i-cart": 3.0, "i-purchase": 5.0}
+        # What PUT /items and PUT /users stored reaches the retrained model's tables.
+        data = load_dataset(str(folder))
+        items = data.item_attributes
+        assert items is not None and data.user_attributes is not None
+        row = items.row(data.items.to_idx(pl.Series(["i-cart"]))[0], named=True)
+        assert (row["title"], row["categories"], row["price"]) == ("Brand new", ["gadgets"], 9.5)
+        assert items["available"][int(data.items.to_idx(pl.Series([gone]))[0])] is False
+        assert items.height == len(data.items) and saved_items.height < items.height
+        users = data.user_attributes
+        assert users["country"][int(data.users.to_idx(pl.Series(["u-new"]))[0])] == "NO"
     finally:
         state.close()

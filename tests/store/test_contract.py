@@ -129,7 +129,6 @@ def test_delete_is_soft_and_upsert_undeletes(store: Store) -> None:
     cursor = max(r.updated_seq for r in store.changed_since("item", 0))
     assert store.delete("item", "a") is True
     assert store.delete("item", "a") is False  # already gone
-    assert store.delete("item", "never") is False
     gone = store.get("item", ["a"])["a"]
     assert gone.deleted and gone.updated_seq > cursor
     assert store.changed_since("item", cursor) == [gone]
@@ -138,6 +137,22 @@ def test_delete_is_soft_and_upsert_undeletes(store: Store) -> None:
     assert not back.deleted and back.attributes == {"title": "back"}
     assert back.updated_seq > gone.updated_seq
     assert store.get("item", ["b"])["b"].updated_seq <= cursor  # untouched
+
+
+def test_deleting_an_id_never_stored_leaves_a_tombstone_readers_replay(store: Store) -> None:
+    """An item of the training data was never upserted; its deletion must still be replayed
+    by a restarted server (which rebuilds from changed_since)."""
+    store.upsert("item", [Record("a")])
+    cursor = store.changed_since("item", 0)[-1].updated_seq
+    assert store.delete("item", "trained-only") is False  # no live record had the id
+    tomb = store.get("item", ["trained-only"])["trained-only"]
+    assert tomb.deleted and tomb.attributes == {} and tomb.updated_seq > cursor
+    assert store.changed_since("item", cursor) == [tomb]
+    assert store.delete("item", "trained-only") is False
+    assert store.changed_since("item", cursor) == [tomb]  # a second delete changes nothing
+    assert "trained-only" not in store.get("user", ["trained-only"])
+    store.upsert("item", [Record("trained-only", {"title": "back"})])
+    assert not store.get("item", ["trained-only"])["trained-only"].deleted
 
 
 def test_items_and_users_are_separate_but_share_one_change_counter(store: Store) -> None:

@@ -17,15 +17,17 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from recsemble.errors import RecsembleError
-from recsemble.ranking.ids import read_json_object
+from recsemble.ranking.ids import ITEMS_FILE, USERS_FILE, read_json_object
 from recsemble.serving.state import ServingState
-from recsemble.store.base import Event
+from recsemble.store.base import Event, Record
 
 log = logging.getLogger("recsemble.serving")
 _running: dict[str, threading.Thread] = {}
@@ -104,10 +106,40 @@ def export_training_data(state: ServingState, version: str, cursor: int, folder:
             )
         )
     pl.concat(frames).write_parquet(folder / "interactions.parquet")
-    items = model_dir / "items.parquet"
-    if items.is_file():
-        pl.read_parquet(items).write_parquet(folder / "items.parquet")
+    for kind, name in (("item", ITEMS_FILE), ("user", USERS_FILE)):
+        saved = pl.read_parquet(model_dir / name) if (model_dir / name).is_file() else None
+        table = _with_records(saved, state.store.changed_since(kind, 0), kind)
+        if table is not None:
+            table.write_parquet(folder / name)
     return folder
+
+
+def _with_records(
+    saved: pl.DataFrame | None, records: list[Record], kind: str
+) -> pl.DataFrame | None:
+    """The saved attribute table with the store's records over it (PUT /items, PUT /users):
+    an upsert replaces its row or adds one, a deleted item stays (its events are still
+    training data) but unavailable, a deleted user loses its attributes."""
+    id_col = f"{kind}_id"
+    if not records:
+        return saved
+    gone = [r.id for r in records if r.deleted]
+    rows = [{id_col: r.id, **_flat(r.attributes)} for r in records if not r.deleted]
+    replaced = {r.id for r in records}
+    parts = [] if saved is None else [saved.filter(~pl.col(id_col).is_in(replaced))]
+    if saved is not None and kind == "item" and gone:
+        deleted = saved.filter(pl.col(id_col).is_in(gone)).with_columns(available=pl.lit(False))
+        parts.append(deleted)
+    if rows:
+        parts.append(pl.DataFrame(rows, infer_schema_length=None))
+    return pl.concat(parts, how="diagonal_relaxed") if parts else None
+
+
+def _flat(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """An item record's standard fields and its free `attributes` as columns of one row."""
+    extra = attributes.get("attributes")
+    flat = {k: v for k, v in attributes.items() if k != "attributes"}
+    return {**(extra if isinstance(extra, Mapping) else {}), **flat}
 
 
 def _weights(state: ServingState, events: list[Event]) -> list[float]:

@@ -117,12 +117,9 @@ def put_item(item_id: PathId, body: ItemIn, request: Request) -> RecordOut:
 
 @router.delete("/items/{item_id}", response_model=RecordOut, tags=["catalog"])
 def delete_item(item_id: PathId, request: Request) -> RecordOut:
-    """The item disappears from every list at once (it stays stored, flagged deleted)."""
-    state = serving_state(request)
-    state.delete("item", item_id)
-    recommender = state.recommender
-    if recommender is not None:  # also items the store never saw, e.g. from the training data
-        recommender.remove_item(item_id)
+    """The item disappears from every list at once; it stays stored, flagged deleted (an item
+    of the training data too), so restarts and model swaps keep it out."""
+    serving_state(request).delete("item", item_id)
     return RecordOut(id=item_id, kind="item", deleted=True)
 
 

@@ -75,7 +75,9 @@ class Store(Protocol):
         ...
 
     def delete(self, kind: str, record_id: str) -> bool:
-        """Mark a record deleted (kept, so readers learn of it); False if it did not exist."""
+        """Mark a record deleted (kept, so readers learn of it); False if no live record had
+        the id. An id never stored gets a deleted record too: replaying the records after a
+        restart or a model swap must still remove, e.g., an item of the training data."""
         ...
 
     def get(self, kind: str, record_ids: Sequence[str]) -> dict[str, Record]:

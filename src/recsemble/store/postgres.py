@@ -195,7 +195,15 @@ class PostgresStore:
                 "WHERE kind = %s AND id = %s AND NOT deleted",
                 (change, kind, record_id),
             )
-            return cursor.rowcount == 1
+            if cursor.rowcount == 1:
+                return True
+            # A tombstone for an id the store never held (see SQLiteStore.delete).
+            conn.execute(
+                "INSERT INTO records (kind, id, attributes, deleted, updated_seq) "
+                "VALUES (%s, %s, '{}'::jsonb, true, %s) ON CONFLICT (kind, id) DO NOTHING",
+                (kind, record_id, change),
+            )
+            return False
 
     def get(self, kind: str, record_ids: Sequence[str]) -> dict[str, Record]:
         kind = check_kind(kind)

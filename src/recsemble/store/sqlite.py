@@ -172,12 +172,22 @@ class SQLiteStore:
         kind = check_kind(kind)
         (record_id,) = check_ids([record_id], "record_id")
         with self._write() as conn:
+            change = _next_change(conn)
             cursor = conn.execute(
                 "UPDATE records SET deleted = 1, updated_seq = ? "
                 "WHERE kind = ? AND id = ? AND deleted = 0",
-                (_next_change(conn), kind, record_id),
+                (change, kind, record_id),
             )
-            return cursor.rowcount == 1
+            if cursor.rowcount == 1:
+                return True
+            # A tombstone for an id the store never held (an item of the training data), so
+            # the deletion outlives a restart or a model swap, which replay the records.
+            conn.execute(
+                "INSERT INTO records (kind, id, attributes, deleted, updated_seq) "
+                "VALUES (?, ?, '{}', 1, ?) ON CONFLICT (kind, id) DO NOTHING",
+                (kind, record_id, change),
+            )
+            return False
 
     def get(self, kind: str, record_ids: Sequence[str]) -> dict[str, Record]:
         kind = check_kind(kind)
