@@ -172,6 +172,18 @@ def test_config_show_lists_sources(tmp_path: Path) -> None:
     assert "cli" in text and "default" in text
 
 
+def test_evaluate_warns_when_the_split_point_is_full_of_ties(tmp_path: Path) -> None:
+    rows = [f"u{u},i{i},1700000000" for u in range(30) for i in range(u % 7, u % 7 + 8)]
+    data = tmp_path / "same-time.csv"
+    data.write_text("user_id,item_id,timestamp\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "results.json"
+    text = _run("evaluate", "--dataset", str(data), "--models", "pop", "--json", str(out))
+    assert "100% of the test interactions have the timestamp of the split point" in " ".join(
+        text.split()
+    )
+    assert json.loads(out.read_text())["pop"]["meta"]["boundary_tie_share"] == 1.0
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [

@@ -91,6 +91,16 @@ def test_reference_time_and_cold_users() -> None:
     assert set(globally.reference_time.tolist()) == {19}  # cutoff: last train timestamp
 
 
+def test_boundary_tie_share_counts_test_items_simultaneous_with_the_split_point() -> None:
+    # u1: five events at t=7 (one goes to test by item-id order: a tie); u2: distinct times.
+    rows = [("u1", f"i{n}", 7) for n in range(5)] + [("u2", f"i{n}", n) for n in range(10)]
+    by_user = split(prepare(_dataset(rows)), "temporal-user")
+    assert by_user.test.n_interactions == 3  # u1: 1, u2: 2 (i8, i9 at t=8, 9: no tie)
+    assert by_user.boundary_tie_share == pytest.approx(1 / 3)
+    untied = [("u2", f"i{n}", n) for n in range(10)]
+    assert split(prepare(_dataset(untied)), "temporal-user").boundary_tie_share == 0.0
+
+
 def test_validation_window_uses_train_only() -> None:
     rows = [("a", f"i{n}", n) for n in range(20)]
     outer = split(prepare(_dataset(rows)), "temporal-user")

@@ -52,6 +52,19 @@ class Split:
         cold: npt.NDArray[np.int32] = evaluated[self.train.user_history_lengths[evaluated] == 0]
         return cold
 
+    @property
+    def boundary_tie_share(self) -> float:
+        """Share of test interactions at exactly their user's reference time: ties with train
+        events, which the protocol splits by item id. A model that learns from validation
+        targets can pick up that order (e.g. through the item popularity it shapes), so
+        figures on data with many ties may not carry to production."""
+        test = self.test.interactions
+        if test.height == 0:
+            return 0.0
+        users = test["user_idx"].to_numpy()
+        at = self.reference_time[users]
+        return float(np.mean(test["timestamp"].to_numpy() == at))
+
 
 def prepare(
     dataset: Dataset, *, min_user_interactions: int = 5, min_value: float | None = None
