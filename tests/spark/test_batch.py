@@ -153,3 +153,29 @@ def test_the_batch_command_writes_every_users_list(
     assert set(written.column("user").to_pylist()) == set(frame["user_id"].to_list())
     assert max(written.column("rank").to_pylist()) == 3
     assert "users scored" in result.output
+    again = CliRunner().invoke(app, [*args, "--k", "2"])  # an earlier batch's folder: replaced
+    assert again.exit_code == 0, again.output
+    assert max(pq.read_table(out).column("rank").to_pylist()) == 2
+
+
+@pytest.mark.parametrize("kind", ["file", "folder with other files"])
+def test_the_batch_command_refuses_an_output_it_would_destroy(
+    itemknn_dir: Path, tmp_path: Path, kind: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from recsemble.cli import app
+
+    out = tmp_path / "out"
+    if kind == "file":
+        out.write_text("keep me")
+    else:
+        out.mkdir()
+        (out / "notes.txt").write_text("keep me")
+    args = ["batch", "--model", str(itemknn_dir), "--output", str(out), "--input", str(tmp_path)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())  # the console wraps long lines
+    assert ("is a file" if kind == "file" else "holds other files (notes.txt)") in text
+    kept = out if kind == "file" else out / "notes.txt"
+    assert kept.read_text() == "keep me"

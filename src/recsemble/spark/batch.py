@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recsemble.config import RecsembleConfig
-from recsemble.errors import ConfigError
+from recsemble.errors import ConfigError, DataError
 from recsemble.spark.scoring import SCHEMA, BatchScorer, UserEvents
 
 if TYPE_CHECKING:
@@ -182,6 +182,28 @@ def score_locally(
     return scorer.score(UserEvents.from_frame(interactions), on_progress)
 
 
+def check_output_folder(out: Path) -> None:
+    """Refuse, before any work, a path the lists cannot or must not replace: a file, or a
+    folder holding anything but an earlier batch's part files (Spark's overwrite would
+    delete all of it)."""
+    if out.exists() and not out.is_dir():
+        raise DataError("is a file, not a folder to write the lists to", source=str(out))
+    if out.is_dir():
+        others = sorted(p.name for p in out.iterdir() if not _is_part_file(p.name))
+        if others:
+            raise DataError(
+                f"folder holds other files ({', '.join(others[:3])}); not overwriting it: "
+                "pass a new folder or one an earlier batch wrote",
+                source=str(out),
+            )
+
+
+def _is_part_file(name: str) -> bool:
+    """A file Spark or write_table leaves in a Parquet folder (and Spark's checksums)."""
+    plain = name[1:-4] if name.startswith(".") and name.endswith(".crc") else name
+    return plain.endswith(".parquet") or plain == "_SUCCESS"
+
+
 def write_table(table: pa.Table, out: Path) -> Path:
     """A local batch table as a Parquet folder (one part file), the form Spark writes."""
     out.mkdir(parents=True, exist_ok=True)
@@ -233,6 +255,7 @@ def run_batch(
 ) -> BatchRun:
     """Read and prepare the interactions (as training does), score every user, write Parquet.
     on_progress(users done, users): the local engine's progress (Spark shows its own)."""
+    check_output_folder(out)
     start = time.perf_counter()
     at = int(time.time())
     if engine == "spark":
