@@ -195,7 +195,28 @@ def test_evaluate_warns_when_the_split_point_is_full_of_ties(tmp_path: Path) -> 
         (["evaluate", "--set", "protocol.tset_fraction=0.1"], "test_fraction"),
         (["evaluate", "--dataset", "/no/such/file.csv"], "/no/such/file.csv"),
         (["data", "synth", "--out", "x", "--format", "xml"], "parquet or csv"),
+        (["data", "synth", "--out", "x", "--items", "20"], "n_items (20) must be >= n_categories"),
     ],
 )
 def test_bad_input_gets_a_clear_error(args: list[str], needle: str) -> None:
     assert needle in _fail(*args)
+
+
+def test_output_paths_are_checked_before_any_work(tmp_path: Path) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("keep me")
+    cases = [
+        (["evaluate", "--json", str(tmp_path)], "--json"),
+        (["evaluate", "--dump", str(a_file)], "--dump"),
+        (["evaluate", "--json", str(a_file / "results.json")], "is a file, not a folder"),
+        (["tune", "--models", "pop-trending", "--out", str(tmp_path)], "--out"),
+        (["report", str(a_file), "-o", str(tmp_path)], "--out"),
+        (["data", "synth", "--out", str(a_file)], "--out"),
+        (["train", "--model", "pop", "--out", str(tmp_path)], "does not hold a saved model"),
+    ]
+    for args, needle in cases:
+        # The dataset does not exist: a check made after loading it would name it instead.
+        data = ["--dataset", str(tmp_path / "missing.csv")] if args[0] != "report" else []
+        text = " ".join(_fail(*args, *([] if args[0] in ("data",) else data)).split())
+        assert needle in text and "missing.csv" not in text, (args, text)
+    assert a_file.read_text() == "keep me"

@@ -27,7 +27,7 @@ from recsemble.cli_batch import batch as batch_command
 from recsemble.cli_batch import load_recs as load_recs_command
 from recsemble.cli_demo import demo as demo_command
 from recsemble.cli_evaluate import evaluate as evaluate_command
-from recsemble.cli_options import ConfigOpt, DataDirOpt, SetOpt
+from recsemble.cli_options import ConfigOpt, DataDirOpt, SetOpt, check_outputs
 from recsemble.cli_report import report as report_command
 from recsemble.cli_serve import serve as serve_command
 from recsemble.cli_tables import comparison_table
@@ -178,6 +178,7 @@ def tune(
     from recsemble.evaluation.tuning import write_config
 
     with _errors_exit():
+        check_outputs({"--out": out})
         resolved = _resolve(
             config_path,
             sets,
@@ -280,14 +281,21 @@ def data_synth(
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
 ) -> None:
     """Generate the deterministic synthetic demo dataset."""
+    from pydantic import ValidationError
+
     from recsemble.data.synthetic import SyntheticConfig, write_synthetic
 
     with _errors_exit():
         if fmt not in ("parquet", "csv"):
             raise ConfigError(f"--format must be parquet or csv, got {fmt!r}")
-        config = SyntheticConfig(
-            seed=seed, n_users=users, n_items=items, n_interactions=interactions
-        )
+        check_outputs(folders={"--out": out})
+        try:
+            config = SyntheticConfig(
+                seed=seed, n_users=users, n_items=items, n_interactions=interactions
+            )
+        except ValidationError as exc:  # e.g. fewer items than the categories need
+            messages = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+            raise ConfigError(f"synthetic data: {messages}") from None
         with err_console.status(f"generating {interactions:,} interactions"):
             paths = write_synthetic(out, config, fmt=fmt)  # type: ignore[arg-type]
         for path in paths:

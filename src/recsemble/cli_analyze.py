@@ -18,7 +18,7 @@ import numpy.typing as npt
 import typer
 from rich.table import Table
 
-from recsemble.cli_options import ConfigOpt, DataDirOpt, SetOpt
+from recsemble.cli_options import ConfigOpt, DataDirOpt, SetOpt, check_outputs
 from recsemble.config import RecsembleConfig
 
 if TYPE_CHECKING:
@@ -55,6 +55,7 @@ def analyze(
 
     start = time.perf_counter()
     with _errors_exit():
+        check_outputs({"--json": json_out, "--plot": plot})
         resolved = _resolve(
             config_path,
             sets,

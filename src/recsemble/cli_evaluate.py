@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.progress import TaskID
 
-from recsemble.cli_options import ConfigOpt, DataDirOpt, SetOpt
+from recsemble.cli_options import ConfigOpt, DataDirOpt, SetOpt, check_outputs
 from recsemble.cli_tables import metrics_table, sweep_table
 from recsemble.spark.commands import EngineOpt, InputOpt
 
@@ -85,6 +85,7 @@ def evaluate(
     from recsemble.spark.commands import evaluate_on_spark, use_spark
 
     with _errors_exit():
+        check_outputs({"--json": json_out, "--plot": plot}, {"--dump": dump})
         on_spark = use_spark(engine, input_path)
         resolved = _resolve(
             config_path,

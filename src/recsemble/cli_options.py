@@ -20,3 +20,30 @@ DataDirOpt = Annotated[
         "--data-dir", help="Where datasets live (default: $RECSEMBLE_DATA).", show_default=False
     ),
 ]
+
+
+def check_outputs(
+    files: dict[str, Path | None] | None = None, folders: dict[str, Path | None] | None = None
+) -> None:
+    """Before any work: each output file's path is not a folder (nor under a file), each
+    output folder's path is not a file. Keys are the flags, named in the error."""
+    from recsemble.errors import ConfigError
+
+    for flag, path in (files or {}).items():
+        if path is not None and path.is_dir():
+            raise ConfigError(f"{flag} {path} is a folder; give the path of a file to write")
+        if path is not None and _file_above(path):
+            raise ConfigError(f"{flag} {path}: {_file_above(path)} is a file, not a folder")
+    for flag, path in (folders or {}).items():
+        if path is not None and path.exists() and not path.is_dir():
+            raise ConfigError(f"{flag} {path} is a file; give a folder to write into")
+        if path is not None and _file_above(path):
+            raise ConfigError(f"{flag} {path}: {_file_above(path)} is a file, not a folder")
+
+
+def _file_above(path: Path) -> Path | None:
+    """The first ancestor of path that exists as a file (then nothing can be written there)."""
+    for parent in path.absolute().parents:
+        if parent.exists():
+            return parent if not parent.is_dir() else None
+    return None

@@ -41,11 +41,13 @@ def train(
 ) -> None:
     """Fit the configured model on the whole data set (no test split) and save it."""
     from recsemble.cli import _errors_exit, _resolve, console
+    from recsemble.ranking.model_folder import check_model_folder
     from recsemble.ranking.training import check_model_name
     from recsemble.spark.commands import train_spark_and_save, use_spark
 
     with _errors_exit():
         check_model_name(model)
+        check_model_folder(out)
         on_spark = use_spark(engine, input_path)
         data_flags = {"data.dataset": dataset, "data.data_dir": str(data_dir) if data_dir else None}
         config = _resolve(config_path, sets, **data_flags).config

@@ -80,9 +80,15 @@ class SyntheticConfig(BaseModel):
         if not self.event_types or len(set(self.event_types)) != len(self.event_types):
             raise ValueError("event_types must be distinct and non-empty")
         if not self.n_clusters <= self.n_items:
-            raise ValueError("n_items must be >= n_categories * clusters_per_category")
+            raise ValueError(
+                f"n_items ({self.n_items}) must be >= n_categories * clusters_per_category "
+                f"({self.n_categories} x {self.clusters_per_category} = {self.n_clusters})"
+            )
         if self.n_views < self.n_users:
-            raise ValueError("n_interactions too small: every user needs one view")
+            raise ValueError(
+                f"n_interactions ({self.n_interactions}) too small: every one of the "
+                f"{self.n_users} users needs one view"
+            )
         if not 1 <= self.text_length[0] <= self.text_length[1]:
             raise ValueError("text_length must be (min, max) with 1 <= min <= max")
         return self

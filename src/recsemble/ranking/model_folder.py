@@ -30,14 +30,19 @@ def safe_name(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("._") or "member"
 
 
-def replace_folder(target: Path, write: Callable[[Path], None]) -> Path:
-    """Write into a fresh sibling folder, then swap it in: a failed save leaves the old model."""
+def check_model_folder(target: Path) -> None:
+    """A model may be saved at target: nothing there, an empty folder or a saved model."""
     if target.exists() and not target.is_dir():
         raise DataError("is a file, not a folder to save a model in", source=str(target))
     if target.exists() and any(target.iterdir()) and not (target / MANIFEST).exists():
         raise DataError(
             "folder exists and does not hold a saved model; not overwriting it", source=str(target)
         )
+
+
+def replace_folder(target: Path, write: Callable[[Path], None]) -> Path:
+    """Write into a fresh sibling folder, then swap it in: a failed save leaves the old model."""
+    check_model_folder(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.saving")
     shutil.rmtree(tmp, ignore_errors=True)
