@@ -220,3 +220,10 @@ def test_output_paths_are_checked_before_any_work(tmp_path: Path) -> None:
         text = " ".join(_fail(*args, *([] if args[0] in ("data",) else data)).split())
         assert needle in text and "missing.csv" not in text, (args, text)
     assert a_file.read_text() == "keep me"
+
+
+def test_data_too_thin_for_the_protocol_is_named(tmp_path: Path) -> None:
+    data = tmp_path / "thin.csv"
+    data.write_text("user_id,item_id,timestamp\nu1,i1,5\nu1,i2,6\nu2,i1,7\n")
+    text = " ".join(_fail("evaluate", "--dataset", str(data), "--models", "pop").split())
+    assert "none of its 2 users has the 5 distinct interactions" in text

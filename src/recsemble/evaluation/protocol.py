@@ -15,7 +15,7 @@ import numpy.typing as npt
 import polars as pl
 
 from recsemble.data.dataset import Dataset
-from recsemble.errors import ConfigError
+from recsemble.errors import ConfigError, DataError
 
 ProtocolName = Literal["temporal-user", "temporal-global"]
 PROTOCOLS: tuple[str, ...] = get_args(ProtocolName)
@@ -175,6 +175,8 @@ def temporal_global_split(dataset: Dataset, test_fraction: float = 0.2) -> Split
 
 def split(dataset: Dataset, protocol: str, test_fraction: float = 0.2) -> Split:
     """Split by protocol name ('temporal-user' or 'temporal-global')."""
+    if dataset.n_interactions == 0:
+        raise DataError(f"{dataset.name or 'the data set'}: no interactions to split")
     if protocol == "temporal-user":
         return temporal_user_split(dataset, test_fraction)
     if protocol == "temporal-global":

@@ -9,7 +9,7 @@ from typing import Any
 
 from recsemble.config import RecsembleConfig
 from recsemble.data.dataset import Dataset
-from recsemble.errors import ConfigError
+from recsemble.errors import ConfigError, DataError
 from recsemble.evaluation import extras
 from recsemble.evaluation.files import write_dump, write_results
 from recsemble.evaluation.protocol import Split, prepare, split
@@ -68,11 +68,19 @@ def load_prepared(config: RecsembleConfig) -> Dataset:
         event_weights=data.event_weights,
         columns=data.columns or None,
     )
-    return prepare(
+    prepared = prepare(
         raw,
         min_user_interactions=config.protocol.min_user_interactions,
         min_value=data.min_value,
     )
+    if prepared.n_interactions == 0 and raw.n_interactions > 0:
+        raise DataError(
+            f"{data.dataset}: none of its {raw.n_users:,} users has the "
+            f"{config.protocol.min_user_interactions} distinct interactions"
+            f"{'' if data.min_value is None else f' with value >= {data.min_value:g}'} the "
+            "protocol needs (protocol.min_user_interactions); nothing is left to use"
+        )
+    return prepared
 
 
 #: From this share of test interactions tied with their user's reference time on, evaluate
