@@ -92,6 +92,7 @@ def serve(
     with _errors_exit():
         config = cfg.resolve(config_path).config if config_path else None
         model_metrics = _model_metrics(results, model)
+        _check_start(store, model)
     settings = ServeSettings(
         store_url=store,
         registry_dir=registry,
@@ -116,6 +117,22 @@ def serve(
         access_log=False,  # keys travel in headers, and request lines are not worth the time
         h11_max_incomplete_event_size=MAX_REQUEST_HEAD,
     )
+
+
+def _check_start(store_url: str, model: Path | None) -> None:
+    """What would fail the server's start-up, as one line before it starts: the store (a bad
+    URL, an unreachable PostgreSQL) and a --model folder that holds no saved model."""
+    from recsemble.errors import DataError, RecsembleError
+    from recsemble.ranking.model_folder import MANIFEST
+    from recsemble.store import open_store
+
+    if model is not None and not (model / MANIFEST).is_file():
+        raise DataError(f"--model: no {MANIFEST}: not a folder written by `recsemble train`",
+                        source=str(model))  # fmt: skip
+    try:
+        open_store(store_url).close()
+    except ConnectionError as exc:
+        raise RecsembleError(f"--store: {exc}") from None
 
 
 def _listening_host(host: str, keys: bool) -> str:

@@ -42,3 +42,24 @@ def test_a_bad_config_stops_serve_with_a_clear_error(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 2
     assert "unknown re-ranker 'shiny'" in done.stderr
+
+
+def test_a_store_or_model_that_cannot_serve_stops_serve_before_it_starts(
+    tmp_path: Path, model_dirs: tuple[Path, Path]
+) -> None:
+    cases = [
+        (["--store", "mysql://db", "--model", str(model_dirs[0])], "store URL mysql://..."),
+        (["--store", "postgresql://nobody@127.0.0.1:9/db", "--model", str(model_dirs[0])],
+         "--store: cannot connect to PostgreSQL"),
+        (["--store", f"sqlite:///{tmp_path / 's.db'}", "--model", str(tmp_path)],
+         "--model: no manifest.json"),
+    ]  # fmt: skip
+    for args, needle in cases:
+        done = subprocess.run(
+            [sys.executable, "-m", "recsemble", "serve", "--port", "9",
+             "--registry", str(tmp_path / "registry"), *args],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        text = " ".join(done.stderr.split())
+        assert needle in text and "Traceback" not in text and "serving on" not in text, text
