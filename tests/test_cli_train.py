@@ -110,3 +110,30 @@ def test_train_a_single_generator(synth: Path) -> None:
 def test_errors_are_one_line(synth: Path, tmp_path: Path) -> None:
     assert "unknown model" in _fail("train", "--dataset", str(synth / "data"), "--model", "nope")
     assert "manifest.json" in _fail("recommend", "--model", str(tmp_path), "--user", "1")
+
+
+def test_a_served_model_keeps_light_users_and_items_without_interactions(tmp_path: Path) -> None:
+    """The protocol drops users with fewer than 5 interactions for evaluation; a model trained
+    to serve must still know a user with 3 of them, and every item of the catalog."""
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = [(f"u{u}", f"i{(u + n) % 40}", 1_700_000_000 + 3600 * n) for u in range(60)
+            for n in range(8)]  # fmt: skip
+    rows += [("light", "i7", 1_700_100_000), ("light", "i8", 1_700_100_100)]
+    rows += [("light", "i9", 1_700_100_200)]
+    pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row").write_csv(
+        data / "interactions.csv"
+    )
+    items = [(f"i{n}", f"Item {n}", "a|b" if n % 2 else "c") for n in range(41)]  # i40: none
+    pl.DataFrame(items, schema=["item_id", "title", "categories"], orient="row").write_csv(
+        data / "items.csv"
+    )
+    out = tmp_path / "model"
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY_ENSEMBLE)
+    _run("train", "--dataset", str(data), "--config", str(config), "--out", str(out))
+    ids = json.loads((out / "ids.json").read_text())
+    assert "light" in ids["users"] and len(ids["users"]) == 61
+    assert "i40" in ids["items"] and len(ids["items"]) == 41
+    output = _run("recommend", "--model", str(out), "--user", "light", "--k", "3")
+    assert "unknown user" not in output and len(_listed_items(output)) == 3

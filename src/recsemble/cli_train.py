@@ -61,13 +61,13 @@ def train_and_save(config: RecsembleConfig, model: str, out: Path) -> Table:
     """Load the configured data, fit `model` on all of it with a progress bar, save it to
     `out`; returns the summary table (also used by `recsemble demo`)."""
     from recsemble.cli import _progress, err_console
-    from recsemble.evaluation.workflow import load_prepared
+    from recsemble.evaluation.workflow import load_training_data
     from recsemble.ranking.ids import Catalog
     from recsemble.ranking.persistence import save_model
     from recsemble.ranking.training import fit_model, training_steps
 
     with err_console.status(f"loading {config.data.dataset}"):
-        prepared = load_prepared(config)
+        prepared = load_training_data(config)
     err_console.print(f"{prepared!r}: training {model} on all of it")
     start = time.perf_counter()
     with _progress() as bar:

@@ -101,6 +101,20 @@ def test_boundary_tie_share_counts_test_items_simultaneous_with_the_split_point(
     assert split(prepare(_dataset(untied)), "temporal-user").boundary_tie_share == 0.0
 
 
+def test_prepare_for_serving_keeps_every_user_and_item() -> None:
+    rows = [("a", f"i{n}", n) for n in range(6)] + [("b", "i1", 9), ("b", "i1", 3)]
+    items = pl.DataFrame({"item_id": ["i0", "i99"], "title": ["zero", "never seen"]})
+    raw = Dataset.from_frames(
+        pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row"), items
+    )
+    protocol = prepare(raw)
+    assert list(protocol.users.ids) == ["a"] and "i99" not in list(protocol.items.ids)
+    serving = prepare(raw, min_user_interactions=1, keep_catalog=True)
+    assert serving.users == raw.users and serving.items == raw.items
+    b_rows = serving.interactions.filter(pl.col("user_idx") == serving.users.idx_of("b"))
+    assert b_rows["timestamp"].to_list() == [3]  # duplicates still collapse to the earliest
+
+
 def test_validation_window_uses_train_only() -> None:
     rows = [("a", f"i{n}", n) for n in range(20)]
     outer = split(prepare(_dataset(rows)), "temporal-user")

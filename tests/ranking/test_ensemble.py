@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from recsemble.data.dataset import Dataset
 from recsemble.errors import NotFittedError
-from recsemble.evaluation.protocol import Split, split
+from recsemble.evaluation.protocol import Split, prepare, split
 from recsemble.evaluation.runner import evaluate
 from recsemble.generators import GENERATORS
 from recsemble.generators.history import Histories
@@ -19,6 +19,7 @@ from recsemble.ranking import Ensemble, EnsembleConfig, MemberConfig, RankerConf
 from recsemble.ranking.candidates import Candidates
 from recsemble.ranking.features import FeatureBuilder
 from recsemble.ranking.member_fitting import apply_view
+from recsemble.ranking.trainingset import validation_source
 from recsemble.testing.contract import assert_valid_topk
 
 MEMBERS = ["pop", "pop-trending", "itemknn-recent", "ease-recent", "covisit"]
@@ -176,3 +177,27 @@ def test_features_are_causal(small_data: Dataset, small_split: Split) -> None:
     builder = FeatureBuilder(tuple(ens.config.popularity_windows_days)).fit(more)
     again = builder.build(block.candidates, ens.histories_.rows(users), at)
     np.testing.assert_array_equal(block.features.values, again.values)
+
+
+def test_light_users_are_served_but_left_out_of_the_validation_windows(
+    small_data: Dataset,
+) -> None:
+    """A model trained for serving keeps users with a single interaction; the ranker learns
+    from windows of users with 2 or more (validation_min_interactions), who keep a history."""
+    light = pl.DataFrame(
+        {"user_id": ["light-1", "light-2"], "item_id": ["i000001", "i000003"],
+         "timestamp": [1_704_100_000, 1_704_100_200]}
+    )  # fmt: skip
+    frames = small_data.external_interactions().select("user_id", "item_id", "timestamp")
+    mixed = prepare(
+        Dataset.from_frames(pl.concat([frames, light])), min_user_interactions=1, keep_catalog=True
+    )
+    light_idx = [mixed.users.idx_of(u) for u in ("light-1", "light-2")]
+    assert validation_source(small_data, 2) is small_data  # prepared data: unchanged
+    source = validation_source(mixed, 2)
+    assert source.user_history_lengths[light_idx].tolist() == [0, 0]
+    assert source.n_interactions == mixed.n_interactions - 2 and source.users == mixed.users
+    ens = Ensemble(_config()).fit(mixed)
+    assert not set(ens.training_.users.tolist()) & set(light_idx)
+    top = ens.recommend(np.asarray(light_idx, dtype=np.int32), k=5)
+    assert (top.items[0] >= 0).all() and mixed.items.idx_of("i000001") not in top.items[0]

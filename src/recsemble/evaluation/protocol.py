@@ -67,7 +67,11 @@ class Split:
 
 
 def prepare(
-    dataset: Dataset, *, min_user_interactions: int = 5, min_value: float | None = None
+    dataset: Dataset,
+    *,
+    min_user_interactions: int = 5,
+    min_value: float | None = None,
+    keep_catalog: bool = False,
 ) -> Dataset:
     """Protocol data preparation.
 
@@ -76,6 +80,9 @@ def prepare(
        (that row's event and value; the pair's largest weight);
     3. drop users with fewer than `min_user_interactions` interactions (one pass);
     4. the catalog is every item left (items only in the test part included).
+
+    keep_catalog: keep every user and item of `dataset` (ids and attributes) in place of
+    step 4, those without interactions included: what a model trained for serving needs.
     """
     inter = dataset.interactions
     if min_value is not None:
@@ -97,6 +104,8 @@ def prepare(
     counts = collapsed.group_by("user_idx").len()
     kept_users = counts.filter(pl.col("len") >= min_user_interactions)["user_idx"]
     collapsed = collapsed.filter(pl.col("user_idx").is_in(kept_users.implode()))
+    if keep_catalog:
+        return dataset.with_interactions(collapsed)
     user_idx = np.sort(kept_users.to_numpy())
     item_idx = np.sort(collapsed["item_idx"].unique().to_numpy())
     return dataset.with_interactions(collapsed).restrict(user_idx, item_idx)

@@ -59,6 +59,17 @@ def build_models(config: RecsembleConfig) -> tuple[dict[str, Model], list[Varian
 
 def load_prepared(config: RecsembleConfig) -> Dataset:
     """The configured data set, prepared by the protocol's rules, not split."""
+    return _load(config, for_training=False)
+
+
+def load_training_data(config: RecsembleConfig) -> Dataset:
+    """The configured data set as a model for serving learns from it: duplicates collapsed
+    as the protocol does, but every user and item kept (a user with 3 purchases must not be
+    a stranger to the served model, nor an item with no interaction yet to its catalog)."""
+    return _load(config, for_training=True)
+
+
+def _load(config: RecsembleConfig, *, for_training: bool) -> Dataset:
     from recsemble.data.loaders import load_dataset
 
     data = config.data
@@ -68,15 +79,17 @@ def load_prepared(config: RecsembleConfig) -> Dataset:
         event_weights=data.event_weights,
         columns=data.columns or None,
     )
+    min_interactions = 1 if for_training else config.protocol.min_user_interactions
     prepared = prepare(
         raw,
-        min_user_interactions=config.protocol.min_user_interactions,
+        min_user_interactions=min_interactions,
         min_value=data.min_value,
+        keep_catalog=for_training,
     )
     if prepared.n_interactions == 0 and raw.n_interactions > 0:
         raise DataError(
             f"{data.dataset}: none of its {raw.n_users:,} users has the "
-            f"{config.protocol.min_user_interactions} distinct interactions"
+            f"{min_interactions} distinct interactions"
             f"{'' if data.min_value is None else f' with value >= {data.min_value:g}'} the "
             "protocol needs (protocol.min_user_interactions); nothing is left to use"
         )

@@ -75,6 +75,10 @@ class EnsembleConfig(_Frozen):
     validation_fraction: float = Field(0.2, gt=0, lt=1)
     # Each further fold splits the previous fit part again: more (older) training requests.
     validation_folds: int = Field(2, ge=1, le=5)
+    # Validation windows are cut from the users with at least this many interactions: a
+    # model trained for serving keeps users with a single one, whom a window would leave with
+    # no history at all (after the protocol's preparation every user has 4 or more).
+    validation_min_interactions: int = Field(2, ge=1)
     # Validation requests per fold the ranker learns from (a random sample above this).
     max_validation_users: int | None = Field(2000, ge=10)
     # Random negatives per validation request the ranker trains on (None: all candidates).

@@ -41,6 +41,7 @@ from recsemble.ranking.trainingset import (
     _sample_negatives,
     _slice_positions,
     _stack_training,
+    validation_source,
 )
 from recsemble.types import PAD_IDX, TopK
 
@@ -109,7 +110,8 @@ class Ensemble:
         self.routes_: dict[str, list[str]] | None = None  # every member runs while learning
         protocol = self.protocol if self.config.validation == "auto" else self.config.validation
         specs = self.serving_members
-        folds, data = [], dataset
+        folds = []
+        data = validation_source(dataset, self.config.validation_min_interactions)
         for _ in range(self.config.validation_folds):
             inner = split(data, protocol, self.config.validation_fraction)
             folds.append(self.training_set(inner, self.fit_members(inner.train, specs), specs))

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import polars as pl
 import scipy.sparse as sp
 
+from recsemble.data.dataset import Dataset
 from recsemble.evaluation.slices import HISTORY_SLICES, history_slice_labels
 from recsemble.ranking.candidates import Candidates
 from recsemble.ranking.features import FeatureTable
@@ -130,3 +132,17 @@ def _nonzero_groups(cands: Candidates) -> I64:
     sizes = cands.group_sizes()
     out: I64 = sizes[sizes > 0]
     return out
+
+
+def validation_source(dataset: Dataset, min_interactions: int) -> Dataset:
+    """The interactions of users with at least `min_interactions` items, ids unchanged (all of
+    `dataset` when no user is lighter, as after the protocol's preparation, or none is left)."""
+    lengths = dataset.user_history_lengths
+    if lengths[lengths > 0].min(initial=min_interactions) >= min_interactions:
+        return dataset
+    heavy = np.flatnonzero(lengths >= min_interactions)
+    if heavy.size == 0:
+        return dataset
+    users = dataset.column("user_idx")
+    keep = pl.Series(np.isin(users, heavy))
+    return dataset.with_interactions(dataset.interactions.filter(keep))

@@ -73,12 +73,14 @@ def load_source(
 
 
 def prepare_on_spark(
-    source: spark_data.SparkSource, config: RecsembleConfig
+    source: spark_data.SparkSource, config: RecsembleConfig, *, for_training: bool = False
 ) -> splits.PreparedOnSpark:
-    """The protocol's preparation and the id maps, on Spark."""
+    """The protocol's preparation and the id maps, on Spark; for_training keeps users of any
+    history length, as the single-machine `load_training_data` does (items without any
+    interaction stay out of the Spark catalog)."""
     prepared = spark_data.prepare(
         source.interactions,
-        min_user_interactions=config.protocol.min_user_interactions,
+        min_user_interactions=1 if for_training else config.protocol.min_user_interactions,
         min_value=config.data.min_value,
     )
     return splits.index(prepared, source)
@@ -111,7 +113,7 @@ def train_on_spark(
     on all), the others, the features and the ranker on the driver."""
     spark = spark_session(master)
     source = load_source(spark, config, input_path)
-    prepared = prepare_on_spark(source, config)
+    prepared = prepare_on_spark(source, config, for_training=True)
     summary = f"{len(prepared.users):,} users, {len(prepared.items):,} items on Spark ({master})"
     log(f"{source.name or 'input'}: {summary}; training {model} on all of it")
     start = time.perf_counter()
