@@ -137,3 +137,24 @@ def test_a_served_model_keeps_light_users_and_items_without_interactions(tmp_pat
     assert "i40" in ids["items"] and len(ids["items"]) == 41
     output = _run("recommend", "--model", str(out), "--user", "light", "--k", "3")
     assert "unknown user" not in output and len(_listed_items(output)) == 3
+
+
+def test_train_like_a_saved_model_reuses_its_settings(
+    synth: Path, trained: tuple[Path, str]
+) -> None:
+    model, _ = trained
+    again = synth / "again"
+    _run("train", "--dataset", str(synth / "data"), "--like", str(model), "--out", str(again))
+    before = json.loads((model / "manifest.json").read_text())
+    after = json.loads((again / "manifest.json").read_text())
+    assert after["config"] == before["config"] and after["model_params"] == before["model_params"]
+    assert len(after["config"]["members"]) == 4  # the tiny ensemble's, not the 11 defaults
+    knn = synth / "knn-20"
+    _run("train", "--dataset", str(synth / "data"), "--model", "itemknn",
+         "--set", "models.itemknn.neighbors=20", "--out", str(knn))  # fmt: skip
+    _run("train", "--dataset", str(synth / "data"), "--like", str(knn), "--out", str(synth / "k2"))
+    saved = json.loads((synth / "k2" / "manifest.json").read_text())
+    assert saved["generator"] == "itemknn" and saved["config"]["neighbors"] == 20
+    text = " ".join(_fail("train", "--dataset", str(synth / "data"), "--model", "pop",
+                          "--like", str(knn), "--out", str(synth / "k3")).split())  # fmt: skip
+    assert "is a saved itemknn" in text

@@ -29,8 +29,22 @@ def train(
     ] = None,
     data_dir: DataDirOpt = None,
     model: Annotated[
-        str, typer.Option("--model", help="'ensemble', or one generator's name to train alone.")
-    ] = "ensemble",
+        str | None,
+        typer.Option(
+            "--model",
+            help="'ensemble' (the default), or one generator's name to train alone.",
+            show_default=False,
+        ),
+    ] = None,
+    like: Annotated[
+        Path | None,
+        typer.Option(
+            "--like",
+            help="A saved model to train again: its kind, [ensemble] and [models.*] settings "
+            "(the config's data settings still apply).",
+            show_default=False,
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Folder to write the trained model to.")] = Path(
         "out/model"
     ),
@@ -46,15 +60,34 @@ def train(
     from recsemble.spark.commands import train_spark_and_save, use_spark
 
     with _errors_exit():
-        check_model_name(model)
         check_model_folder(out)
         on_spark = use_spark(engine, input_path)
         data_flags = {"data.dataset": dataset, "data.data_dir": str(data_dir) if data_dir else None}
         config = _resolve(config_path, sets, **data_flags).config
+        if like is not None:
+            config, model = _like(config, like, model)
+        model = model or "ensemble"
+        check_model_name(model)
         if on_spark:
             console.print(train_spark_and_save(config, model, out, input_path))
         else:
             console.print(train_and_save(config, model, out))
+
+
+def _like(config: RecsembleConfig, folder: Path, model: str | None) -> tuple[RecsembleConfig, str]:
+    """The config with the saved model's settings in place of its own, and the model's kind."""
+    from recsemble.config import RecsembleConfig
+    from recsemble.errors import ConfigError
+    from recsemble.ranking.persistence import saved_settings
+
+    saved = saved_settings(folder)
+    if model is not None and model != saved.model:
+        raise ConfigError(f"--model {model} but --like {folder} is a saved {saved.model}")
+    values = config.model_dump()
+    values["models"] = {**values["models"], **saved.models}
+    if saved.ensemble is not None:
+        values["ensemble"] = saved.ensemble.model_dump()
+    return RecsembleConfig.model_validate(values), saved.model
 
 
 def train_and_save(config: RecsembleConfig, model: str, out: Path) -> Table:

@@ -13,7 +13,7 @@ import pytest
 from recsemble.data import load_dataset
 from recsemble.errors import ConfigError
 from recsemble.registry import ModelRegistry
-from recsemble.serving.retrain import export_training_data
+from recsemble.serving.retrain import export_training_data, train_command
 from recsemble.serving.state import ServeSettings, ServingState
 from recsemble.store.base import Event, Record
 
@@ -103,5 +103,29 @@ def test_exported_events_keep_their_type_weights_and_unknown_types_are_refused(
         assert items.height == len(data.items) and saved_items.height < items.height
         users = data.user_attributes
         assert users["country"][int(data.users.to_idx(pl.Series(["u-new"]))[0])] == "NO"
+    finally:
+        state.close()
+
+
+def test_retraining_trains_like_the_served_version_unless_given_a_config(
+    tmp_path: Path, model_dirs: tuple[Path, Path]
+) -> None:
+    settings = ServeSettings(
+        store_url=f"sqlite:///{tmp_path / 'store.db'}",
+        registry_dir=tmp_path / "registry",
+        model_dir=model_dirs[0],
+    )
+    state = ServingState(settings)
+    try:
+        state.start()
+        version = state.registry.current()
+        assert version is not None
+        command = train_command(state, version, tmp_path / "data", tmp_path / "out")
+        assert command[-2:] == ["--like", str(state.registry.path(version))]
+        state.settings.train_args = ["--config", "mine.toml"]
+        assert train_command(state, version, tmp_path / "data", tmp_path / "out")[-2:] == [
+            "--config",
+            "mine.toml",
+        ]
     finally:
         state.close()

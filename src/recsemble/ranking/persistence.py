@@ -198,6 +198,34 @@ def load_model(path: str | Path, *, verified: bool = False) -> LoadedModel:
     return LoadedModel(model, catalog, manifest, folder)
 
 
+@dataclass(frozen=True)
+class SavedSettings:
+    """What a saved model was trained with: "ensemble" or a generator's name, the [ensemble]
+    section (ensembles only) and the [models.*] sections."""
+
+    model: str
+    ensemble: EnsembleConfig | None
+    models: dict[str, dict[str, Any]]
+
+
+def saved_settings(path: str | Path) -> SavedSettings:
+    """The settings in a saved model's manifest (`recsemble train --like`; retraining)."""
+    where = Path(path) / MANIFEST
+    manifest = read_json(where)
+    try:
+        if manifest.get("format") == GENERATOR_FORMAT:
+            name = str(manifest["generator"])
+            return SavedSettings(name, None, {name: dict(manifest["config"])})
+        if manifest.get("format") == FORMAT:
+            params = {str(k): dict(v) for k, v in manifest["model_params"].items()}
+            ensemble = EnsembleConfig.model_validate(manifest["config"])
+            return SavedSettings("ensemble", ensemble, params)
+    except (KeyError, TypeError, ValueError, ValidationError) as exc:
+        message = f"malformed manifest ({type(exc).__name__}: {exc})"
+        raise DataError(message, source=str(where)) from None
+    raise DataError(f"not a saved model (format {manifest.get('format')!r})", source=str(where))
+
+
 def load_ensemble(path: str | Path) -> Ensemble:
     """Read an Ensemble written by save_ensemble; answers exactly as the saved one did."""
     folder = Path(path)

@@ -66,14 +66,21 @@ def retrain(state: ServingState) -> str:
     with tempfile.TemporaryDirectory(prefix="recsemble-retrain-") as tmp:
         data = export_training_data(state, current, cursor, Path(tmp) / "data")
         out = Path(tmp) / "model"
-        command = [sys.executable, "-m", "recsemble", "train", "--dataset", str(data),
-                   "--out", str(out), *state.settings.train_args]  # fmt: skip
+        command = train_command(state, current, data, out)
         done = subprocess.run(command, capture_output=True, text=True, timeout=_TRAIN_TIMEOUT_S)
         if done.returncode != 0:
             raise RecsembleError(f"training failed ({done.returncode}): {done.stderr[-2000:]}")
         version = state.registry.add(out, config={"store_cursor": cursor, "parent": current})
     state.publish(version)
     return version
+
+
+def train_command(state: ServingState, version: str, data: Path, out: Path) -> list[str]:
+    """`recsemble train` on the exported data: with --train-config's settings when serve was
+    given one, else with the served version's own (`--like`), never silently the defaults."""
+    settings = state.settings.train_args or ["--like", str(state.registry.path(version))]
+    return [sys.executable, "-m", "recsemble", "train", "--dataset", str(data),
+            "--out", str(out), *settings]  # fmt: skip
 
 
 def export_training_data(state: ServingState, version: str, cursor: int, folder: Path) -> Path:
