@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 
 from recsemble.config import RecsembleConfig
@@ -302,6 +303,20 @@ def test_a_single_generator_folder_serves_too(data: Dataset, tmp_path: Path) -> 
     first = answer.items[0].explanation
     assert first is not None and first.members == {"itemknn": pytest.approx(answer.items[0].score)}
     assert "itemknn (rank 1)" in first.text
+
+
+def test_a_known_user_without_history_gets_the_cold_chain(data: Dataset, tmp_path: Path) -> None:
+    """A user of the users table with no interaction yet is in the model's ids (training for
+    serving keeps them) but has nothing to score from: the answer is the cold chain's."""
+    user = 2
+    fitted = data.with_interactions(data.interactions.filter(pl.col("user_idx") != user))
+    knn = GENERATORS["itemknn"]().fit(fitted)
+    folder = save_model(knn, tmp_path / "knn", Catalog.from_dataset(fitted))
+    rec = Recommender.load(folder)
+    rec.warm()
+    answer = rec.recommend(data.users.id_of(user), RequestOptions(k=4))
+    assert answer.user_known and answer.source.startswith("cold:") and len(answer.items) == 4
+    rec.close()
 
 
 def test_concurrent_reads_and_events_do_not_interfere(rec: Recommender, data: Dataset) -> None:

@@ -212,14 +212,14 @@ class Recommender:
             self.refreshed[user_id] = pool
         unfolded = live is not None and live.version > (0 if pool is None else pool.version)
         session = self._session(user_id, user, live) if unfolded and live is not None else None
-        if pool is not None:
+        if pool is not None and pool.items.size:  # empty: a known user without history
             items = ItemList(pool.items, pool.scores)
             if session is not None:
                 items = mix(items, session, self.session_weight)
             return items, pool, "model"
         if session is not None and len(session):
-            return session, None, "session"
-        return ItemList(np.zeros(0, np.int32), np.zeros(0, np.float32)), None, "cold"
+            return session, pool, "session"
+        return ItemList(np.zeros(0, np.int32), np.zeros(0, np.float32)), pool, "cold"
 
     def _session(self, user_id: str, user: int, live: LiveUser) -> ItemList | None:
         """The session signal of the user's latest items, computed once per new event (on the
