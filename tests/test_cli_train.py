@@ -75,6 +75,11 @@ def test_train_writes_a_loadable_ensemble_and_prints_a_summary(trained: tuple[Pa
         assert f"member {label}" in output
     assert f"{manifest['training']['pairs']:,} pairs" in output
     assert "logistic" in output and "size on disk" in output and str(out) in output
+    # The validation board: the ranker beside the best member alone, per history slice.
+    board = manifest["slice_board"]["ndcg"]["5-19"]
+    best = max((k for k in board if k != "ranker"), key=lambda k: board[k])
+    line = f"NDCG@10 ranker {board['ranker']:.4f}, best member {best} {board[best]:.4f}"
+    assert line in " ".join(output.split())
     ids = json.loads((out / "ids.json").read_text())
     assert len(ids["users"]) == manifest["n_users"] and len(ids["items"]) == manifest["n_items"]
 

@@ -7,6 +7,7 @@ work itself is in ranking/training.py (fit) and ranking/persistence.py (save, lo
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -19,6 +20,7 @@ from recsemble.spark.commands import EngineOpt, InputOpt
 
 if TYPE_CHECKING:
     from recsemble.config import RecsembleConfig
+    from recsemble.ranking.ensemble import Ensemble
     from recsemble.ranking.ids import IdRecommendation
     from recsemble.ranking.persistence import Model
 
@@ -139,10 +141,30 @@ def _summary_table(model: Model, fit_seconds: float, folder: Path) -> Table:
         rounds = getattr(model.ranker_, "rounds_", None)
         kind = model.ranker_.kind_ + (f", {rounds} rounds" if rounds else "")
         table.add_row("ranker", kind)
+        for label, line in _validation_lines(model):
+            table.add_row(label, line)
     table.add_row("fit wall time", f"{fit_seconds:.1f} s")
     table.add_row("saved to", str(folder))
     table.add_row("size on disk", f"{folder_size(folder) / 1e6:.1f} MB")
     return table
+
+
+def _validation_lines(ens: Ensemble) -> list[tuple[str, str]]:
+    """Per history slice of the validation requests: the ranker's NDCG@10 (scored out of
+    fold) beside the best member's alone, so a ranker that adds nothing shows at once."""
+    board = getattr(ens, "slice_board_", None)
+    if board is None:
+        return []
+    rows = []
+    for name, scores in board.ndcg.items():
+        members = {k: v for k, v in scores.items() if k != "ranker" and v == v}  # not NaN
+        ranker = scores.get("ranker", math.nan)
+        if not members or ranker != ranker:
+            continue
+        best = max(members, key=lambda k: members[k])
+        label = f"validation {name} ({board.users.get(name, 0):,})"
+        rows.append((label, f"NDCG@10 ranker {ranker:.4f}, best member {best} {members[best]:.4f}"))
+    return rows
 
 
 def recommend(

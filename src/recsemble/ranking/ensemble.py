@@ -110,10 +110,9 @@ class Ensemble:
         self.routes_: dict[str, list[str]] | None = None  # every member runs while learning
         protocol = self.protocol if self.config.validation == "auto" else self.config.validation
         specs = self.serving_members
-        folds = []
-        data = validation_source(dataset, self.config.validation_min_interactions)
+        folds, data, least = [], dataset, self.config.validation_min_interactions
         for _ in range(self.config.validation_folds):
-            inner = split(data, protocol, self.config.validation_fraction)
+            inner = split(validation_source(data, least), protocol, self.config.validation_fraction)
             folds.append(self.training_set(inner, self.fit_members(inner.train, specs), specs))
             data = inner.train
         self.training_ = _stack_training(folds)
