@@ -250,5 +250,6 @@ def _describe_validation(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
-        lines.append(f"{loc}: {err['msg']} (got {err.get('input')!r})")
+        message = err["msg"].removeprefix("Value error, ")  # pydantic's prefix says nothing
+        lines.append(f"{loc}: {message} (got {err.get('input')!r})")
     return "invalid configuration: " + "; ".join(lines)

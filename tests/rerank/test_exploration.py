@@ -293,3 +293,13 @@ def test_bad_config_is_rejected(config: dict[str, object]) -> None:
 
 def test_slots_are_sorted_and_distinct() -> None:
     assert ExploreConfig(slots=[5, 2, 5]).slots == [2, 5]
+
+
+def test_a_log_path_that_cannot_be_written_is_a_config_error(tmp_path: Path) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    with pytest.raises(ValidationError, match="is a folder"):
+        ExploreConfig(log_path=str(tmp_path))
+    with pytest.raises(ValidationError, match=r"is a file, not a folder to put x\.jsonl in"):
+        ExploreConfig(log_path=str(a_file / "x.jsonl"))
+    assert ExploreConfig(log_path=str(tmp_path / "new" / "p.jsonl")).log_path is not None

@@ -76,6 +76,20 @@ class ExploreConfig(RerankerConfig):
     seed: int = Field(0, ge=0)
     log_path: str | None = None
 
+    @field_validator("log_path")
+    @classmethod
+    def _writable_log(cls, log_path: str | None) -> str | None:
+        """Checked with the config, not at the first request that appends to it."""
+        if log_path is None:
+            return None
+        path = Path(log_path)
+        if path.is_dir():
+            raise ValueError(f"{log_path} is a folder; give the path of a JSON-lines file")
+        above = next((p for p in path.absolute().parents if p.exists()), None)
+        if above is not None and not above.is_dir():
+            raise ValueError(f"{above} is a file, not a folder to put {path.name} in")
+        return log_path
+
     @field_validator("slots")
     @classmethod
     def _distinct_positions(cls, slots: list[int]) -> list[int]:
