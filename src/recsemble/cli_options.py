@@ -32,13 +32,13 @@ def check_outputs(
     for flag, path in (files or {}).items():
         if path is not None and path.is_dir():
             raise ConfigError(f"{flag} {path} is a folder; give the path of a file to write")
-        if path is not None and _file_above(path):
-            raise ConfigError(f"{flag} {path}: {_file_above(path)} is a file, not a folder")
     for flag, path in (folders or {}).items():
         if path is not None and path.exists() and not path.is_dir():
             raise ConfigError(f"{flag} {path} is a file; give a folder to write into")
-        if path is not None and _file_above(path):
-            raise ConfigError(f"{flag} {path}: {_file_above(path)} is a file, not a folder")
+    for flag, path in {**(files or {}), **(folders or {})}.items():
+        blocker = None if path is None else _file_above(path)
+        if blocker is not None:
+            raise ConfigError(f"{flag} {path}: {blocker} is a file, not a folder")
 
 
 def _file_above(path: Path) -> Path | None:

@@ -87,11 +87,13 @@ def _load(config: RecsembleConfig, *, for_training: bool) -> Dataset:
         keep_catalog=for_training,
     )
     if prepared.n_interactions == 0 and raw.n_interactions > 0:
+        valued = "" if data.min_value is None else f" with value >= {data.min_value:g}"
+        if for_training:
+            raise DataError(f"{data.dataset}: no interaction{valued} is left to train on")
         raise DataError(
-            f"{data.dataset}: none of its {raw.n_users:,} users has the "
-            f"{min_interactions} distinct interactions"
-            f"{'' if data.min_value is None else f' with value >= {data.min_value:g}'} the "
-            "protocol needs (protocol.min_user_interactions); nothing is left to use"
+            f"{data.dataset}: none of its {raw.n_users:,} users has the {min_interactions} "
+            f"distinct interactions{valued} the protocol needs "
+            "(protocol.min_user_interactions); nothing is left to evaluate"
         )
     return prepared
 
@@ -105,9 +107,8 @@ def tie_warning(share: float) -> str:
     return (
         f"warning: {share:.0%} of the test interactions have the timestamp of the split point "
         "(their user's last train interaction, or the cutoff); the protocol splits such ties "
-        "by item id, an order "
-        "that models learning from validation targets (the ensemble's ranker) can pick up, so "
-        "these figures may not carry to production"
+        "by item id, an order that models learning from validation targets (the ensemble's "
+        "ranker) can pick up, so these figures may not carry to production"
     )
 
 
