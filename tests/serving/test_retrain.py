@@ -63,13 +63,7 @@ def test_retraining_learns_new_events_and_switches_version(
 def test_exported_events_keep_their_type_weights_and_unknown_types_are_refused(
     tmp_path: Path, model_dirs: tuple[Path, Path]
 ) -> None:
-    settings = ServeSettings(
-        store_url=f"sqlite:///{tmp_path / 'store.db'}",
-        registry_dir=tmp_path / "registry",
-        model_dir=model_dirs[0],
-    )
-    state = ServingState(settings)
-    state.start()
+    state = _started_state(tmp_path, model_dirs[0])
     try:
         typo = Event("e-typo", "u-typo", "i-x", "purchse", 1_800_000_000, None)
         with pytest.raises(ConfigError, match=r"\['purchse'\].*cart, purchase, view"):
@@ -110,14 +104,8 @@ def test_exported_events_keep_their_type_weights_and_unknown_types_are_refused(
 def test_retraining_trains_like_the_served_version_unless_given_a_config(
     tmp_path: Path, model_dirs: tuple[Path, Path]
 ) -> None:
-    settings = ServeSettings(
-        store_url=f"sqlite:///{tmp_path / 'store.db'}",
-        registry_dir=tmp_path / "registry",
-        model_dir=model_dirs[0],
-    )
-    state = ServingState(settings)
+    state = _started_state(tmp_path, model_dirs[0])
     try:
-        state.start()
         version = state.registry.current()
         assert version is not None
         command = train_command(state, version, tmp_path / "data", tmp_path / "out")
@@ -129,3 +117,13 @@ def test_retraining_trains_like_the_served_version_unless_given_a_config(
         ]
     finally:
         state.close()
+
+
+def _started_state(tmp_path: Path, model: Path) -> ServingState:
+    """The server's state in this process: a fresh store and registry serving `model`."""
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    settings = ServeSettings(store_url=store_url, registry_dir=tmp_path / "registry",
+                             model_dir=model)  # fmt: skip
+    state = ServingState(settings)
+    state.start()
+    return state
