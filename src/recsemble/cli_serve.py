@@ -91,6 +91,8 @@ def serve(
     host = _listening_host(host, bool(read_key or write_key))
     with _errors_exit():
         config = cfg.resolve(config_path).config if config_path else None
+        if train_config is not None:  # retraining reads it much later: a bad one fails now
+            cfg.resolve(train_config)
         model_metrics = _model_metrics(results, model)
         _check_start(store, model)
     settings = ServeSettings(

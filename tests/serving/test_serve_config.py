@@ -44,7 +44,7 @@ def test_a_bad_config_stops_serve_with_a_clear_error(tmp_path: Path) -> None:
     assert "unknown re-ranker 'shiny'" in done.stderr
 
 
-def test_a_store_or_model_that_cannot_serve_stops_serve_before_it_starts(
+def test_a_store_model_or_retraining_config_that_cannot_work_stops_serve_at_once(
     tmp_path: Path, model_dirs: tuple[Path, Path]
 ) -> None:
     cases = [
@@ -53,6 +53,8 @@ def test_a_store_or_model_that_cannot_serve_stops_serve_before_it_starts(
          "--store: cannot connect to PostgreSQL"),
         (["--store", f"sqlite:///{tmp_path / 's.db'}", "--model", str(tmp_path)],
          "--model: no manifest.json"),
+        (["--store", f"sqlite:///{tmp_path / 's.db'}", "--model", str(model_dirs[0]),
+          "--train-config", str(tmp_path / "retrain.toml")], "retrain.toml does not exist"),
     ]  # fmt: skip
     for args, needle in cases:
         done = subprocess.run(
