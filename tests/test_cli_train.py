@@ -163,3 +163,11 @@ def test_train_like_a_saved_model_reuses_its_settings(
     text = " ".join(_fail("train", "--dataset", str(synth / "data"), "--model", "pop",
                           "--like", str(knn), "--out", str(synth / "k3")).split())  # fmt: skip
     assert "is a saved itemknn" in text
+
+
+def test_recommend_says_when_the_list_is_shorter_than_asked(trained: tuple[Path, str]) -> None:
+    out, _ = trained
+    user = json.loads((out / "ids.json").read_text())["users"][0]
+    output = " ".join(_run("recommend", "--model", str(out), "--user", user, "--k", "500").split())
+    shown = len(re.findall(r"│ \d+ │ i\d+ ", output))
+    assert 0 < shown < 500 and f"{shown} of 500 asked" in output

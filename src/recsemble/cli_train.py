@@ -188,12 +188,18 @@ def recommend(
         loaded = load_model(model_dir)
         err_console.print(f"loaded {model_dir} in {time.perf_counter() - start:.2f} s")
         for answer in recommend_ids(loaded, user, k, exclude_seen=not include_seen):
-            console.print(_answer_table(answer))
+            console.print(_answer_table(answer, k))
 
 
-def _answer_table(answer: IdRecommendation) -> Table:
+def _answer_table(answer: IdRecommendation, k: int) -> Table:
     note = "" if answer.known else " (unknown user: cold-start answer)"
-    table = Table(title=f"user {answer.user_id}{note}")
+    short = len(answer.item_ids) < k
+    caption = (
+        f"{len(answer.item_ids)} of {k} asked: the model has no more items to offer"
+        if short
+        else None
+    )
+    table = Table(title=f"user {answer.user_id}{note}", caption=caption)
     table.add_column("rank", justify="right")
     table.add_column("item")
     if answer.titles is not None:
