@@ -138,3 +138,29 @@ def test_input_needs_the_spark_engine(folder: Path) -> None:
     result = runner.invoke(app, ["evaluate", "--engine", "flink"])
     assert result.exit_code == 2
     assert "unknown engine" in result.output
+
+
+def test_spark_training_keeps_the_users_and_items_local_training_keeps(
+    spark: Any, tmp_path: Path
+) -> None:
+    """Training for serving, on Spark as on one machine: light users and catalog items without
+    interactions keep their ids (the same id maps, the same scores)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = [f"u{u},i{(u + n) % 30},{1_700_000_000 + 60 * n}" for u in range(40) for n in range(6)]
+    rows += ["light,i3,1700100000", "light,i4,1700100060"]
+    (data / "interactions.csv").write_text("user_id,item_id,timestamp\n" + "\n".join(rows) + "\n")
+    items = "\n".join(f"i{n},Item {n}" for n in range(32))  # i30, i31: no interaction
+    (data / "items.csv").write_text("item_id,title\n" + items + "\n")
+    outs = {}
+    for engine in ("local", "spark"):
+        outs[engine] = tmp_path / engine
+        _run("train", "--dataset", str(data), "--model", "itemknn", "--engine", engine,
+             "--out", str(outs[engine]))  # fmt: skip
+    ids = {e: json.loads((out / "ids.json").read_text()) for e, out in outs.items()}
+    assert ids["spark"]["users"] == ids["local"]["users"] and "light" in ids["spark"]["users"]
+    assert ids["spark"]["items"] == ids["local"]["items"] and len(ids["spark"]["items"]) == 32
+    answers = [_run("recommend", "--model", str(out), "--user", "light", "--k", "3") for out in
+               outs.values()]  # fmt: skip
+    tables = [answer[answer.index("user light") :] for answer in answers]  # past "loaded <path>"
+    assert tables[0] == tables[1] and "unknown user" not in tables[0]

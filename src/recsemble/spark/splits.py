@@ -64,10 +64,20 @@ class SparkSplit:
         return self.marked.filter(F.col("is_test")).drop("is_test")
 
 
-def index(prepared: DataFrame, source: SparkSource) -> PreparedOnSpark:
-    """Id tables (IdMap's numbering) for a prepared frame, joined in as user_idx / item_idx."""
+def index(prepared: DataFrame, source: SparkSource, *, catalog: bool = False) -> PreparedOnSpark:
+    """Id tables (IdMap's numbering) for a prepared frame, joined in as user_idx / item_idx;
+    catalog: the ids of the source's item and user tables too, with or without interactions
+    (as `prepare(keep_catalog=True)` keeps them for a model trained to serve)."""
     prepared = prepared.cache()  # read by both id tables, the split and the driver
-    users, items = id_table(prepared, "user_id"), id_table(prepared, "item_id")
+    ids = {"user_id": prepared.select("user_id"), "item_id": prepared.select("item_id")}
+    if catalog:
+        for column, table in (("user_id", source.users), ("item_id", source.items)):
+            if table is not None and table.height:
+                listed = prepared.sparkSession.createDataFrame(
+                    table.select(pl.col(column).cast(pl.String)).to_arrow()
+                )
+                ids[column] = ids[column].unionByName(listed)
+    users, items = id_table(ids["user_id"], "user_id"), id_table(ids["item_id"], "item_id")
     frame = with_idx(prepared, users, items).cache()
     return PreparedOnSpark(frame, collect_id_map(users), collect_id_map(items), source)
 

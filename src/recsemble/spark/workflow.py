@@ -75,15 +75,14 @@ def load_source(
 def prepare_on_spark(
     source: spark_data.SparkSource, config: RecsembleConfig, *, for_training: bool = False
 ) -> splits.PreparedOnSpark:
-    """The protocol's preparation and the id maps, on Spark; for_training keeps users of any
-    history length, as the single-machine `load_training_data` does (items without any
-    interaction stay out of the Spark catalog)."""
+    """The protocol's preparation and the id maps, on Spark; for_training keeps every user
+    and catalog item, as the single-machine `load_training_data` does."""
     prepared = spark_data.prepare(
         source.interactions,
         min_user_interactions=1 if for_training else config.protocol.min_user_interactions,
         min_value=config.data.min_value,
     )
-    return splits.index(prepared, source)
+    return splits.index(prepared, source, catalog=for_training)
 
 
 def training_data(frame: DataFrame, prepared: splits.PreparedOnSpark) -> TrainingData:
