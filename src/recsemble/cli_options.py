@@ -28,6 +28,7 @@ def check_outputs(
     """Before any work: each output file's path is not a folder (nor under a file), each
     output folder's path is not a file. Keys are the flags, named in the error."""
     from recsemble.errors import ConfigError
+    from recsemble.files import file_above
 
     for flag, path in (files or {}).items():
         if path is not None and path.is_dir():
@@ -36,14 +37,6 @@ def check_outputs(
         if path is not None and path.exists() and not path.is_dir():
             raise ConfigError(f"{flag} {path} is a file; give a folder to write into")
     for flag, path in {**(files or {}), **(folders or {})}.items():
-        blocker = None if path is None else _file_above(path)
+        blocker = None if path is None else file_above(path)
         if blocker is not None:
             raise ConfigError(f"{flag} {path}: {blocker} is a file, not a folder")
-
-
-def _file_above(path: Path) -> Path | None:
-    """The first ancestor of path that exists as a file (then nothing can be written there)."""
-    for parent in path.absolute().parents:
-        if parent.exists():
-            return parent if not parent.is_dir() else None
-    return None

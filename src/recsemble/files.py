@@ -1,4 +1,5 @@
-"""File helpers shared by every saved artefact (generator folders, ensembles, the registry)."""
+"""File helpers shared by every saved artefact (generator folders, ensembles, the registry)
+and by the checks of paths that will be written."""
 
 from __future__ import annotations
 
@@ -15,3 +16,10 @@ def sha256_file(path: Path) -> str:
 def folder_size(folder: Path) -> int:
     """Bytes of every file under `folder`."""
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def file_above(path: Path) -> Path | None:
+    """The nearest existing ancestor of `path` when it is a file (nothing can be written at
+    `path` then), else None."""
+    above = next((p for p in path.absolute().parents if p.exists()), None)
+    return above if above is not None and not above.is_dir() else None

@@ -39,6 +39,7 @@ import numpy.typing as npt
 from pydantic import Field, field_validator
 
 from recsemble.data.dataset import Dataset
+from recsemble.files import file_above
 from recsemble.rerank.base import Query, Reranker, RerankerConfig
 from recsemble.rerank.catalog import age_days, check_event_types, item_birth
 from recsemble.types import ItemList
@@ -85,8 +86,8 @@ class ExploreConfig(RerankerConfig):
         path = Path(log_path)
         if path.is_dir():
             raise ValueError(f"{log_path} is a folder; give the path of a JSON-lines file")
-        above = next((p for p in path.absolute().parents if p.exists()), None)
-        if above is not None and not above.is_dir():
+        above = file_above(path)
+        if above is not None:
             raise ValueError(f"{above} is a file, not a folder to put {path.name} in")
         return log_path
 

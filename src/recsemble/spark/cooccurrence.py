@@ -65,7 +65,7 @@ def _table(spark: SparkSession, columns: dict[str, npt.NDArray[Any]]) -> DataFra
     return F.broadcast(spark.createDataFrame(pa.table(columns)))
 
 
-def dense_top_per_row(
+def _top_per_row(
     pairs: DataFrame, row: str, column: str, value: str, k: int, shape: tuple[int, int]
 ) -> sp.csr_array:
     """The k largest positive `value` per `row` (ties: lower `column`) as float32 CSR."""
@@ -114,7 +114,7 @@ def fit_covisitation(generator: Any, data: TrainingData) -> None:
         .join(scales.select(F.col("idx").alias("dst"), "scale_col"), "dst")
         .withColumn("v", F.col("c") * (F.col("scale_row") * F.col("scale_col")))
     )
-    generator.transitions_ = dense_top_per_row(normalized, "src", "dst", "v", cfg.neighbors, (n, n))
+    generator.transitions_ = _top_per_row(normalized, "src", "dst", "v", cfg.neighbors, (n, n))
     counts.unpersist()
 
 
@@ -192,7 +192,7 @@ def _f32(column: Column) -> Column:
 
 
 def _idf(df: npt.NDArray[np.float64], n_docs: int, weighting: str) -> npt.NDArray[np.float64]:
-    """knn.term_stats' idf for document frequencies `df` (documents: items; terms: users)."""
+    """cosine.term_stats' idf for document frequencies `df` (documents: items; terms: users)."""
     if weighting == "bm25":
         out: npt.NDArray[np.float64] = np.log1p((n_docs - df + 0.5) / (df + 0.5))
         return out
@@ -202,7 +202,7 @@ def _idf(df: npt.NDArray[np.float64], n_docs: int, weighting: str) -> npt.NDArra
 
 
 def _weighted(data: TrainingData, cfg: Any) -> DataFrame:
-    """(item_idx, user_idx, w): knn.weigh of the items x users matrix, float32 values."""
+    """(item_idx, user_idx, w): cosine.weigh of the items x users matrix, float32 values."""
     from pyspark.sql import functions as F
 
     spark = data.interactions.sparkSession
@@ -226,7 +226,7 @@ def _weighted(data: TrainingData, cfg: Any) -> DataFrame:
     lengths = _vector(
         docs.groupBy("item_idx").agg(F.sum("tf").alias("n")), "item_idx", "n", data.n_items
     )
-    # float32 lengths and a float32 mean, as knn.term_stats has them (scipy sums float32
+    # float32 lengths and a float32 mean, as cosine.term_stats has them (scipy sums float32
     # rows into float32; numpy's mean of float32 adds in float32).
     lengths32 = lengths.astype(np.float32)
     avg_len = float(lengths32[lengths32 > 0].mean()) if np.any(lengths32 > 0) else 1.0
@@ -282,7 +282,7 @@ def fit_item_knn(generator: Any, data: TrainingData) -> None:
         .withColumn("s", _f32(_f32(F.col("dot")).cast("double") / den.cast("double")))
     )
     n = data.n_items
-    pruned = dense_top_per_row(sims, "a", "c", "s", cfg.neighbors, (n, n))
+    pruned = _top_per_row(sims, "a", "c", "s", cfg.neighbors, (n, n))
     # Target pruning kept each candidate's best history items: S's columns are candidates.
     similarity = sp.csr_array(pruned.T.tocsr()) if cfg.prune == "target" else pruned
     similarity.sort_indices()
