@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 
 from recsemble.data.dataset import Dataset
@@ -23,6 +24,7 @@ from recsemble.ranking.persistence import (
     recommend_ids,
     save_ensemble,
     save_model,
+    saved_histories,
 )
 
 VIEW = ViewConfig(window_days=60, events=["view", "cart"])
@@ -250,3 +252,36 @@ def test_single_generator_folder_round_trip(small_data: Dataset, tmp_path: Path)
     (answer,) = recommend_ids(loaded, [user], 4)
     expected = model.recommend([5], 4).items[0]
     assert list(answer.item_ids) == list(small_data.items.to_ids(expected))
+
+
+def test_explicit_values_are_kept_for_retraining(small_data: Dataset, tmp_path: Path) -> None:
+    """A saved model keeps its events' ratings beside its histories (retraining exports them),
+    for an ensemble and for a lone generator; implicit data saves none."""
+    values = (small_data.column("item_idx") % 5 + 1).astype(np.float32)  # a rating per event
+    values[::7] = np.nan  # some events carry none
+    rated = small_data.with_interactions(
+        small_data.interactions.with_columns(value=pl.Series(values).fill_nan(None))
+    )
+    config = EnsembleConfig(
+        members=[MemberConfig(model="pop"), MemberConfig(model="pop-rating")],
+        validation_folds=1,
+        ranker=RankerConfig(kind="logistic"),
+    )
+    models = {
+        "ensemble": Ensemble(config).fit(rated),
+        "lone": GENERATORS["pop-rating"]().fit(rated),
+        "implicit": GENERATORS["pop"]().fit(small_data),
+    }
+    for name, model in models.items():
+        histories, kept = saved_histories(save_model(model, tmp_path / name))
+        data = small_data if name == "implicit" else rated
+        np.testing.assert_array_equal(histories.items, model.histories_.items)
+        if name == "implicit":
+            assert kept is None
+            continue
+        assert kept is not None
+        order = np.lexsort(
+            (data.column("item_idx"), data.column("timestamp"), data.column("user_idx"))
+        )
+        expected = data.interactions["value"].fill_null(np.nan).to_numpy()[order]
+        np.testing.assert_array_equal(kept, expected.astype(np.float32))

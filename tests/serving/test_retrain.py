@@ -12,12 +12,13 @@ import pytest
 
 from recsemble.data import load_dataset
 from recsemble.errors import ConfigError
+from recsemble.generators import GENERATORS
 from recsemble.registry import ModelRegistry
 from recsemble.serving.retrain import export_training_data, train_command
 from recsemble.serving.state import ServeSettings, ServingState
 from recsemble.store.base import Event, Record
 
-from .conftest import TINY_ENSEMBLE, start_server
+from .conftest import TINY_ENSEMBLE, _cli, start_server
 
 
 def test_retraining_learns_new_events_and_switches_version(
@@ -127,3 +128,40 @@ def _started_state(tmp_path: Path, model: Path) -> ServingState:
     state = ServingState(settings)
     state.start()
     return state
+
+
+def test_retraining_keeps_explicit_values_and_serves_lone_generators(tmp_path: Path) -> None:
+    """Ratings survive the export (the saved ones and one that arrived over the API), so a
+    pop-rating model retrains; a lone generator's folder exports like an ensemble's."""
+    rows = [
+        f"u{user},i{100 + (user * 7 + n) % 30},{1_700_000_000 + 60 * n},{1 + (user + n) % 5}"
+        for user in range(40)
+        for n in range(8)
+    ]
+    (tmp_path / "rated.csv").write_text("user_id,item_id,timestamp,rating\n" + "\n".join(rows))
+    model = tmp_path / "model"
+    _cli("train", "--dataset", str(tmp_path / "rated.csv"), "--model", "pop-rating",
+         "--out", str(model))  # fmt: skip
+    state = _started_state(tmp_path, model)
+    try:
+        state.ingest([Event("e-rated", "u-new", "i100", "view", 1_800_000_000, 4.5)])
+        version = state.registry.current()
+        assert version is not None
+        folder = export_training_data(state, version, state.cursor, tmp_path / "data")
+    finally:
+        state.close()
+    data = load_dataset(str(folder))
+    assert data.n_interactions == len(rows) + 1
+    exported = data.external_interactions().sort("user_id", "item_id", "timestamp")
+    original = load_dataset(str(tmp_path / "rated.csv")).external_interactions()
+    expected = pl.concat(
+        [
+            original.select("user_id", "item_id", "timestamp", "value"),
+            pl.DataFrame({"user_id": ["u-new"], "item_id": ["i100"],
+                          "timestamp": [1_800_000_000], "value": [4.5]}),  # fmt: skip
+        ],
+        how="vertical_relaxed",
+    ).sort("user_id", "item_id", "timestamp")
+    exported = exported.select(expected.columns)
+    assert exported.equals(expected.cast(exported.schema))
+    GENERATORS["pop-rating"]().fit(data)  # before: "needs explicit values"

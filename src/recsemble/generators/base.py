@@ -19,7 +19,7 @@ from recsemble.data.dataset import Dataset
 from recsemble.errors import DataError, NotFittedError
 from recsemble.files import sha256_file
 from recsemble.generators.config import GeneratorConfig
-from recsemble.generators.history import Histories
+from recsemble.generators.history import Histories, history_values
 from recsemble.generators.npz import read_npz
 from recsemble.generators.score_cache import ScoreCache
 from recsemble.generators.topk import topk_rows
@@ -93,6 +93,7 @@ class CandidateGenerator(ABC):
         self.n_items_ = dataset.n_items
         self.now_ = int(ts.max()) if ts.size else 0
         self.histories_ = Histories.from_dataset(dataset)
+        self.history_values_ = history_values(dataset)  # kept for retraining (ratings)
         self._finish_fit()
         return self
 
@@ -239,6 +240,9 @@ class CandidateGenerator(ABC):
         arrays = {f"model.{key}": value for key, value in self._state().items()}
         for key in _HISTORY_KEYS:
             arrays[f"history.{key}"] = getattr(self.histories_, key)
+        values = getattr(self, "history_values_", None)
+        if values is not None:
+            arrays["history.values"] = values
         cache = getattr(self, "score_cache_", None)
         if cache is not None:  # saved, so a load (a hot swap) need not score them again
             arrays["score_cache.slot"], arrays["score_cache.scores"] = cache.slot, cache.scores
@@ -282,6 +286,7 @@ class CandidateGenerator(ABC):
             weights=arrays["history.weights"],
             n_items=model.n_items_,
         )
+        model.history_values_ = arrays.get("history.values")
         state = {k.removeprefix("model."): v for k, v in arrays.items() if k.startswith("model.")}
         model._set_state(state)
         model._load_files(folder)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
+import polars as pl
 import scipy.sparse as sp
 
 from recsemble.data.dataset import Dataset
@@ -57,15 +58,11 @@ class Histories:
     @classmethod
     def from_dataset(cls, dataset: Dataset) -> Histories:
         """Every user's events (all event types, duplicates kept), one row per user idx."""
-        users = dataset.column("user_idx")
-        items = dataset.column("item_idx")
-        ts = dataset.column("timestamp")
-        order = np.lexsort((items, ts, users))
-        counts = np.bincount(users, minlength=dataset.n_users)
+        order = _history_order(dataset)
+        counts = np.bincount(dataset.column("user_idx"), minlength=dataset.n_users)
         indptr = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
-        return cls(
-            indptr, items[order], ts[order], dataset.column("weight")[order], dataset.n_items
-        )
+        items, ts = dataset.column("item_idx")[order], dataset.column("timestamp")[order]
+        return cls(indptr, items, ts, dataset.column("weight")[order], dataset.n_items)
 
     @classmethod
     def from_lists(
@@ -232,3 +229,20 @@ def profile_matrix(
     if config.binary:
         return histories.matrix(factors=factors, binary=True)
     return histories.matrix(factors=factors)
+
+
+def _history_order(dataset: Dataset) -> npt.NDArray[np.int64]:
+    """The order of a dataset's events in Histories.from_dataset: user, time, item idx."""
+    users, items = dataset.column("user_idx"), dataset.column("item_idx")
+    return np.lexsort((items, dataset.column("timestamp"), users))
+
+
+def history_values(dataset: Dataset) -> npt.NDArray[np.float32] | None:
+    """The events' explicit values (ratings) in Histories.from_dataset's order, NaN where an
+    event has none; None when no event has one. Kept beside a saved model's histories so
+    that retraining from them keeps the ratings."""
+    values = dataset.interactions["value"]
+    if values.null_count() == values.len():
+        return None
+    filled = values.cast(pl.Float32).fill_null(float("nan")).to_numpy()
+    return np.ascontiguousarray(filled[_history_order(dataset)], dtype=np.float32)

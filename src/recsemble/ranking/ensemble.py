@@ -21,7 +21,7 @@ from recsemble.data.dataset import Dataset
 from recsemble.errors import NotFittedError
 from recsemble.evaluation.slices import HISTORY_SLICES
 from recsemble.generators import GENERATORS, CandidateGenerator
-from recsemble.generators.history import Histories
+from recsemble.generators.history import Histories, history_values
 from recsemble.ranking.blend import Blend
 from recsemble.ranking.calibration import Calibrator, calibrate_ranker, sigmoid
 from recsemble.ranking.candidates import Candidates, union
@@ -140,6 +140,7 @@ class Ensemble:
         self.members_ = self.fit_members(dataset, specs)
         self.features_ = self._feature_builder().fit(dataset)
         self.histories_ = Histories.from_dataset(dataset)
+        self.history_values_ = history_values(dataset)  # kept for retraining (ratings)
         self.n_items_ = dataset.n_items
         self.n_users_ = dataset.n_users
         ts = dataset.column("timestamp")

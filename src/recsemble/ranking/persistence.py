@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
 from pydantic import ValidationError
 
@@ -114,7 +115,8 @@ def _write_ensemble(ens: Ensemble, folder: Path, catalog: Catalog | None) -> Non
             (folder / name).write_text(json.dumps(part.to_dict()), encoding="utf-8")
     np.savez(folder / FEATURES_FILE, **_feature_arrays(ens.features_))  # type: ignore[arg-type]
     histories = {key: getattr(ens.histories_, key) for key in _HISTORY_KEYS}
-    np.savez(folder / HISTORIES_FILE, **histories)
+    values = getattr(ens, "history_values_", None)
+    np.savez(folder / HISTORIES_FILE, **histories, **({} if values is None else {"values": values}))
     if catalog is not None:
         catalog.write(folder)
     manifest = {
@@ -259,7 +261,7 @@ def _load_ensemble(folder: Path, manifest: dict[str, Any], verified: bool = Fals
     except (KeyError, TypeError, ValueError, ValidationError) as exc:
         raise DataError(f"malformed manifest ({type(exc).__name__}: {exc})", source=where) from None
     ens.features_ = _load_features(folder / FEATURES_FILE, config, ens.n_items_)
-    ens.histories_ = _load_histories(folder / HISTORIES_FILE, ens.n_items_)
+    ens.histories_, ens.history_values_ = _load_histories(folder / HISTORIES_FILE, ens.n_items_)
     ens.ranker_ = _load_ranker(folder / RANKER_FILE, config, manifest.get("ranker") or {})
     if (folder / CALIBRATOR_FILE).exists():
         ens.calibrator_ = Calibrator.from_dict(read_json(folder / CALIBRATOR_FILE))
@@ -348,13 +350,28 @@ def _load_features(path: Path, config: EnsembleConfig, n_items: int) -> FeatureB
     return builder
 
 
-def _load_histories(path: Path, n_items: int) -> Histories:
+def _load_histories(path: Path, n_items: int) -> tuple[Histories, npt.NDArray[np.float32] | None]:
+    """The histories and, when the model kept them, the events' explicit values."""
     arrays = read_npz(path)
     try:
         indptr, items, timestamps, weights = (arrays[key] for key in _HISTORY_KEYS)
-        return Histories(indptr, items, timestamps, weights, n_items)
+        histories = Histories(indptr, items, timestamps, weights, n_items)
     except (KeyError, ValueError) as exc:
         raise DataError(f"malformed histories ({exc})", source=str(path)) from None
+    values = arrays.get("values")
+    if values is not None and values.shape != histories.items.shape:
+        raise DataError("values must have one entry per history event", source=str(path))
+    return histories, values
+
+
+def saved_histories(folder: Path) -> tuple[Histories, npt.NDArray[np.float32] | None]:
+    """What a saved model (an ensemble or a lone generator) answers from: its histories, and
+    the events' explicit values (ratings) when it kept them; for exporting its training data."""
+    manifest = read_json(folder / MANIFEST)
+    if manifest.get("format") == FORMAT:
+        return _load_histories(folder / HISTORIES_FILE, int(manifest["n_items"]))
+    generator = CandidateGenerator.load(folder)
+    return generator.histories_, getattr(generator, "history_values_", None)
 
 
 def _load_ranker(path: Path, config: EnsembleConfig, info: Mapping[str, Any]) -> MetaRanker:

@@ -26,6 +26,7 @@ import polars as pl
 
 from recsemble.errors import RecsembleError
 from recsemble.ranking.ids import ITEMS_FILE, USERS_FILE, read_json_object
+from recsemble.ranking.persistence import saved_histories
 from recsemble.serving.state import ServingState
 from recsemble.store.base import Event, Record
 
@@ -96,23 +97,11 @@ def export_training_data(state: ServingState, version: str, cursor: int, folder:
         if start >= cursor:
             break
     if rows:
-        frames.append(
-            pl.DataFrame(
-                {
-                    "user_id": [e.user_id for e in rows],
-                    "item_id": [e.item_id for e in rows],
-                    "timestamp": [e.timestamp for e in rows],
-                    "weight": _weights(state, rows),
-                },
-                schema={
-                    "user_id": pl.String,
-                    "item_id": pl.String,
-                    "timestamp": pl.Int64,
-                    "weight": pl.Float32,
-                },
-            )
-        )
-    pl.concat(frames).write_parquet(folder / "interactions.parquet")
+        frames.append(_event_frame(rows, _weights(state, rows)))
+    interactions = pl.concat(frames)
+    if interactions["value"].null_count() == interactions.height:  # implicit data: no ratings
+        interactions = interactions.drop("value")
+    interactions.write_parquet(folder / "interactions.parquet")
     for kind, name in (("item", ITEMS_FILE), ("user", USERS_FILE)):
         saved = pl.read_parquet(model_dir / name) if (model_dir / name).is_file() else None
         table = _with_records(saved, state.store.changed_since(kind, 0), kind)
@@ -158,22 +147,41 @@ def _weights(state: ServingState, events: list[Event]) -> list[float]:
     return [recommender.live.weight(e.type) for e in events]
 
 
-def _saved_interactions(model_dir: Path) -> pl.DataFrame:
-    """Every interaction a saved model was trained on, from its histories and id maps."""
-    ids = read_json_object(model_dir / "ids.json")
-    with np.load(model_dir / "histories.npz", allow_pickle=False) as npz:
-        indptr, items = npz["indptr"], npz["items"]
-        timestamps, weights = npz["timestamps"], npz["weights"]
-    users = np.repeat(np.arange(indptr.size - 1), np.diff(indptr))
-    user_ids = np.asarray(ids["users"], dtype=object)[users]
-    item_ids = np.asarray(ids["items"], dtype=object)[items]
+def _event_frame(events: list[Event], weights: list[float]) -> pl.DataFrame:
+    """The store's events as interaction rows (their explicit values, e.g. ratings, kept)."""
     return pl.DataFrame(
         {
-            "user_id": pl.Series(user_ids.tolist(), dtype=pl.String),
-            "item_id": pl.Series(item_ids.tolist(), dtype=pl.String),
-            "timestamp": pl.Series(timestamps, dtype=pl.Int64),
-            "weight": pl.Series(weights, dtype=pl.Float32),
-        }
+            "user_id": [e.user_id for e in events],
+            "item_id": [e.item_id for e in events],
+            "timestamp": [e.timestamp for e in events],
+            "weight": weights,
+            "value": [e.value for e in events],
+        },
+        schema=_SCHEMA,
+    )
+
+
+_SCHEMA = {"user_id": pl.String, "item_id": pl.String, "timestamp": pl.Int64,
+           "weight": pl.Float32, "value": pl.Float32}  # fmt: skip
+
+
+def _saved_interactions(model_dir: Path) -> pl.DataFrame:
+    """Every interaction a saved model (an ensemble or a lone generator) was trained on, from
+    its histories and id maps, with the explicit values (ratings) it kept."""
+    ids = read_json_object(model_dir / "ids.json")
+    histories, values = saved_histories(model_dir)
+    user_ids = np.asarray(ids["users"], dtype=object)[histories.row_of_event]
+    item_ids = np.asarray(ids["items"], dtype=object)[histories.items]
+    value = pl.Series(values, dtype=pl.Float32).fill_nan(None) if values is not None else None
+    return pl.DataFrame(
+        {
+            "user_id": user_ids.tolist(),
+            "item_id": item_ids.tolist(),
+            "timestamp": histories.timestamps,
+            "weight": histories.weights,
+            "value": value if value is not None else [None] * histories.items.size,
+        },
+        schema=_SCHEMA,
     )
 
 
