@@ -29,7 +29,13 @@ from recsemble.config import RecsembleConfig
 from recsemble.errors import DataError
 from recsemble.ranking.ids import Catalog
 from recsemble.ranking.persistence import LoadedModel, load_model
-from recsemble.recommender.explain import Evidence, Explainer, describe
+from recsemble.recommender.explain import (
+    NEW_ITEM_TEXT,
+    Evidence,
+    Explainer,
+    explained_answer,
+    explanation,
+)
 from recsemble.recommender.items import ItemState, item_attributes
 from recsemble.recommender.lists import (
     Filter,
@@ -286,13 +292,13 @@ class Recommender:
         idx = self.items.idx(item_id)
         if idx is None:
             if item_id in self.items.new_items:
-                return Explanation(item_id, {}, [], "New item, similar in content to your items")
+                return Explanation(item_id, {}, [], NEW_ITEM_TEXT)
             raise KeyError(f"unknown item {item_id!r}")
         user = self._user_idx(user_id)
         live = self.live.get(user_id)
         _, pool, source = self._candidates(user_id, user, live)
         evidence = self._evidence(user, pool, live, [idx])[0]
-        return self._explanation(evidence, source)
+        return explanation(evidence, source, self.items)
 
     def _evidence(
         self, user: int, pool: Pool | None, live: LiveUser | None, items: list[int]
@@ -311,23 +317,7 @@ class Recommender:
         model_items = [self.items.idx(r.item_id) for r in answer.items]
         wanted = [i for i in model_items if i is not None]
         found = {e.item: e for e in self._evidence(user, pool, live, wanted)} if wanted else {}
-        items = []
-        for rec, idx in zip(answer.items, model_items, strict=True):
-            evidence = found.get(idx) if idx is not None else None
-            explanation = (
-                self._explanation(evidence, answer.source)
-                if evidence is not None
-                else Explanation(rec.item_id, {}, [], "New item, similar in content to your items")
-            )
-            items.append(Recommendation(rec.item_id, rec.score, rec.title, explanation))
-        return Answer(items, answer.model_version, answer.source, answer.user_known)
-
-    def _explanation(self, evidence: Evidence, source: str) -> Explanation:
-        ids = self.items.ids
-        because = [(ids.id_of(j), weight) for j, weight in evidence.because]
-        names = [self.items.titles[j] or ids.id_of(j) for j, _ in evidence.because]
-        text = describe(evidence.members, evidence.ranks, names, source)
-        return Explanation(ids.id_of(evidence.item), dict(evidence.members), because, text)
+        return explained_answer(answer, found, model_items, self.items)
 
     # -- real time -------------------------------------------------------------------------
     def observe(self, events: Sequence[Event]) -> None:

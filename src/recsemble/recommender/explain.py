@@ -14,7 +14,7 @@ own profile of the history: the terms add up to the member's score.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,9 @@ from recsemble.evaluation.slices import history_slice_labels
 from recsemble.generators import CandidateGenerator
 from recsemble.generators.history import Histories, profile_matrix
 from recsemble.ranking.ensemble import Ensemble, RankedBlock
+from recsemble.recommender.items import ItemState
 from recsemble.recommender.model import Pool, ServingModel
+from recsemble.recommender.requests import Answer, Explanation, Recommendation
 
 I32 = npt.NDArray[np.int32]
 F64 = npt.NDArray[np.float64]
@@ -36,6 +38,8 @@ MemberEvidence = tuple[dict[str, float], dict[str, int]]
 BECAUSE_MEMBERS = ("itemknn", "itemknn-recent", "ease", "ease-recent", "covisit")
 #: History items named per explanation.
 BECAUSE_ITEMS = 3
+#: The explanation of an item the model never saw (added after training, content-matched).
+NEW_ITEM_TEXT = "New item, similar in content to your items"
 
 
 @dataclass(frozen=True)
@@ -271,3 +275,32 @@ def _join(parts: list[str]) -> str:
     if len(parts) <= 1:
         return "".join(parts)
     return ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def explanation(evidence: Evidence, source: str, items: ItemState) -> Explanation:
+    """An item's evidence in external ids and words."""
+    ids = items.ids
+    because = [(ids.id_of(j), weight) for j, weight in evidence.because]
+    names = [items.titles[j] or ids.id_of(j) for j, _ in evidence.because]
+    text = describe(evidence.members, evidence.ranks, names, source)
+    return Explanation(ids.id_of(evidence.item), dict(evidence.members), because, text)
+
+
+def explained_answer(
+    answer: Answer,
+    evidence: Mapping[int, Evidence],
+    model_items: Sequence[int | None],
+    items: ItemState,
+) -> Answer:
+    """The answer with each item's explanation (model_items: each item's idx in the model,
+    None for an item added after training)."""
+    explained = []
+    for rec, idx in zip(answer.items, model_items, strict=True):
+        found = evidence.get(idx) if idx is not None else None
+        reason = (
+            explanation(found, answer.source, items)
+            if found is not None
+            else Explanation(rec.item_id, {}, [], NEW_ITEM_TEXT)
+        )
+        explained.append(Recommendation(rec.item_id, rec.score, rec.title, reason))
+    return Answer(explained, answer.model_version, answer.source, answer.user_known)

@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from recsemble.generators import CandidateGenerator
 from recsemble.generators.history import Histories, profile_matrix
-from recsemble.pipeline import Answer, Recommendation, Recommender
+from recsemble.pipeline import Answer, Recommender
 from recsemble.ranking.ensemble import Ensemble, RankedBlock
 from recsemble.recommender.explain import (
     BECAUSE_ITEMS,
@@ -31,6 +31,7 @@ from recsemble.recommender.explain import (
     _feature_contributions,
     _group_by_member,
     _item_item_matrix,
+    explained_answer,
     member_evidence,
 )
 from recsemble.recommender.model import Pool
@@ -140,11 +141,9 @@ def _contributions(
 
 
 def _with_explanations(rec: Recommender, answer: Answer, evidence: list[Evidence]) -> Answer:
-    items = [
-        Recommendation(r.item_id, r.score, r.title, rec._explanation(e, answer.source))
-        for r, e in zip(answer.items, evidence, strict=True)
-    ]
-    return Answer(items, answer.model_version, answer.source, answer.user_known)
+    """evidence: one per listed item, in list order."""
+    by_item = {e.item: e for e in evidence}
+    return explained_answer(answer, by_item, [e.item for e in evidence], rec.items)
 
 
 Because = tuple[str | None, list[tuple[int, float]]]
