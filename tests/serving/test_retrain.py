@@ -154,13 +154,10 @@ def test_retraining_keeps_explicit_values_and_serves_lone_generators(tmp_path: P
     assert data.n_interactions == len(rows) + 1
     exported = data.external_interactions().sort("user_id", "item_id", "timestamp")
     original = load_dataset(str(tmp_path / "rated.csv")).external_interactions()
+    arrived = {"user_id": ["u-new"], "item_id": ["i100"], "timestamp": [1_800_000_000],
+               "value": [4.5]}  # fmt: skip
     expected = pl.concat(
-        [
-            original.select("user_id", "item_id", "timestamp", "value"),
-            pl.DataFrame({"user_id": ["u-new"], "item_id": ["i100"],
-                          "timestamp": [1_800_000_000], "value": [4.5]}),  # fmt: skip
-        ],
-        how="vertical_relaxed",
+        [original.select(*arrived), pl.DataFrame(arrived)], how="vertical_relaxed"
     ).sort("user_id", "item_id", "timestamp")
     exported = exported.select(expected.columns)
     assert exported.equals(expected.cast(exported.schema))
