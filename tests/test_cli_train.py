@@ -165,6 +165,23 @@ def test_train_like_a_saved_model_reuses_its_settings(
     assert "is a saved itemknn" in text
 
 
+def test_train_like_keeps_the_saved_event_weights(synth: Path) -> None:
+    """New data with event types but no weight table weighs them as the saved model did."""
+    weighted = synth / "weighted"
+    _run("train", "--dataset", str(synth / "data"), "--model", "pop", "--out", str(weighted),
+         "--set", "data.event_weights={view = 1, cart = 2, purchase = 7}")  # fmt: skip
+    table = {"view": 1.0, "cart": 2.0, "purchase": 7.0}
+    assert json.loads((weighted / "ids.json").read_text())["event_weights"] == table
+    rows = "user_id,item_id,timestamp,event\n" + "\n".join(
+        f"u{n % 9},i{n % 13},{1_700_000_000 + n},{('view', 'cart', 'purchase')[n % 3]}"
+        for n in range(120)
+    )
+    (synth / "new.csv").write_text(rows)
+    again = synth / "weighted-2"
+    _run("train", "--dataset", str(synth / "new.csv"), "--like", str(weighted), "--out", str(again))
+    assert json.loads((again / "ids.json").read_text())["event_weights"] == table
+
+
 def test_recommend_says_when_the_list_is_shorter_than_asked(trained: tuple[Path, str]) -> None:
     out, _ = trained
     user = json.loads((out / "ids.json").read_text())["users"][0]

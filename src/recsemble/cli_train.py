@@ -87,6 +87,8 @@ def _like(config: RecsembleConfig, folder: Path, model: str | None) -> tuple[Rec
         raise ConfigError(f"--model {model} but --like {folder} is a saved {saved.model}")
     values = config.model_dump()
     values["models"] = {**values["models"], **saved.models}
+    if values["data"]["event_weights"] is None and saved.event_weights:
+        values["data"]["event_weights"] = saved.event_weights  # its event types weigh the same
     if saved.ensemble is not None:
         values["ensemble"] = saved.ensemble.model_dump()
     return RecsembleConfig.model_validate(values), saved.model

@@ -53,6 +53,8 @@ def test_retraining_learns_new_events_and_switches_version(
             assert answer["user_known"] is True and answer["model_version"] == listing["serving"]
             assert not {e["item_id"] for e in answer["items"]} & set(items)
         new_model = ModelRegistry(server.registry).path(listing["serving"])
+        weights = json.loads((new_model / "ids.json").read_text())["event_weights"]
+        assert weights == {"view": 1.0, "cart": 3.0, "purchase": 5.0}  # "purchse" stays a 409
         trained_users = json.loads((new_model / "ids.json").read_text())["users"]
         old_users = json.loads((model_dirs[0] / "ids.json").read_text())["users"]
         assert "newcomer" in trained_users and "newcomer" not in old_users
@@ -110,12 +112,12 @@ def test_retraining_trains_like_the_served_version_unless_given_a_config(
         version = state.registry.current()
         assert version is not None
         command = train_command(state, version, tmp_path / "data", tmp_path / "out")
-        assert command[-2:] == ["--like", str(state.registry.path(version))]
+        weights = '--set data.event_weights={"view" = 1.0, "cart" = 3.0, "purchase" = 5.0}'
+        assert command[-4:-2] == ["--like", str(state.registry.path(version))]
+        assert " ".join(command[-2:]) == weights
         state.settings.train_args = ["--config", "mine.toml"]
-        assert train_command(state, version, tmp_path / "data", tmp_path / "out")[-2:] == [
-            "--config",
-            "mine.toml",
-        ]
+        command = train_command(state, version, tmp_path / "data", tmp_path / "out")
+        assert command[-4:-2] == ["--config", "mine.toml"] and " ".join(command[-2:]) == weights
     finally:
         state.close()
 

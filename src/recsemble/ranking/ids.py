@@ -196,6 +196,18 @@ def recommend_for_ids(
     return out
 
 
+def saved_event_weights(folder: Path) -> dict[str, float]:
+    """The event weight table in a saved model's ids.json (empty when it has none)."""
+    path = folder / CATALOG_FILE
+    if not path.is_file():
+        return {}
+    table = read_json_object(path).get("event_weights") or {}
+    try:
+        return {str(k): float(v) for k, v in table.items()}
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise DataError(f"malformed event_weights ({exc})", source=str(path)) from None
+
+
 def read_json_object(path: Path, missing: str = "file is missing") -> dict[str, Any]:
     """A JSON object from `path`; a missing, malformed or non-object file is a DataError."""
     try:

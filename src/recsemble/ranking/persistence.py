@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ from recsemble.ranking.ids import (
     Catalog,
     IdRecommendation,
     recommend_for_ids,
+    saved_event_weights,
 )
 from recsemble.ranking.metaranker import MetaRanker
 from recsemble.ranking.model_folder import (
@@ -208,20 +209,22 @@ class SavedSettings:
     model: str
     ensemble: EnsembleConfig | None
     models: dict[str, dict[str, Any]]
+    event_weights: dict[str, float] = field(default_factory=dict)  # from its ids.json
 
 
 def saved_settings(path: str | Path) -> SavedSettings:
     """The settings in a saved model's manifest (`recsemble train --like`; retraining)."""
     where = Path(path) / MANIFEST
     manifest = read_json(where)
+    weights = saved_event_weights(Path(path))
     try:
         if manifest.get("format") == GENERATOR_FORMAT:
             name = str(manifest["generator"])
-            return SavedSettings(name, None, {name: dict(manifest["config"])})
+            return SavedSettings(name, None, {name: dict(manifest["config"])}, weights)
         if manifest.get("format") == FORMAT:
             params = {str(k): dict(v) for k, v in manifest["model_params"].items()}
             ensemble = EnsembleConfig.model_validate(manifest["config"])
-            return SavedSettings("ensemble", ensemble, params)
+            return SavedSettings("ensemble", ensemble, params, weights)
     except (KeyError, TypeError, ValueError, ValidationError) as exc:
         message = f"malformed manifest ({type(exc).__name__}: {exc})"
         raise DataError(message, source=str(where)) from None

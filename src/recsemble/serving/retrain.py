@@ -11,6 +11,7 @@ takes the server down, and the served version keeps serving until the new one is
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -80,6 +81,10 @@ def train_command(state: ServingState, version: str, data: Path, out: Path) -> l
     """`recsemble train` on the exported data: with --train-config's settings when serve was
     given one, else with the served version's own (`--like`), never silently the defaults."""
     settings = state.settings.train_args or ["--like", str(state.registry.path(version))]
+    weights = state.recommender.live.event_weights if state.recommender is not None else {}
+    if weights:  # the new version checks and weighs event types as the served one does
+        table = ", ".join(f"{json.dumps(name)} = {float(w)!r}" for name, w in weights.items())
+        settings = [*settings, "--set", f"data.event_weights={{{table}}}"]
     return [sys.executable, "-m", "recsemble", "train", "--dataset", str(data),
             "--out", str(out), *settings]  # fmt: skip
 
