@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -110,6 +111,15 @@ def _event(**fields: object) -> dict[str, object]:
         ("POST", "/events", _event(extra=1), 422),
         ("POST", "/events", _event(timestamp=1_700_000_000_000), 422),
         ("POST", "/events", _event(type="purchse"), 409),  # not in the model's event_weights
+        # Ids a data file cannot hold (retraining reads them back from one), and time 0.
+        ("POST", "/events", _event(user_id="null"), 422),
+        ("POST", "/events", _event(item_id="NaN"), 422),
+        ("POST", "/events", _event(user_id=" "), 422),
+        ("POST", "/events", _event(user_id="trail "), 422),
+        ("POST", "/events", _event(timestamp=0), 422),
+        ("PUT", "/items/None", {"title": "x"}, 422),
+        ("PUT", "/items/i1", {"attributes": {"item_id": "ghost"}}, 422),  # would rename it
+        ("PUT", "/users/u1", {"attributes": {"user_id": "ghost"}}, 422),
         ("POST", "/recommendations", {"item_ids": ["a"], "k": -1}, 422),
         ("PUT", "/users/u1", {"attributes": {"age": float("inf")}}, 422),
         ("GET", "/no/such/route", None, 404),
@@ -129,6 +139,20 @@ def test_bad_input_is_a_clear_4xx(
         assert response.json()["error"]["message"]
 
 
+def test_ids_with_a_slash_are_reachable(server: Server) -> None:
+    """An id may hold "/" (an accepted id must be readable back through its URL)."""
+    user, item = "shop/José 1", "sku/42"
+    with server.client() as client:
+        event = {"event_id": "slash-1", "user_id": user, "item_id": item, "type": "view"}
+        assert client.post("/events", json={"events": [event]}).status_code == 200
+        assert client.put(f"/items/{quote(item, safe='')}", json={"title": "Slash"}).is_success
+        history = client.get(f"/users/{quote(user, safe='')}/history")
+        assert history.status_code == 200, history.text
+        assert [e["item_id"] for e in history.json()["events"]][-1:] == [item]
+        answer = client.get(f"/users/{quote(user, safe='')}/recommendations?k=3")
+        assert answer.status_code == 200 and answer.json()["user_known"] is True
+
+
 def test_body_size_limit(server: Server) -> None:
     events = [
         {"event_id": f"big-{i}", "user_id": "u" * 200, "item_id": "i" * 200} for i in range(1000)
@@ -137,6 +161,14 @@ def test_body_size_limit(server: Server) -> None:
         response = client.post("/events", json={"events": events * 3})
         assert response.status_code == 413
         assert response.json()["error"]["code"] == "body_too_large"
+        body = json.dumps({"events": events * 3}).encode()
+        chunked = client.post(  # no Content-Length: the limit applies as the body streams
+            "/events",
+            content=(body[i : i + 65_536] for i in range(0, len(body), 65_536)),
+            headers={"content-type": "application/json"},
+        )
+        assert chunked.status_code == 413, chunked.text
+        assert chunked.json()["error"]["code"] == "body_too_large"
 
 
 def test_stage_names_in_the_api_are_the_rerankers() -> None:
@@ -146,3 +178,12 @@ def test_stage_names_in_the_api_are_the_rerankers() -> None:
     from recsemble.serving.schemas import StageName
 
     assert set(get_args(StageName)) == {*RERANKERS, DIVERSE}
+
+
+def test_method_not_allowed_names_the_allowed_methods(server: Server) -> None:
+    with server.client() as client:
+        response = client.get("/events")
+        assert response.status_code == 405
+        assert response.headers["allow"] == "POST"
+        response = client.delete("/users/u000001")
+        assert response.status_code == 405 and response.headers["allow"] == "PUT"

@@ -24,7 +24,8 @@ TEXT_SUFFIXES = {".csv": ",", ".tsv": "\t"}
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 SUFFIXES = (*TEXT_SUFFIXES, ".parquet", *JSONL_SUFFIXES)
 # What pandas/Python write for a missing id (listed in their usual spellings: no lowercasing).
-_MISSING_IDS = ("nan", "NaN", "NAN", "null", "Null", "NULL", "none", "None", "NONE")
+#: Text a data file uses for "no value": never an id.
+MISSING_IDS = ("nan", "NaN", "NAN", "null", "Null", "NULL", "none", "None", "NONE")
 _TIMES = ("%H:%M:%S", "%H:%M:%S%.f", "%H:%M", "%H:%M:%S%.f%#z")
 _ISO_FORMATS = (*(f"%Y-%m-%d{sep}{t}" for t in _TIMES for sep in "T "), "%Y-%m-%d")
 _TRUE, _FALSE = ("true", "t", "yes", "y", "1"), ("false", "f", "no", "n", "0")
@@ -259,6 +260,22 @@ def blank_to_null(series: pl.Series) -> pl.Series:
     return stripped.set(stripped == "", None)
 
 
+#: What the loaders strip from text (Unicode White_Space, as polars' strip_chars).
+WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000" + "".join(
+    chr(c) for c in range(0x2000, 0x200B)
+)
+
+
+def id_problem(text: str) -> str | None:
+    """Why `text` cannot be an id in a data file (None: it can). The HTTP API refuses such
+    ids up front, because retraining reads them back from a file."""
+    if text != text.strip(WHITESPACE):
+        return "has leading or trailing whitespace"
+    if text in MISSING_IDS:
+        return f"{text!r} means a missing value in data files"
+    return None
+
+
 def parse_ids(table: Table, column: str, field: str) -> pl.Series:
     """Ids as strings (never numbers: "007" stays "007"); missing or empty ids are errors."""
     series = table.frame[column]
@@ -266,7 +283,7 @@ def parse_ids(table: Table, column: str, field: str) -> pl.Series:
         raise table.error(f"{field} must be strings or integers, not {series.dtype}", None, column)
     ids = blank_to_null(series.cast(pl.String))
     table.check(ids.is_null(), column, lambda r: f"missing {field} (empty or null)")
-    table.check(ids.is_in(_MISSING_IDS), column, lambda r: f"missing {field}: {ids[r]!r}")
+    table.check(ids.is_in(MISSING_IDS), column, lambda r: f"missing {field}: {ids[r]!r}")
     return ids.alias(field)
 
 

@@ -119,13 +119,18 @@ def user_history(rec: Recommender, user_id: str, limit: int) -> tuple[int, list[
                 strict=True,
             )
         ]  # fmt: skip
+    ids, titles = rec.items.ids, rec.items.titles
+    shown = [(t, ids.id_of(item), titles[item], kind, w, is_live)
+             for t, item, kind, w, is_live in rows]  # fmt: skip
+    if live is not None:  # items the model does not know (added after training, or unknown)
+        shown += [(t, item_id, rec.items.title(item_id), kind, w, True)
+                  for item_id, t, w, kind in live.outside]  # fmt: skip
     # Newest first; at equal times a live event is the later one (it arrived after training).
-    rows.sort(key=lambda row: (row[0], row[4]), reverse=True)
-    events = [
-        HistoryEvent(rec.items.ids.id_of(item), rec.items.titles[item], kind, t, w, is_live)
-        for t, item, kind, w, is_live in rows[:limit]
+    shown.sort(key=lambda row: (row[0], row[5]), reverse=True)
+    return len(shown), [
+        HistoryEvent(item_id, title, kind, t, w, is_live)
+        for t, item_id, title, kind, w, is_live in shown[:limit]
     ]
-    return len(rows), events
 
 
 def member_lists(rec: Recommender, user_id: str, k: int) -> list[MemberList]:

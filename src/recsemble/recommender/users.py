@@ -53,6 +53,8 @@ class LiveUser:
     version: int = 0  # number of events folded into this snapshot
     session: ItemList | None = None  # session signal from the latest items, best first
     session_version: int = -1  # the version `session` was computed for
+    # Events of items the model does not know (item id, time, weight, type), for the history.
+    outside: tuple[tuple[str, int, float, str], ...] = ()
 
     def with_events(
         self, events: Sequence[tuple[str, int | None, int, float, str, bool]]
@@ -142,17 +144,23 @@ class LiveUsers:
     ) -> LiveUser:
         rows = []
         new_seen: set[str] = set()
+        outside, known = list(user.outside), set(user.event_ids)
         for e in events:
             idx = to_idx(e.item_id)
             counts = self.seen_types is None or e.type in self.seen_types
             if idx is None and counts:
                 new_seen.add(e.item_id)
-            weight = self.weight(e.type)
-            rows.append((e.event_id, idx, e.timestamp or now, weight, e.type, counts))
+            weight, when = self.weight(e.type), e.timestamp or now
+            rows.append((e.event_id, idx, when, weight, e.type, counts))
+            if idx is None and e.event_id not in known:
+                outside.append((e.item_id, when, weight, e.type))
+                known.add(e.event_id)
         after = user.with_events(rows)
         if after is user:
             return user
-        return _replace(after, seen_new=user.seen_new | frozenset(new_seen))
+        outside.sort(key=lambda event: event[1])
+        kept = tuple(outside[-MAX_LIVE_EVENTS:])
+        return _replace(after, seen_new=user.seen_new | frozenset(new_seen), outside=kept)
 
     def set_session(self, user_id: str, version: int, session: ItemList | None) -> None:
         """Attach the session signal computed for snapshot `version` (dropped if outdated)."""

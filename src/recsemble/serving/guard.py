@@ -1,12 +1,14 @@
 """One ASGI middleware in front of every route: API keys, body size, latency metrics.
 
 - Keys: with keys configured, /health/* is open, and so are GETs of the dashboard's static
-  files and the report (they hold no data: the page asks the API with the key typed into it);
-  reads need the read key (or the admin key),
-  and writes (any method but GET/HEAD) and /admin/* need the admin key: missing key 401,
-  wrong key 403. Keys are compared in constant time and never logged.
+  files, the report and the API docs (they hold no data: the page asks the API with the key
+  typed into it); reads (GET/HEAD, and POST /recommendations, an anonymous session's list)
+  need the read key (or the admin key), and writes and /admin/* need the admin key: missing
+  key 401, wrong key 403. Keys are compared in constant time and never logged.
 - Body size: a declared Content-Length over the limit is refused before reading; a body that
-  streams past the limit is cut off with 413 too.
+  streams past the limit (chunked) is cut off with 413 too.
+- Ids with "/": a path segment's encoded slash (%2F) stays inside the segment (as NUL, which
+  no id may hold; the routes' PathId turns it back), so such an id reaches its route.
 - Metrics: request latency per route template, method and status (Prometheus histogram).
 Pure ASGI (no BaseHTTPMiddleware): it adds microseconds, not a task per request.
 """
@@ -19,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 from prometheus_client import Histogram
 
@@ -30,9 +33,13 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 OPEN_PREFIXES = ("/health/",)
 #: Static pages, open to GET/HEAD only.
-OPEN_PAGES = frozenset({"/", "/dashboard", "/report"})
-OPEN_PAGE_PREFIXES = ("/dashboard/",)
+OPEN_PAGES = frozenset({"/", "/dashboard", "/report", "/docs", "/openapi.json"})
+OPEN_PAGE_PREFIXES = ("/dashboard/", "/docs/", "/static-offline-docs/")
 READ_METHODS = ("GET", "HEAD")
+#: Reads sent as POST (their query is a body).
+READ_POSTS = frozenset({"/recommendations"})
+#: Stands for an encoded "/" inside a path segment until the route reads the id.
+SLASH_IN_SEGMENT = "\x00"
 
 
 @dataclass(frozen=True)
@@ -45,10 +52,6 @@ class Keys:
         return bool(self.read or self.admin)
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 def _matches(given: str, expected: str | None) -> bool:
     return expected is not None and hmac.compare_digest(given.encode(), expected.encode())
 
@@ -59,9 +62,18 @@ def required_role(path: str, method: str) -> str | None:
         return None
     if method in READ_METHODS and (path in OPEN_PAGES or path.startswith(OPEN_PAGE_PREFIXES)):
         return None
-    if path.startswith("/admin") or method not in READ_METHODS:
+    if path.startswith("/admin"):
         return "admin"
-    return "read"
+    if method in READ_METHODS or (method == "POST" and path in READ_POSTS):
+        return "read"
+    return "admin"
+
+
+def routing_path(raw_path: bytes) -> str:
+    """The request path decoded segment by segment, an encoded "/" kept inside its segment
+    (as SLASH_IN_SEGMENT): "/users/a%2Fb/history" routes to the user "a/b"."""
+    segments = raw_path.decode("latin-1").split("/")
+    return "/".join(unquote(part).replace("/", SLASH_IN_SEGMENT) for part in segments)
 
 
 def key_status(keys: Keys, headers: dict[bytes, bytes], path: str, method: str) -> int:
@@ -95,6 +107,9 @@ class Guard:
             return
         start = time.perf_counter()
         headers = dict(scope["headers"])
+        raw = scope.get("raw_path")
+        if raw and b"%2f" in raw.lower():
+            scope = {**scope, "path": routing_path(raw)}
         status_box = [500]
 
         async def send_tracked(message: Message) -> None:
@@ -123,18 +138,22 @@ class Guard:
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
             await send_error(send, 413, "body_too_large", f"body over {self.max_body} bytes")
             return
-        seen = 0
+        seen, too_large = 0, False
 
         async def receive_limited() -> Message:
-            nonlocal seen
+            nonlocal seen, too_large
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_body:
-                    raise _BodyTooLarge
+                if seen > self.max_body:  # end the body here; the answer becomes a 413
+                    too_large = True
+                    return {"type": "http.request", "body": b"", "more_body": False}
             return message
 
-        try:
-            await self.app(scope, receive_limited, send)
-        except _BodyTooLarge:
-            await send_error(send, 413, "body_too_large", f"body over {self.max_body} bytes")
+        async def send_checked(message: Message) -> None:
+            if not too_large:
+                await send(message)
+            elif message["type"] == "http.response.start":
+                await send_error(send, 413, "body_too_large", f"body over {self.max_body} bytes")
+
+        await self.app(scope, receive_limited, send_checked)

@@ -125,7 +125,7 @@ def _with_records(
     if not records:
         return saved
     gone = [r.id for r in records if r.deleted]
-    rows = [{id_col: r.id, **_flat(r.attributes)} for r in records if not r.deleted]
+    rows = [{**_flat(r.attributes), id_col: r.id} for r in records if not r.deleted]
     replaced = {r.id for r in records}
     parts = [] if saved is None else [saved.filter(~pl.col(id_col).is_in(replaced))]
     if saved is not None and kind == "item" and gone:

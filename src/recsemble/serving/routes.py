@@ -10,12 +10,14 @@ from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from pydantic import AfterValidator, BeforeValidator
 
 from recsemble.errors import ConfigError
 from recsemble.pipeline import Answer, Explanation, Recommender, RequestOptions
+from recsemble.serving.guard import SLASH_IN_SEGMENT
 from recsemble.serving.precomputed import cacheable
 from recsemble.serving.schemas import (
-    ID_PATTERN,
+    ENTITY_ID_PATTERN,
     MAX_K,
     STAGES_PATTERN,
     BecauseOut,
@@ -31,6 +33,7 @@ from recsemble.serving.schemas import (
     SessionIn,
     TrainOut,
     UserIn,
+    storable_id,
 )
 from recsemble.serving.state import ServingState
 from recsemble.serving.summary import numeric_metrics
@@ -38,7 +41,12 @@ from recsemble.store.base import Event, Record
 
 router = APIRouter()
 _T = TypeVar("_T")
-PathId = Annotated[str, Path(min_length=1, max_length=256, pattern=ID_PATTERN)]
+PathId = Annotated[
+    str,
+    Path(min_length=1, max_length=256, pattern=ENTITY_ID_PATTERN),
+    BeforeValidator(lambda value: value.replace(SLASH_IN_SEGMENT, "/")),  # see guard.py
+    AfterValidator(storable_id),
+]
 # Bounded so the encoded URL (up to 12 bytes a character) stays under the server's 64 KiB
 # request-head limit (cli_serve.py): a longer one would be refused before the app sees it.
 CsvIds = Annotated[str | None, Query(max_length=2000, description="Comma-separated ids.")]

@@ -6,10 +6,12 @@ characters, batches at most MAX_BATCH events, numbers finite.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
+from recsemble.data.tables import id_problem
 from recsemble.store.base import MAX_ID_LENGTH
 
 MAX_BATCH = 1000
@@ -22,6 +24,26 @@ MAX_CATEGORIES = 50
 ID_PATTERN = r"^[^\x00]+$"
 TEXT_PATTERN = r"^[^\x00]*$"
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
+
+
+def storable_id(value: str) -> str:
+    """A user or item id that a data file can hold too (retraining reads it back from one)."""
+    problem = id_problem(value)
+    if problem is not None:
+        raise ValueError(f"id {value!r} {problem}")
+    return value
+
+
+#: No NUL, no whitespace at either end (data files strip it, so retraining would change it),
+#: spelt out so that every regex engine (pydantic's, JSON Schema clients') reads it the same.
+_EDGE = r"\x00\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+ENTITY_ID_PATTERN = f"^[^{_EDGE}](?:[^\\x00]*[^{_EDGE}])?$"
+#: A user or item id: ids that data files cannot hold are refused before they are stored.
+EntityId = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ENTITY_ID_PATTERN),
+    AfterValidator(storable_id),
+]
 Text = Annotated[str, Field(pattern=TEXT_PATTERN)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Scalar = Text | Finite | bool | None
@@ -35,8 +57,9 @@ def _whole_number(value: Any) -> Any:
 
 
 # Constraints go before the validator: after it, pydantic leaves them out of the JSON schema.
-# Epoch seconds between 1970 and 2200: beyond that it is a unit mistake (milliseconds).
-Timestamp = Annotated[int, Field(ge=0, le=7_258_118_400), BeforeValidator(_whole_number)]
+# Epoch seconds after 1970-01-01 and before 2200: beyond that it is a unit mistake
+# (milliseconds); 0 is refused, as an Event's timestamp 0 means "not given: now".
+Timestamp = Annotated[int, Field(ge=1, le=7_258_118_400), BeforeValidator(_whole_number)]
 ListSize = Annotated[int, Field(ge=1, le=MAX_K), BeforeValidator(_whole_number)]
 StageName = Literal[
     "seen", "available", "rules", "quality", "fresh", "boost", "calibrated", "mmr", "dpp", "cap",
@@ -58,8 +81,8 @@ class _Response(BaseModel):
 
 class EventIn(_Request):
     event_id: Id  # idempotency key: a retry with the same id is counted once
-    user_id: Id
-    item_id: Id
+    user_id: EntityId
+    item_id: EntityId
     type: Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)] = "view"
     timestamp: Timestamp | None = None  # default: the server's clock
     value: Finite | None = None
@@ -74,6 +97,22 @@ class EventsOut(_Response):
     duplicates: int
 
 
+def _free_names(reserved: frozenset[str]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A check that free attributes do not reuse a record's own column names (in the tables
+    retraining writes they would overwrite the id or a standard field)."""
+
+    def check(attributes: dict[str, Any]) -> dict[str, Any]:
+        clash = sorted(reserved & set(attributes))
+        if clash:
+            raise ValueError(f"attribute names {clash} are reserved (the record's own fields)")
+        return attributes
+
+    return check
+
+
+_ITEM_FIELDS = frozenset({"item_id", "title", "text", "categories", "created_at", "available"})
+
+
 class ItemIn(_Request):
     title: Annotated[Text, Field(max_length=1000)] | None = None
     text: Annotated[Text, Field(max_length=20_000)] | None = None
@@ -82,14 +121,16 @@ class ItemIn(_Request):
     )
     created_at: Timestamp | None = None
     available: bool = True
-    attributes: dict[
-        Annotated[str, Field(min_length=1, max_length=100, pattern=ID_PATTERN)], Scalar
+    attributes: Annotated[
+        dict[Annotated[str, Field(min_length=1, max_length=100, pattern=ID_PATTERN)], Scalar],
+        AfterValidator(_free_names(_ITEM_FIELDS)),
     ] = Field(default_factory=dict, max_length=100)
 
 
 class UserIn(_Request):
-    attributes: dict[
-        Annotated[str, Field(min_length=1, max_length=100, pattern=ID_PATTERN)], Scalar
+    attributes: Annotated[
+        dict[Annotated[str, Field(min_length=1, max_length=100, pattern=ID_PATTERN)], Scalar],
+        AfterValidator(_free_names(frozenset({"user_id"}))),
     ] = Field(default_factory=dict, max_length=100)
 
 
