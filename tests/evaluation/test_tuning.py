@@ -162,6 +162,45 @@ def test_rendered_values_are_valid_toml() -> None:
     assert parsed["t"] == values
 
 
+EXPERIMENT = """
+[protocol]
+seed = 7
+bootstrap_resamples = 200
+[evaluate]
+models = ["itemknn", "ensemble"]
+rerank = ["mmr"]
+[ensemble]
+serving_top = "none"
+members = [{model = "pop"}, {model = "itemknn", candidates = 40}]
+[ensemble.ranker]
+kind = "logistic"
+[rerank.mmr]
+lambda = 0.5
+[models.pop-trending]
+window_days = 3
+"""
+
+
+def test_the_written_config_keeps_the_experiment(tmp_path: Path) -> None:
+    """Only [models.*] and the tuned names change: evaluating the written file runs the
+    experiment the input described (its ensemble, re-ranking, seed), not the defaults."""
+    given = tmp_path / "given.toml"
+    given.write_text(EXPERIMENT)
+    config = resolve(given).config
+    result = tuning.TuningResult("userknn", {"neighbors": 30}, 0.2, 0.2, 0.1, 3, 1.0)
+    report = tuning.TuningReport("ndcg@10", "temporal-user", 100, {"userknn": result})
+    written = tmp_path / "tuned.toml"
+    tuning.write_config(written, config, report, "recsemble tune ...")
+    again = resolve(written).config
+    assert again.models == {"pop-trending": {"window_days": 3}, "userknn": {"neighbors": 30}}
+    assert again.evaluate.models == ["itemknn", "ensemble", "userknn"]
+    for section in ("protocol", "ensemble", "rerank"):
+        assert getattr(again, section) == getattr(config, section), section
+    assert again.evaluate.model_dump(exclude={"models"}) == config.evaluate.model_dump(
+        exclude={"models"}
+    )
+
+
 def test_paired_gain_se_is_mean_over_standard_error() -> None:
     gain = np.array([0.3, -0.1, 0.2, 0.0])
     expected = gain.mean() / (gain.std(ddof=1) / 2.0)

@@ -308,12 +308,40 @@ def _table(name: str, values: Mapping[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _unset_as_none(value: Any) -> Any:
+    """A config value with None spelt "none" (TOML has no null; settings read it back)."""
+    if value is None:
+        return "none"
+    if isinstance(value, Mapping):
+        return {k: _unset_as_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_unset_as_none(v) for v in value]
+    return value
+
+
+def _settings_sections(config: RecsembleConfig, tuned: list[str]) -> list[str]:
+    """[protocol], [evaluate], [ensemble] and [rerank] as the input config set them, so that
+    evaluating the written file runs the same experiment with the tuned models."""
+    protocol = config.protocol.model_dump(mode="json", exclude_defaults=True, by_alias=True)
+    for key in ("name", "test_fraction", "k", "min_user_interactions"):
+        protocol[key] = getattr(config.protocol, key)  # spelt out: defaults may change
+    evaluate = config.evaluate.model_dump(mode="json", exclude_defaults=True, by_alias=True)
+    given = config.evaluate.models if "models" in config.evaluate.model_fields_set else []
+    evaluate["models"] = list(dict.fromkeys([*given, *tuned]))
+    evaluate["baseline"] = config.evaluate.baseline
+    lines = _table("protocol", _unset_as_none(protocol))
+    lines += _table("evaluate", _unset_as_none(evaluate))
+    for name, part in (("ensemble", config.ensemble), ("rerank", config.rerank)):
+        values = part.model_dump(mode="json", exclude_defaults=True, by_alias=True)
+        if values:
+            lines += _table(name, _unset_as_none(values))
+    return lines
+
+
 def render_config(config: RecsembleConfig, report: TuningReport, command: str) -> str:
     """The tuned configuration as TOML, with a comment header saying how it was made."""
     data = config.data.model_dump(exclude_defaults=True, exclude={"data_dir"})
     data = {"dataset": config.data.dataset, **data}
-    protocol = config.protocol.model_dump(include={"name", "test_fraction", "k"})
-    protocol["min_user_interactions"] = config.protocol.min_user_interactions
     names = list(report.results)
     header = [
         "# Tuned hyper-parameters, written by `recsemble tune`. Reproduce with:",
@@ -336,8 +364,7 @@ def render_config(config: RecsembleConfig, report: TuningReport, command: str) -
         )
     lines = [*header, ""]
     lines += _table("data", data)
-    lines += _table("protocol", protocol)
-    lines += _table("evaluate", {"models": names, "baseline": config.evaluate.baseline})
+    lines += _settings_sections(config, names)
     sections = {name: dict(params) for name, params in config.models.items()}
     sections.update({name: result.params for name, result in report.results.items()})
     for name, params in sections.items():
