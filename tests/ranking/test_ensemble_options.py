@@ -8,8 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from recsemble.data.dataset import Dataset
+from recsemble.data.synthetic import EVENT_WEIGHTS, SyntheticConfig, generate
+from recsemble.errors import ConfigError
 from recsemble.evaluation.protocol import Split
-from recsemble.ranking.config import EnsembleConfig, MemberConfig
+from recsemble.ranking.config import EnsembleConfig, MemberConfig, ViewConfig
 from recsemble.ranking.ensemble import Ensemble
 from recsemble.ranking.metaranker import RankerConfig
 from recsemble.ranking.persistence import load_ensemble, save_ensemble
@@ -82,3 +85,25 @@ def test_calibrator_survives_save_and_load(
     got = back.recommend(users, 5, at=at, probabilities=True)
     np.testing.assert_array_equal(got.items, want.items)
     np.testing.assert_allclose(got.scores, want.scores)
+
+
+def test_a_view_of_an_event_type_the_data_lacks_is_a_config_error(small_data: Dataset) -> None:
+    """Before, the member silently learned from no data at all."""
+    config = EnsembleConfig(
+        members=[
+            MemberConfig(model="pop"),
+            MemberConfig(model="itemknn", view=ViewConfig(events=["purchse"])),
+        ],
+        validation_folds=1,
+    )
+    with pytest.raises(ConfigError, match=r"no interaction has an event type in \['purchse'\]"):
+        Ensemble(config).fit(small_data)
+    weighted = Dataset.from_frames(
+        *generate(SyntheticConfig(seed=1, n_users=60, n_items=80, n_interactions=900)),
+        event_weights=EVENT_WEIGHTS,
+    )
+    partly = config.model_copy(
+        update={"members": [MemberConfig(model="pop", view=ViewConfig(events=["view", "purchse"]))]}
+    )
+    with pytest.raises(ConfigError, match=r"\['purchse'\] have no weight.*cart, purchase, view"):
+        Ensemble(partly).fit(weighted)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import polars as pl
 
 from recsemble.data.dataset import Dataset
+from recsemble.errors import ConfigError
 from recsemble.generators import CandidateGenerator
 from recsemble.ranking.config import ViewConfig
 
@@ -25,8 +26,36 @@ def apply_view(dataset: Dataset, view: ViewConfig | None) -> Dataset:
         end = int(inter["timestamp"].max())  # type: ignore[arg-type]
         inter = inter.filter(pl.col("timestamp") > end - int(view.window_days * _DAY))
     if view.events:
+        _check_event_types(dataset, view.events)
         inter = inter.filter(pl.col("event").is_in(view.events))
+        if inter.height == 0 and dataset.n_interactions:
+            raise ConfigError(
+                f"ensemble member view: no interaction has an event type in {view.events}"
+                f"{_window_note(view)}; the data's event types: {_known_types(dataset)}"
+            )
     return dataset.with_interactions(inter)
+
+
+def _check_event_types(dataset: Dataset, wanted: list[str]) -> None:
+    """A type outside the weight table is a typo (its member would learn from nothing); the
+    data alone cannot tell, because collapsing duplicates keeps only each pair's first event."""
+    if not dataset.event_weights:
+        return
+    unknown = sorted(set(wanted) - set(dataset.event_weights))
+    if unknown:
+        raise ConfigError(
+            f"ensemble member view: event types {unknown} have no weight; "
+            f"the data's event types: {_known_types(dataset)}"
+        )
+
+
+def _known_types(dataset: Dataset) -> str:
+    present = set(dataset.interactions["event"].unique().to_list())
+    return ", ".join(sorted(present | set(dataset.event_weights)))
+
+
+def _window_note(view: ViewConfig) -> str:
+    return "" if view.window_days is None else f" within its {view.window_days:g}-day window"
 
 
 def fit_here(generator: CandidateGenerator, dataset: Dataset) -> CandidateGenerator:
