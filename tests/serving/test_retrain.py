@@ -48,6 +48,10 @@ def test_retraining_learns_new_events_and_switches_version(
                     break
                 time.sleep(1)
             assert listing["serving"] != before and listing["current"] == listing["serving"]
+            job = listing["retraining"]
+            assert (job["state"], job["version"], job["error"]) == (
+                "published", listing["serving"], None
+            )  # fmt: skip
             assert len(listing["versions"]) == 2
             answer = client.get("/users/newcomer/recommendations").json()
             assert answer["user_known"] is True and answer["model_version"] == listing["serving"]
@@ -59,6 +63,30 @@ def test_retraining_learns_new_events_and_switches_version(
         old_users = json.loads((model_dirs[0] / "ids.json").read_text())["users"]
         assert "newcomer" in trained_users and "newcomer" not in old_users
         assert ModelRegistry(server.registry).store_cursor(listing["serving"]) >= 8
+    finally:
+        server.stop()
+
+
+def test_a_failed_retraining_is_reported_by_the_api(
+    tmp_path: Path, model_dirs: tuple[Path, Path]
+) -> None:
+    config = tmp_path / "typo.toml"
+    config.write_text(
+        TINY_ENSEMBLE.replace('{model = "pop"}', '{model = "pop", view = {events = ["purchse"]}}')
+    )
+    server = start_server(tmp_path, model_dirs[0], extra=("--train-config", str(config)))
+    try:
+        with server.client() as client:
+            assert client.post("/admin/train").status_code == 202
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                job = client.get("/admin/models").json()["retraining"]
+                if job["state"] != "running":
+                    break
+                time.sleep(0.5)
+            assert job["state"] == "failed" and job["finished_at"] >= job["started_at"]
+            assert "['purchse'] have no weight" in job["error"]
+            assert len(client.get("/admin/models").json()["versions"]) == 1  # still serving v1
     finally:
         server.stop()
 

@@ -19,8 +19,9 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -37,26 +38,50 @@ _lock = threading.Lock()
 _TRAIN_TIMEOUT_S = 3600
 
 
+@dataclass(frozen=True)
+class RetrainingStatus:
+    """The latest retraining job, for GET /admin/models: a failure must not only be logged."""
+
+    job: str
+    state: Literal["running", "published", "failed"]
+    started_at: int
+    finished_at: int | None = None
+    version: str | None = None
+    error: str | None = None
+
+
+_status: dict[str, RetrainingStatus] = {}
+
+
+def retraining_status() -> RetrainingStatus | None:
+    return _status.get("latest")
+
+
 def start_retraining(state: ServingState) -> threading.Thread:
     """Start one background retraining; a second request while it runs is a conflict."""
     with _lock:
         current = _running.get("job")
         if current is not None and current.is_alive():
             raise RecsembleError(f"retraining {current.name} is still running")
-        job = threading.Thread(
-            target=_retrain_logged, args=(state,), name=f"retrain-{int(time.time())}", daemon=True
-        )
+        started = int(time.time())
+        name = f"retrain-{started}"
+        job = threading.Thread(target=_retrain_logged, args=(state,), name=name, daemon=True)
         _running["job"] = job
+        _status["latest"] = RetrainingStatus(name, "running", started)
         job.start()
         return job
 
 
 def _retrain_logged(state: ServingState) -> None:
+    begun = _status["latest"]
     try:
         version = retrain(state)
         log.info("retrained and published %s", version)
+        _status["latest"] = replace(begun, state="published", version=version)
     except Exception as exc:  # a background job: report, keep serving the current version
         log.error("retraining failed: %s", exc)
+        _status["latest"] = replace(begun, state="failed", error=str(exc)[-2000:])
+    _status["latest"] = replace(_status["latest"], finished_at=int(time.time()))
 
 
 def retrain(state: ServingState) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from functools import partial
 from typing import Annotated, TypeVar
 
@@ -16,6 +17,7 @@ from recsemble.errors import ConfigError
 from recsemble.pipeline import Answer, Explanation, Recommender, RequestOptions
 from recsemble.serving.guard import SLASH_IN_SEGMENT
 from recsemble.serving.precomputed import cacheable
+from recsemble.serving.retrain import retraining_status
 from recsemble.serving.schemas import (
     ENTITY_ID_PATTERN,
     MAX_K,
@@ -30,6 +32,7 @@ from recsemble.serving.schemas import (
     RecommendationOut,
     RecommendationsOut,
     RecordOut,
+    RetrainingOut,
     SessionIn,
     TrainOut,
     UserIn,
@@ -229,7 +232,9 @@ def models(request: Request) -> ModelsOut:
         for info in state.registry.versions()
     ]
     serving = state.recommender.version if state.recommender else None
-    return ModelsOut(current=current, serving=serving, versions=versions)
+    job = retraining_status()
+    retraining = None if job is None else RetrainingOut(**asdict(job))
+    return ModelsOut(current=current, serving=serving, versions=versions, retraining=retraining)
 
 
 @router.post("/admin/models/{version}/publish", response_model=ModelsOut, tags=["admin"])

@@ -185,10 +185,22 @@ class ModelVersionOut(_Response):
     metrics: dict[str, float] = Field(default_factory=dict)
 
 
+class RetrainingOut(_Response):
+    """The latest POST /admin/train (or scheduled) job since the server started."""
+
+    job: str
+    state: Literal["running", "published", "failed"]
+    started_at: int
+    finished_at: int | None
+    version: str | None  # the version it published
+    error: str | None  # why it failed (the end of the training process's error output)
+
+
 class ModelsOut(_Response):
     current: str | None
     serving: str | None
     versions: list[ModelVersionOut]
+    retraining: RetrainingOut | None = None
 
 
 class TrainOut(_Response):
