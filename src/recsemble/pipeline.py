@@ -27,8 +27,10 @@ import numpy as np
 
 from recsemble.config import RecsembleConfig
 from recsemble.errors import DataError
+from recsemble.generators.history import Histories
 from recsemble.ranking.ids import Catalog
 from recsemble.ranking.persistence import LoadedModel, load_model
+from recsemble.recommender.browse import recommender_stats
 from recsemble.recommender.explain import (
     NEW_ITEM_TEXT,
     Evidence,
@@ -205,7 +207,8 @@ class Recommender:
         query = Query(-1, self._moment(options), items)
         chosen = apply(stages, query, candidates, options.k)
         answer = self._answer(chosen, source, False)
-        return self._with_new_item(answer, items, filt, None, options.k)
+        answer = self._with_new_item(answer, items, filt, None, options.k)
+        return self._session_explained(answer, histories) if options.explain else answer
 
     def _candidates(
         self, user_id: str, user: int, live: LiveUser | None
@@ -319,6 +322,13 @@ class Recommender:
         found = {e.item: e for e in self._evidence(user, pool, live, wanted)} if wanted else {}
         return explained_answer(answer, found, model_items, self.items)
 
+    def _session_explained(self, answer: Answer, session: Histories) -> Answer:
+        """An anonymous session's answer explained from its history."""
+        model_items = [self.items.idx(r.item_id) for r in answer.items]
+        wanted = [i for i in model_items if i is not None]
+        evidence = self.explainer.evidence(-1, session, wanted, None) if wanted else []
+        return explained_answer(answer, {e.item: e for e in evidence}, model_items, self.items)
+
     # -- real time -------------------------------------------------------------------------
     def observe(self, events: Sequence[Event]) -> None:
         """Events already stored: their items are seen at once, the session signal follows on
@@ -345,22 +355,8 @@ class Recommender:
         self.live.upsert(records)
 
     def stats(self) -> dict[str, Any]:
-        pools = self.serving.pools
-        return {
-            "model_version": self.version,
-            "users": self.serving.n_users,
-            "warm_users": 0 if pools is None else int(pools.items.shape[0]),
-            "live_users": len(self.live.users),
-            "events_observed": self.live.events_observed,
-            "refreshed_pools": len(self.refreshed),
-            "refresh_pending": len(self.refresh.pending),
-            "refresh_done": self.refresh.done,
-            "refresh_failed": self.refresh.failed,
-            "requests": self.requests,
-            "stages": list(self.stages.default),
-            "unusable_stages": dict(self.stages.unusable),
-            **self.items.counts(),
-        }
+        """Counters of the live state (users, pools, refreshes, requests, item changes)."""
+        return recommender_stats(self)
 
     # -- helpers ---------------------------------------------------------------------------
     def _user_idx(self, user_id: str) -> int:

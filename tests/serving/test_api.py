@@ -78,6 +78,10 @@ def test_similar_session_and_explanations(server: Server, model_dirs: tuple[Path
         assert len(similar) == 5 and items[1] not in similar
         session = client.post("/recommendations", json={"item_ids": items[:2], "k": 5})
         assert session.json()["source"] == "session" and len(_items(session)) == 5
+        body = {"item_ids": items[:2], "k": 3, "explain": True}
+        explained = client.post("/recommendations", json=body).json()["items"]
+        assert all(e["explanation"] and e["explanation"]["text"] for e in explained)
+        assert any(e["explanation"]["members"] for e in explained)
         answer = client.get(f"/users/{user}/recommendations", params={"k": 3, "explain": True})
         first = answer.json()["items"][0]
         assert first["explanation"]["members"] and first["explanation"]["text"]

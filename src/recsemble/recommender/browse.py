@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -170,3 +170,23 @@ def _live_arrays(
     if live is None:
         return np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.float32)
     return live.items, live.times, live.weights
+
+
+def recommender_stats(rec: Recommender) -> dict[str, Any]:
+    """Counters of the live state (users, pools, refreshes, requests, item changes)."""
+    pools = rec.serving.pools
+    return {
+        "model_version": rec.version,
+        "users": rec.serving.n_users,
+        "warm_users": 0 if pools is None else int(pools.items.shape[0]),
+        "live_users": len(rec.live.users),
+        "events_observed": rec.live.events_observed,
+        "refreshed_pools": len(rec.refreshed),
+        "refresh_pending": len(rec.refresh.pending),
+        "refresh_done": rec.refresh.done,
+        "refresh_failed": rec.refresh.failed,
+        "requests": rec.requests,
+        "stages": list(rec.stages.default),
+        "unusable_stages": dict(rec.stages.unusable),
+        **rec.items.counts(),
+    }
