@@ -293,6 +293,8 @@ class Recommender:
     def explain(self, user_id: str, item_id: str) -> Explanation:
         """Why `item_id` for `user_id`, from the model's own candidates and scores."""
         idx = self.items.idx(item_id)
+        if idx is not None and self.items.removed[idx]:  # as GET /items/{id}/similar
+            raise KeyError(f"unknown item {item_id!r} (deleted)")
         if idx is None:
             if item_id in self.items.new_items:
                 return Explanation(item_id, {}, [], NEW_ITEM_TEXT)

@@ -69,6 +69,13 @@ def test_deleted_item_disappears_everywhere(server: Server, model_dirs: tuple[Pa
         assert gone not in _items(client.get("/users/someone-new/recommendations"))
         session = client.post("/recommendations", json={"item_ids": items[:3], "k": 20})
         assert gone not in _items(session)
+        assert client.get(f"/items/{gone}/similar").status_code == 404
+        why = client.get(f"/users/someone-new/recommendations/{gone}/explanation")
+        assert why.status_code == 404 and "deleted" in why.json()["error"]["message"]
+        bad = client.post(
+            "/events", content=b'{"events": [', headers={"content-type": "application/json"}
+        )
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_json"
 
 
 def test_similar_session_and_explanations(server: Server, model_dirs: tuple[Path, Path]) -> None:

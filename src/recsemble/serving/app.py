@@ -80,6 +80,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         for err in exc.errors()[:10]:
             where = ".".join(str(p) for p in err.get("loc", ()))
             parts.append(f"{where}: {err.get('msg')}")
+        if any(err.get("type") == "json_invalid" for err in exc.errors()):  # not JSON at all
+            return _error(400, "invalid_json", "; ".join(parts))
         return _error(422, "invalid_request", "; ".join(parts) or "invalid request")
 
     @app.exception_handler(StarletteHTTPException)

@@ -126,7 +126,10 @@ class ServingState:
     def rollback(self) -> str:
         previous = self.registry.previous()
         if previous is None:
-            raise RecsembleError("nothing to roll back to: only one version was ever published")
+            raise RecsembleError(
+                "nothing to roll back to: no version was published before the current one "
+                "(rolled back already? publish a version by name: POST /admin/models/{v}/publish)"
+            )
         self.swap(previous)
         return self.registry.rollback()
 
