@@ -154,6 +154,9 @@ def test_library_rejects_bad_trials_and_metrics(data_dir: Path) -> None:
         tuning.parse_metric("ndcg")
     with pytest.raises(ConfigError, match="no models"):
         tuning.tune(config, [])
+    # A hard window replaces the searched half-life: refused before any trial runs.
+    with pytest.raises(ConfigError, match=r"cannot tune pop-trending.*not both"):
+        tuning.tune_model("pop-trending", validation, base_params={"window_days": 3}, n_trials=2)
 
 
 def test_rendered_values_are_valid_toml() -> None:

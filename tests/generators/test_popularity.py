@@ -152,3 +152,11 @@ def test_as_of_sums_from_checkpoints_equal_the_direct_sums(half_life: float | No
         np.testing.assert_allclose(alone, direct, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(batch[row], direct, rtol=1e-9, atol=1e-12)
     assert len(log._checkpoints) == 1  # built once, kept for later requests
+
+
+def test_trending_takes_a_window_or_a_half_life_not_both() -> None:
+    """Before, the window silently won and half_life_days was ignored."""
+    config = GENERATORS["pop-trending"].Config
+    with pytest.raises(ValidationError, match="not both"):
+        config.model_validate({"window_days": 3, "half_life_days": 2})
+    assert config.model_validate({"window_days": 3}).window_days == 3

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import ValidationError
 
 from recsemble.config import RecsembleConfig
 from recsemble.errors import ConfigError
@@ -126,6 +127,7 @@ def tune_model(
     base = dict(base_params or {})
     defaults = GENERATORS[name].Config.model_validate(base).model_dump()
     start_values = {key: defaults[key] for key in space if space[key].contains(defaults[key])}
+    _check_base_takes_the_space(name, base, start_values)
     search = _Search(name, base, ValidationObjective(validation, metric))
     started = time.perf_counter()
     study = search.run(start_values, n_trials, timeout, seed, on_trial)
@@ -152,6 +154,19 @@ def tune_model(
         gain_se=gain_se,
         kept_base=kept_base,
     )
+
+
+def _check_base_takes_the_space(name: str, base: dict[str, Any], values: dict[str, Any]) -> None:
+    """Every trial sets the searched keys over the base config: refuse up front when the two
+    cannot go together (e.g. pop-trending's window_days replaces the searched half-life)."""
+    try:
+        GENERATORS[name].Config.model_validate({**base, **values})
+    except ValidationError as exc:
+        reason = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        raise ConfigError(
+            f"cannot tune {name}: it searches {sorted(values)} and the config's "
+            f"[models.{name}] {base} does not take them ({reason})"
+        ) from None
 
 
 def _check_tuning_args(name: str, n_trials: int, timeout: float | None, min_gain_se: float) -> None:

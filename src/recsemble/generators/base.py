@@ -50,7 +50,9 @@ class CandidateGenerator(ABC):
             raise TypeError(f"{type(self).__name__} takes a {self.Config.__name__}")
         base = config if config is not None else self.Config()
         self.config = (
-            self.Config.model_validate({**base.model_dump(), **overrides}) if overrides else base
+            self.Config.model_validate({**base.model_dump(exclude_unset=True), **overrides})
+            if overrides
+            else base
         )
 
     # -- to implement -------------------------------------------------------------------

@@ -8,12 +8,12 @@ default so that it matches the popularity baseline reported across the literatur
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from recsemble.data.dataset import Dataset
 from recsemble.errors import ConfigError
@@ -34,6 +34,15 @@ class TrendingConfig(PopularityConfig):
     causal: bool = True
     half_life_days: float = Field(7.0, gt=0)
     window_days: float | None = Field(None, gt=0)  # set: a hard recent window instead of decay
+
+    @model_validator(mode="after")
+    def _one_kind_of_recency(self) -> Self:
+        """A window replaces the decay: both set would silently ignore the half-life."""
+        if self.window_days is not None and "half_life_days" in self.model_fields_set:
+            raise ValueError(
+                "set window_days (a hard window) or half_life_days (a decay), not both"
+            )
+        return self
 
 
 class RatingPopularityConfig(PopularityConfig):
