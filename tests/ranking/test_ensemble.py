@@ -149,6 +149,8 @@ def test_config_rejects_mistakes() -> None:
         EnsembleConfig(members=[MemberConfig(model="pop"), MemberConfig(model="pop")])
     with pytest.raises(ValidationError, match="prune"):
         EnsembleConfig(prune=["nope"])
+    with pytest.raises(ValidationError, match="members is empty"):  # was "prune would remove"
+        EnsembleConfig(members=[])
     with pytest.raises(ValidationError, match="extra"):
         EnsembleConfig.model_validate({"rankr": {}})
     with pytest.raises(ValidationError, match="serving_top"):

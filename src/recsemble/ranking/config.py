@@ -118,6 +118,8 @@ class EnsembleConfig(_Frozen):
     def _check_members(self) -> EnsembleConfig:
         from recsemble.generators import GENERATORS
 
+        if not self.members:
+            raise ValueError("members is empty: an ensemble needs at least one member")
         labels = [m.label for m in self.members]
         for member in self.members:
             if member.model not in GENERATORS:
