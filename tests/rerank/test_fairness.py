@@ -159,7 +159,13 @@ def test_rule_group() -> None:
 
 @pytest.mark.parametrize(
     "config",
-    [{"protected": "rule"}, {"min_share": 0.0}, {"min_share": 1.5}, {"head_share": -0.1}],
+    [
+        {"protected": "rule"},
+        {"min_share": 0.0},
+        {"min_share": 1.5},
+        {"head_share": -0.1},
+        {"protected": "longtail", "rules": [SMALL_PROVIDER]},  # the rules would be ignored
+    ],
 )
 def test_bad_config_is_rejected(config: dict[str, object]) -> None:
     with pytest.raises(ValidationError):

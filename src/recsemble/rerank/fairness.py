@@ -46,6 +46,10 @@ class FairConfig(RerankerConfig):
                 'protected = "rule" needs at least one rule in `rules`, e.g. '
                 '{attribute = "provider", op = "in", value = ["small"]}'
             )
+        if self.protected == "longtail" and self.rules:
+            raise ValueError(
+                'rules apply with protected = "rule"; with "longtail" they would be ignored'
+            )
         return self
 
 
