@@ -160,6 +160,8 @@ def test_train_like_a_saved_model_reuses_its_settings(
     _run("train", "--dataset", str(synth / "data"), "--like", str(knn), "--out", str(synth / "k2"))
     saved = json.loads((synth / "k2" / "manifest.json").read_text())
     assert saved["generator"] == "itemknn" and saved["config"]["neighbors"] == 20
+    said = " ".join(_run("recommend", "--model", str(knn), "--user", "nobody[x]").split())
+    assert "user nobody[x]: itemknn has no answer for a user it never saw" in said
     text = " ".join(_fail("train", "--dataset", str(synth / "data"), "--model", "pop",
                           "--like", str(knn), "--out", str(synth / "k3")).split())  # fmt: skip
     assert "is a saved itemknn" in text

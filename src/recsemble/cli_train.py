@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from recsemble.cli_options import ConfigOpt, DataDirOpt, SetOpt
@@ -190,7 +191,14 @@ def recommend(
         loaded = load_model(model_dir)
         err_console.print(f"loaded {model_dir} in {time.perf_counter() - start:.2f} s")
         for answer in recommend_ids(loaded, user, k, exclude_seen=not include_seen):
-            console.print(_answer_table(answer, k))
+            if answer.item_ids or answer.known:
+                console.print(_answer_table(answer, k))
+            else:  # a lone generator's contract: no answer, not a guess
+                console.print(
+                    escape(f"user {answer.user_id}: {loaded.model.name} has no answer for a user "
+                           "it never saw (an ensemble, or `recsemble serve`, falls back to "
+                           "popularity)"), soft_wrap=True
+                )  # fmt: skip
 
 
 def _answer_table(answer: IdRecommendation, k: int) -> Table:
@@ -201,7 +209,7 @@ def _answer_table(answer: IdRecommendation, k: int) -> Table:
         if short
         else None
     )
-    table = Table(title=f"user {answer.user_id}{note}", caption=caption)
+    table = Table(title=escape(f"user {answer.user_id}{note}"), caption=caption)
     table.add_column("rank", justify="right")
     table.add_column("item")
     if answer.titles is not None:
@@ -209,5 +217,6 @@ def _answer_table(answer: IdRecommendation, k: int) -> Table:
     table.add_column("score", justify="right")
     for rank, item in enumerate(answer.item_ids):
         title = [answer.titles[rank] or ""] if answer.titles is not None else []
-        table.add_row(str(rank + 1), item, *title, f"{answer.scores[rank]:.4f}")
+        cells = [escape(str(rank + 1)), escape(item), *map(escape, title)]
+        table.add_row(*cells, f"{answer.scores[rank]:.4f}")
     return table
