@@ -94,9 +94,18 @@ class ResolvedConfig:
         flat = _flatten(self.config.model_dump(by_alias=True))
         for name in self.config.models:
             flat.update(_flatten(self.config.model_config_for(name).model_dump(), f"models.{name}"))
-        return [
-            (key, value, self.sources.get(key, "default")) for key, value in sorted(flat.items())
-        ]
+        return [(key, value, self._source(key)) for key, value in sorted(flat.items())]
+
+    def _source(self, key: str) -> Source:
+        """Where `key` was set: it or the list it is in (ensemble.members[2].model comes with
+        the members list that set it)."""
+        while key:
+            if key in self.sources:
+                return self.sources[key]
+            if "[" not in key:
+                return "default"
+            key = key[: key.rindex("[")]
+        return "default"
 
 
 ENV_KEYS = {"RECSEMBLE_DATA": "data.data_dir", "RECSEMBLE_DATASET": "data.dataset"}
@@ -119,15 +128,18 @@ def resolve(
         if env.get(var):
             _merge(merged, _nest(key, env[var]), sources, f"env {var}")
     for key, value in (overrides or {}).items():
-        nested = _nest(key, value)
+        nested = _override(merged, key, value)
         _check_keys(nested, "command line")
         _merge(merged, nested, sources, "cli")
     try:
         config = RecsembleConfig.model_validate(merged)
-        for name in config.models:
-            config.model_config_for(name)
     except ValidationError as exc:
         raise ConfigError(_describe_validation(exc)) from None
+    for name in config.models:
+        try:
+            config.model_config_for(name)
+        except ValidationError as exc:  # located: userknn has a `neighbors` too
+            raise ConfigError(_describe_validation(exc, f"models.{name}")) from None
     known = [*GENERATORS, *COMPOSITE_MODELS]
     for name in [*config.evaluate.models, config.evaluate.baseline]:
         if name not in known:
@@ -203,6 +215,24 @@ def _check_models(value: Any, where: str) -> None:
         _check_section(params, GENERATORS[name].Config, f"models.{name}.", where)
 
 
+#: Tables that are one value (a file's table replaces another's), but a dotted override
+#: of one key (`--set data.event_weights.purchase=10`) changes that key only.
+_LEAF_TABLES = ("data.columns", "data.event_weights")
+
+
+def _override(merged: Mapping[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """The nested form of one dotted override, merged into its leaf table when it names a
+    key inside one."""
+    for table in _LEAF_TABLES:
+        if key.startswith(table + "."):
+            section, name = table.split(".")
+            current = merged.get(section, {}).get(name)
+            entries = dict(current) if isinstance(current, Mapping) else {}
+            entries[key.removeprefix(table + ".")] = value
+            return _nest(table, entries)
+    return _nest(key, value)
+
+
 def _nest(dotted: str, value: Any) -> dict[str, Any]:
     parts = dotted.split(".")
     # models.<name> may contain dots-free names with dashes; split on the first two dots only
@@ -223,7 +253,7 @@ def _merge(
 ) -> None:
     for key, value in new.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping) and dotted not in ("data.columns", "data.event_weights"):
+        if isinstance(value, Mapping) and dotted not in _LEAF_TABLES:
             _merge(into.setdefault(key, {}), value, sources, src, f"{dotted}.")
         else:
             into[key] = value
@@ -236,7 +266,7 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         dotted = f"{prefix}.{key}" if prefix else key
         if dotted == "models":
             continue
-        if isinstance(value, Mapping) and dotted not in ("data.columns", "data.event_weights"):
+        if isinstance(value, Mapping) and dotted not in _LEAF_TABLES:
             out.update(_flatten(value, dotted))
         elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
             for i, entry in enumerate(value):  # e.g. ensemble members: one row each
@@ -246,10 +276,10 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _describe_validation(exc: ValidationError) -> str:
+def _describe_validation(exc: ValidationError, prefix: str = "") -> str:
     lines = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
+        loc = ".".join([prefix, *map(str, err["loc"])] if prefix else map(str, err["loc"]))
         message = err["msg"].removeprefix("Value error, ")  # pydantic's prefix says nothing
         lines.append(f"{loc}: {message} (got {err.get('input')!r})")
     return "invalid configuration: " + "; ".join(lines)

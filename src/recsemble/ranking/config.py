@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from recsemble.ranking.metaranker import RankerConfig
 from recsemble.strict import StrictConfig
@@ -121,12 +122,12 @@ class EnsembleConfig(_Frozen):
         if not self.members:
             raise ValueError("members is empty: an ensemble needs at least one member")
         labels = [m.label for m in self.members]
-        for member in self.members:
+        for position, member in enumerate(self.members):
             if member.model not in GENERATORS:
                 raise ValueError(
                     f"unknown member model {member.model!r}; choose from {sorted(GENERATORS)}"
                 )
-            GENERATORS[member.model].Config.model_validate(member.params)
+            _check_params(position, member, GENERATORS[member.model].Config)
         dupes = sorted({label for label in labels if labels.count(label) > 1})
         if dupes:
             raise ValueError(f"member labels must be unique, repeated: {dupes} (set `name`)")
@@ -136,3 +137,22 @@ class EnsembleConfig(_Frozen):
         if len(set(self.prune)) >= len(labels):
             raise ValueError("prune would remove every member")
         return self
+
+
+def _check_params(position: int, member: MemberConfig, config: type[BaseModel]) -> None:
+    """A member's params against its model's config, the member and the key named."""
+    try:
+        config.model_validate(member.params)
+    except ValidationError as exc:
+        fields = list(config.model_fields)
+        problems = []
+        for err in exc.errors():
+            key = ".".join(map(str, err["loc"]))
+            hint = ""
+            if err["type"] == "extra_forbidden":
+                close = difflib.get_close_matches(key, fields, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else f" (valid: {fields})"
+            problems.append(f"{key}: {str(err['msg']).removeprefix('Value error, ')}{hint}")
+        raise ValueError(
+            f"members[{position}] ({member.model}) params: {'; '.join(problems)}"
+        ) from None
