@@ -454,3 +454,21 @@ def test_float_ids_are_refused(tmp_path: Path) -> None:
     pl.DataFrame({"user_id": [1.0], "item_id": ["a"], "timestamp": [1]}).write_parquet(path)
     with pytest.raises(DataError, match="user_id must be strings or integers, not Float64"):
         read_interactions(path)
+
+
+def test_jsonl_fields_first_seen_late_are_read(tmp_path: Path) -> None:
+    """polars infers a schema from 100 lines by default: later fields were dropped."""
+    rows = [f'{{"user_id": "u{n}", "item_id": "i{n}", "timestamp": {n + 1}}}' for n in range(100)]
+    rows += [f'{{"user_id": "u{n}", "item_id": "i{n}", "timestamp": {n + 1}, "rating": 5}}'
+             for n in range(100, 120)]  # fmt: skip
+    frame = read_interactions(write(tmp_path, "late.jsonl", "\n".join(rows) + "\n"))
+    assert frame["value"].drop_nulls().to_list() == [5.0] * 20
+
+
+def test_a_type_column_is_the_event_type(tmp_path: Path) -> None:
+    """The HTTP API calls it `type`; an `event` column wins when both are there."""
+    typed = write(tmp_path, "t.csv", "user_id,item_id,timestamp,type\nu1,i1,1,cart\nu1,i2,2,view\n")
+    data = load_files(typed, event_weights={"view": 1, "cart": 3})
+    assert sorted(data.interactions["weight"].to_list()) == [1.0, 3.0]
+    both = write(tmp_path, "b.csv", "user_id,item_id,timestamp,event,type\nu1,i1,1,cart,x\n")
+    assert read_interactions(both)["event"].to_list() == ["cart"]

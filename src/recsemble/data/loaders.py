@@ -47,7 +47,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "user_id": ("user_id", "userid", "user"),
     "item_id": ("item_id", "itemid", "item", "movie_id", "movieid"),
     "timestamp": ("timestamp", "time", "ts", "datetime"),
-    "event": ("event", "event_type"),
+    "event": ("event", "event_type", "type"),  # "type": the HTTP API's name for it
     "value": ("value", "rating"),
     "weight": ("weight",),
     "title": ("title", "name"),

@@ -123,14 +123,11 @@ def _read_jsonl(path: Path, raw: bytes) -> Table:
     lines = records.lines[~records.blank]
     if lines.size == 0:
         raise DataError("the file is empty", source=str(path))
-    try:
-        frame = pl.read_ndjson(raw)
-    except pl.exceptions.PolarsError:
-        try:  # types may change after the first 100 lines: infer from all (slower)
-            frame = pl.read_ndjson(raw, infer_schema_length=None)
-        except pl.exceptions.PolarsError as exc:
-            _raise_json_error(path, raw)
-            raise DataError(f"cannot read JSON lines: {exc}", source=str(path)) from exc
+    try:  # the schema from every line: a field first seen on line 101 is still a column
+        frame = pl.read_ndjson(raw, infer_schema_length=None)
+    except pl.exceptions.PolarsError as exc:
+        _raise_json_error(path, raw)
+        raise DataError(f"cannot read JSON lines: {exc}", source=str(path)) from exc
     if lines.size != frame.height:  # whitespace-only lines: rare, count them the slow way
         lines = np.array([i + 1 for i, ln in enumerate(raw.split(b"\n")) if ln.strip()])
     return Table(frame, str(path), lines)
