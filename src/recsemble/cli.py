@@ -27,7 +27,14 @@ from recsemble.cli_batch import batch as batch_command
 from recsemble.cli_batch import load_recs as load_recs_command
 from recsemble.cli_demo import demo as demo_command
 from recsemble.cli_evaluate import evaluate as evaluate_command
-from recsemble.cli_options import ConfigOpt, DataDirOpt, SetOpt, check_outputs
+from recsemble.cli_options import (
+    ConfigOpt,
+    DataDirOpt,
+    SetOpt,
+    check_not_inputs,
+    check_outputs,
+    data_paths,
+)
 from recsemble.cli_report import report as report_command
 from recsemble.cli_serve import serve as serve_command
 from recsemble.cli_tables import comparison_table
@@ -190,6 +197,7 @@ def tune(
         )
         config = resolved.config
         target = out or Path("configs") / f"{Path(config.data.dataset).name}.toml"
+        check_not_inputs({"--out": target}, data_paths(config.data))
         command = _tune_command(
             dataset,
             data_dir,

@@ -18,7 +18,14 @@ import numpy.typing as npt
 import typer
 from rich.table import Table
 
-from recsemble.cli_options import ConfigOpt, DataDirOpt, SetOpt, check_outputs
+from recsemble.cli_options import (
+    ConfigOpt,
+    DataDirOpt,
+    SetOpt,
+    check_not_inputs,
+    check_outputs,
+    data_paths,
+)
 from recsemble.config import RecsembleConfig
 
 if TYPE_CHECKING:
@@ -65,6 +72,8 @@ def analyze(
                 "protocol.name": protocol,
             },
         )
+        outputs = {"--json": json_out, "--plot": plot}
+        check_not_inputs(outputs, data_paths(resolved.config.data))
         analysis, meta = _run(resolved.config, k, ranker_rounds, err_console.print)
         for table in analysis_tables(analysis):
             console.print(table)

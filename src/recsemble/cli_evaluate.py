@@ -14,7 +14,14 @@ import typer
 from rich.markup import escape
 from rich.progress import TaskID
 
-from recsemble.cli_options import ConfigOpt, DataDirOpt, SetOpt, check_outputs
+from recsemble.cli_options import (
+    ConfigOpt,
+    DataDirOpt,
+    SetOpt,
+    check_not_inputs,
+    check_outputs,
+    data_paths,
+)
 from recsemble.cli_tables import metrics_table, sweep_table
 from recsemble.spark.commands import EngineOpt, InputOpt
 
@@ -100,6 +107,8 @@ def evaluate(
                 "evaluate.sweep": sweep or None,
             },
         )
+        outputs = {"--json": json_out, "--plot": plot, "--dump": dump}
+        check_not_inputs(outputs, data_paths(resolved.config.data, input_path))
         if on_spark:
             outcome = evaluate_on_spark(resolved.config, input_path)
         else:

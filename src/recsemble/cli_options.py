@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from recsemble.config import DataConfig
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML configuration file.", show_default=False)
@@ -40,3 +44,30 @@ def check_outputs(
         blocker = None if path is None else file_above(path)
         if blocker is not None:
             raise ConfigError(f"{flag} {path}: {blocker} is a file, not a folder")
+
+
+def data_paths(data: DataConfig, input_path: Path | None = None) -> list[Path]:
+    """The input data's files or folders that exist (a MovieLens name: its folder)."""
+    found = [] if input_path is None else [input_path]
+    if data.dataset:
+        found.append(Path(data.dataset))
+        if data.data_dir:
+            found.append(Path(data.data_dir) / data.dataset)
+    return [path for path in found if path.exists()]
+
+
+def check_not_inputs(outputs: dict[str, Path | None], inputs: Sequence[Path]) -> None:
+    """No output may write over, or into, the input data (a --json naming the data file
+    replaced the data with results)."""
+    from recsemble.errors import ConfigError
+
+    for flag, path in outputs.items():
+        if path is None:
+            continue
+        target = path.resolve()
+        for source in inputs:
+            origin = source.resolve()
+            if target == origin:
+                raise ConfigError(f"{flag} {path} would write over the input data {source}")
+            if origin.is_dir() and origin in target.parents:
+                raise ConfigError(f"{flag} {path} would write into the input data folder {source}")

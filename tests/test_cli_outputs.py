@@ -1,0 +1,40 @@
+"""No command writes its results over, or into, the data it read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from recsemble.cli import app
+
+runner = CliRunner()
+ROWS = "user_id,item_id,timestamp\n" + "\n".join(
+    f"u{u},i{100 + (u * 3 + n) % 20},{1_700_000_000 + n}" for u in range(12) for n in range(8)
+)
+
+
+def _fails(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code != 0, result.output
+    return " ".join(result.output.split())
+
+
+def test_outputs_never_replace_the_input_data(tmp_path: Path) -> None:
+    data = tmp_path / "mydata.csv"
+    data.write_text(ROWS)
+    said = _fails("evaluate", "--dataset", str(data), "--models", "pop", "--json", str(data))
+    assert f"--json {data} would write over the input data {data}" in said
+    assert data.read_text() == ROWS  # the data is still there
+    folder = tmp_path / "set"
+    folder.mkdir()
+    (folder / "interactions.csv").write_text(ROWS)
+    dump = folder / "dump"
+    said = _fails("evaluate", "--dataset", str(folder), "--models", "pop", "--dump", str(dump))
+    assert "would write into the input data folder" in said and not dump.exists()
+    said = _fails("tune", "--dataset", str(data), "--models", "pop-trending", "--out", str(data))
+    assert "would write over the input data" in said
+    results = tmp_path / "results.json"
+    results.write_text("{}")
+    said = _fails("report", str(results), "-o", str(results))
+    assert "would write over the input data" in said and results.read_text() == "{}"
