@@ -38,3 +38,23 @@ def test_outputs_never_replace_the_input_data(tmp_path: Path) -> None:
     results.write_text("{}")
     said = _fails("report", str(results), "-o", str(results))
     assert "would write over the input data" in said and results.read_text() == "{}"
+
+
+def test_names_and_errors_print_as_written(tmp_path: Path) -> None:
+    """Square brackets are text, not rich markup: variant names and values stay whole."""
+    folder = tmp_path / "set"
+    folder.mkdir()
+    (folder / "interactions.csv").write_text(ROWS)
+    items = "\n".join(f"i{100 + i},{'a|b' if i % 2 else 'c'}" for i in range(20))
+    (folder / "items.csv").write_text("item_id,categories\n" + items)
+    results = tmp_path / "sweep.json"
+    args = ["evaluate", "--dataset", str(folder), "--models", "pop-trending", "--json"]
+    swept = runner.invoke(app, [*args, str(results), "--sweep", "rerank.mmr.lambda=0:1:1"])
+    assert swept.exit_code == 0, swept.output
+    compared = runner.invoke(app, ["compare", str(results), "--baseline", "pop"])
+    said = " ".join(compared.output.split())
+    assert "pop-trending+mmr[lambda=0] vs pop" in said and "mmr[lambda=1] vs pop" in said
+    said = _fails("config", "show", "--set", "evaluate.models=[itemknn,pop]")
+    assert "(got '[itemknn,pop]')" in said
+    said = _fails("evaluate", "--dataset", str(folder), "--sweep", "rerank.mmr.lambda=a:b:c")
+    assert "a:b:c" in said

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -69,7 +70,13 @@ def _errors_exit() -> Iterator[None]:
     try:
         yield
     except (RecsembleError, KeyError) as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        text = str(exc)
+        if isinstance(exc, KeyError):  # ours say what is unknown; a bare key is a bug's
+            said = exc.args[0] if exc.args else ""
+            plain = isinstance(said, str) and " " in said
+            text = said if plain else f"internal error: KeyError {text} (please report it)"
+        # The message is text, not markup: "[models.x]" and ":b:" must print as written.
+        err_console.print(f"[bold red]error:[/] {escape(text)}", emoji=False)
         raise typer.Exit(2) from None
 
 

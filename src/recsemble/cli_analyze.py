@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import numpy as np
 import numpy.typing as npt
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from recsemble.cli_options import (
@@ -159,10 +160,10 @@ def analysis_tables(a: EnsembleAnalysis) -> list[Table]:
 def matrix_table(title: str, members: Sequence[str], values: npt.NDArray[np.float64]) -> Table:
     table = Table(title=title)
     table.add_column("member")
-    for member in members:
-        table.add_column(member, justify="right")
+    for member in members:  # labels are text: "itemknn[x]" is not markup
+        table.add_column(escape(member), justify="right")
     for member, row in zip(members, values, strict=True):
-        table.add_row(member, *(_fmt(v, 2) for v in row))
+        table.add_row(escape(member), *(_fmt(v, 2) for v in row))
     return table
 
 
@@ -181,7 +182,7 @@ def reach_table(a: EnsembleAnalysis) -> Table:
         share = r.unique_hits / r.hits if r.hits else math.nan
         recall, latency = _fmt(r.candidate_recall, 3), _fmt(a.latency_ms[r.member], 3)
         hits = [str(r.hits), str(r.unique_hits), _fmt(share, 3)]
-        table.add_row(r.member, _fmt(r.ndcg, 4), *hits, recall, latency)
+        table.add_row(escape(r.member), _fmt(r.ndcg, 4), *hits, recall, latency)
     total = _fmt(sum(a.latency_ms.values()), 3)
     table.add_row("union", "", "", "", "", _fmt(a.overlap.union_recall, 3), total, style="bold")
     return table
@@ -201,7 +202,7 @@ def leave_one_out_table(a: EnsembleAnalysis) -> Table:
     table.add_row("all members (analysis ranker)", *(_fmt(a.baseline_ndcg[s], 4) for s in slices))
     for member in a.leave_one_out:
         delta = a.loo_delta(member)
-        table.add_row(f"- {member}", *(_signed(delta[s]) for s in slices))
+        table.add_row(escape(f"- {member}"), *(_signed(delta[s]) for s in slices))
     return table
 
 
@@ -219,7 +220,7 @@ def curve_table(a: EnsembleAnalysis) -> Table:
         chosen = point.step.members == a.recommended
         table.add_row(
             str(i),
-            point.step.added + ("  <- recommended" if chosen else ""),
+            escape(point.step.added + ("  <- recommended" if chosen else "")),
             _fmt(point.step.validation_ndcg, 4),
             _gain(point.step.gain, point.step.gain_se),
             _fmt(point.test_ndcg, 4),

@@ -45,7 +45,7 @@ def _fmt(value: Any) -> str:
 def comparison_table(
     name: str, baseline: str, metric: str, by_slice: dict[str, dict[str, float]]
 ) -> Table:
-    table = Table(title=f"{name} vs {baseline}: {metric} (paired per user)")
+    table = Table(title=escape(f"{name} vs {baseline}: {metric} (paired per user)"))
     for column in (
         "slice",
         "users",
@@ -56,7 +56,7 @@ def comparison_table(
         "p (t-test)",
         "p (Wilcoxon)",
     ):
-        table.add_column(column, justify="left" if column == "slice" else "right")
+        table.add_column(escape(column), justify="left" if column == "slice" else "right")
     for slice_name, row in by_slice.items():
         style = "green" if row["ci_low"] > 0 else "red" if row["ci_high"] < 0 else None
         table.add_row(
