@@ -99,6 +99,9 @@ def test_rerank_config_and_sweep_parsing() -> None:
         ("rerank.mmr.theta=0:1:0.5", "not a setting of mmr"),
         ("rerank.mmr.lambda=1:0:0.1", "start:stop:step"),
         ("mmr.lambda=0:1:0.1", "rerank.<stage>.<key>"),
+        ("rerank.mmr.lambda=0:inf:1", "finite"),  # was an OverflowError traceback
+        ("rerank.mmr.lambda=nan,1", "finite"),
+        ("rerank.mmr.lambda=0:1:1e-9", "gives 1000000001 values"),  # counted, not built
     ]:
         with pytest.raises(ConfigError, match=message):
             parse_sweep(bad, config.rerank)

@@ -39,19 +39,27 @@ def _values(text: str) -> tuple[float, ...]:
     try:
         if ":" in text:
             start, stop, step = (float(part) for part in text.split(":"))
-            if step <= 0 or stop < start:
+            if not (np.isfinite([start, stop, step]).all() and step > 0 and stop >= start):
                 raise ValueError
             count = int(np.floor((stop - start) / step + 1e-9)) + 1
-            values = [round(start + i * step, 10) for i in range(count)]
         else:
             values = [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
+            if not np.isfinite(values).all():
+                raise ValueError
+            count = len(values)
+    except (ValueError, OverflowError):
         raise ConfigError(
-            f"sweep values {text!r} must be start:stop:step (step > 0) or a,b,c"
+            f"sweep values {text!r} must be start:stop:step (finite, step > 0) or a,b,c"
         ) from None
-    if not values or len(values) > _MAX_VALUES:
-        raise ConfigError(f"sweep {text!r} gives {len(values)} values; 1..{_MAX_VALUES} allowed")
+    _check_count(text, count)  # before any list: 0:1:1e-9 would be a billion values
+    if ":" in text:
+        values = [round(start + i * step, 10) for i in range(count)]
     return tuple(values)
+
+
+def _check_count(text: str, count: int) -> None:
+    if not 1 <= count <= _MAX_VALUES:
+        raise ConfigError(f"sweep {text!r} gives {count} values; 1..{_MAX_VALUES} allowed")
 
 
 def parse_sweep(text: str, config: RerankConfig) -> Sweep:
