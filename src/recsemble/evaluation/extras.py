@@ -17,6 +17,7 @@ from recsemble.evaluation.decision import decide
 from recsemble.evaluation.item_slices import item_popularity_slices
 from recsemble.evaluation.runner import Evaluation, truth_matrix
 from recsemble.evaluation.significance import compare_per_slice
+from recsemble.evaluation.slices import ALL
 from recsemble.evaluation.sweep import Variant
 
 if TYPE_CHECKING:
@@ -65,9 +66,13 @@ def add_comparisons(results: dict[str, Any], evaluation: Evaluation, baseline: s
 
 def add_decisions(results: dict[str, Any], k: int) -> None:
     """A decision for every plain model (the report leads with the ensemble's)."""
+    metric = f"ndcg@{k}"
     for entry in results.values():
-        if entry["meta"]["role"] == "model" and "vs_baseline" in entry:
-            entry["decision"] = decide(results, entry["meta"]["model"], f"ndcg@{k}")
+        if entry["meta"]["role"] != "model" or "vs_baseline" not in entry:
+            continue
+        if ALL not in entry["vs_baseline"].get(metric, {}):
+            continue  # under 2 evaluated users: no paired comparison, so no decision
+        entry["decision"] = decide(results, entry["meta"]["model"], metric)
 
 
 def add_ensemble_diagnostics(

@@ -155,6 +155,8 @@ class Ensemble:
         training = self.training_
         if training.target_counts is None:
             return
+        if np.unique(training.users).size < self.config.routing_folds:
+            return  # too few validation users to score out of fold: no evidence to route on
         oof, _, _ = out_of_fold_scores(training, self.config, self.config.routing_folds)
         self.slice_board_ = slice_board(
             training.candidates.rows,
