@@ -58,3 +58,26 @@ def test_names_and_errors_print_as_written(tmp_path: Path) -> None:
     assert "(got '[itemknn,pop]')" in said
     said = _fails("evaluate", "--dataset", str(folder), "--sweep", "rerank.mmr.lambda=a:b:c")
     assert "a:b:c" in said
+
+
+def test_paths_of_the_wrong_kind_are_one_clear_line(tmp_path: Path) -> None:
+    """A folder where a file is read, a file where a folder is read or written: no traceback."""
+    data = tmp_path / "data.csv"
+    data.write_text(ROWS)
+    folder = tmp_path / "somedir"
+    folder.mkdir()
+    empty = tmp_path / "empty.json"
+    empty.write_text("{}")
+    cases = [
+        (["compare", str(folder)], "cannot read it"),
+        (["report", str(folder), "-o", str(tmp_path / "r.html")], "cannot read it"),
+        (["config", "show", "--config", str(folder)], "cannot read it"),
+        (["compare", str(data)], "not valid JSON"),
+        (["compare", str(empty)], "holds no model results"),  # was StopIteration
+        (["recommend", "--model", str(data), "--user", "u1"], "cannot read it"),
+        (["train", "--dataset", str(data), "--model", "pop", "--out", f"{data}/m"], "is a file"),
+    ]
+    for args, needle in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)  # a handled error, not a crash
+        assert needle in " ".join(result.output.split()), (args, result.output)

@@ -74,8 +74,14 @@ def read_results(path: Path) -> dict[str, Any]:
         raise DataError("results file does not exist", source=str(path)) from None
     except json.JSONDecodeError as exc:
         raise DataError(f"not valid JSON ({exc.msg})", source=str(path), line=exc.lineno) from None
+    except UnicodeDecodeError:
+        raise DataError("not a results file (not UTF-8 text)", source=str(path)) from None
+    except OSError as exc:  # e.g. a folder
+        raise DataError(f"cannot read it ({exc.strerror or exc})", source=str(path)) from None
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise DataError("expected an object of model name -> results", source=str(path))
+    if not data:
+        raise DataError("holds no model results", source=str(path))
     return data
 
 

@@ -216,6 +216,8 @@ def read_json_object(path: Path, missing: str = "file is missing") -> dict[str, 
         raise DataError(missing, source=str(path)) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"not valid JSON ({exc})", source=str(path)) from None
+    except OSError as exc:  # a folder, or a file where a folder should be
+        raise DataError(f"cannot read it ({exc.strerror or exc})", source=str(path)) from None
     if not isinstance(payload, dict):
         raise DataError("expected a JSON object", source=str(path))
     return payload

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from recsemble.errors import DataError
-from recsemble.files import sha256_file
+from recsemble.files import file_above, sha256_file
 from recsemble.ranking.ids import read_json_object
 
 MANIFEST = "manifest.json"
@@ -34,6 +34,9 @@ def check_model_folder(target: Path) -> None:
     """A model may be saved at target: nothing there, an empty folder or a saved model."""
     if target.exists() and not target.is_dir():
         raise DataError("is a file, not a folder to save a model in", source=str(target))
+    blocker = file_above(target)
+    if blocker is not None:
+        raise DataError(f"{blocker} is a file, not a folder", source=str(target))
     if target.exists() and any(target.iterdir()) and not (target / MANIFEST).exists():
         raise DataError(
             "folder exists and does not hold a saved model; not overwriting it", source=str(target)

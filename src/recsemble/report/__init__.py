@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from recsemble import __version__
+from recsemble.errors import DataError
 from recsemble.report.data import ReportData, read_report_data
 from recsemble.report.figures import FigureJson
 from recsemble.report.html import Section, esc, missing, page
@@ -62,8 +63,11 @@ def render_report(results: Mapping[str, Any], *, title: str | None = None) -> st
 def write_report(results: Mapping[str, Any], path: Path, *, title: str | None = None) -> Path:
     """Write the report for `results` to `path` (parents created) and return the path."""
     text = render_report(results, title=title)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:  # e.g. a read-only place
+        raise DataError(f"cannot write it ({exc.strerror or exc})", source=str(path)) from None
     return path
 
 
