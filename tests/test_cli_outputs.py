@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -54,6 +55,11 @@ def test_names_and_errors_print_as_written(tmp_path: Path) -> None:
     compared = runner.invoke(app, ["compare", str(results), "--baseline", "pop"])
     said = " ".join(compared.output.split())
     assert "pop-trending+mmr[lambda=0] vs pop" in said and "mmr[lambda=1] vs pop" in said
+    only = tmp_path / "only-baseline.json"
+    only.write_text(json.dumps({"pop": json.loads(results.read_text())["pop"]}))
+    assert "nothing to compare: it holds only the baseline 'pop'" in _fails(
+        "compare", str(only), "--baseline", "pop"
+    )  # it printed nothing and exited 0
     said = _fails("config", "show", "--set", "evaluate.models=[itemknn,pop]")
     assert "(got '[itemknn,pop]')" in said
     said = _fails("evaluate", "--dataset", str(folder), "--sweep", "rerank.mmr.lambda=a:b:c")

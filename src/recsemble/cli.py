@@ -41,7 +41,7 @@ from recsemble.cli_serve import serve as serve_command
 from recsemble.cli_tables import comparison_table
 from recsemble.cli_train import recommend as recommend_command
 from recsemble.cli_train import train as train_command
-from recsemble.errors import ConfigError, RecsembleError
+from recsemble.errors import ConfigError, DataError, RecsembleError
 
 app = typer.Typer(help="recsemble: an ensemble recommender engine.", no_args_is_help=True)
 data_app = typer.Typer(help="Generate and inspect data.", no_args_is_help=True)
@@ -140,6 +140,11 @@ def compare(
         results = read_results(results_path)
         metrics = metric or _default_metrics(results)
         comparison = compare_results(results, baseline, metrics, n_resamples=resamples, seed=seed)
+        if not comparison:
+            raise DataError(
+                f"nothing to compare: it holds only the baseline {baseline!r}",
+                source=str(results_path),
+            )
         for name, by_metric in comparison.items():
             for metric_name, by_slice in by_metric.items():
                 console.print(comparison_table(name, baseline, metric_name, by_slice))

@@ -78,7 +78,8 @@ def evaluate(
     plot: Annotated[
         Path | None,
         typer.Option(
-            help="Where the sweep plot goes (default: sweep.png beside --json, else ./sweep.png).",
+            help="Where the sweep plot goes (default: <json name>.sweep.png beside --json, "
+            "else ./sweep.png).",
             show_default=False,
         ),
     ] = None,
