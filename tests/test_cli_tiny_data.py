@@ -29,3 +29,20 @@ def test_one_user_evaluates_reports_and_trains(tmp_path: Path) -> None:
     _ok("report", str(results), "-o", str(tmp_path / "r.html"))
     _ok("train", "--dataset", str(data), "--out", str(tmp_path / "model"))  # routing skipped
     assert (tmp_path / "model" / "manifest.json").is_file()
+
+
+def test_batch_needs_the_users_and_says_when_it_knows_none(tmp_path: Path) -> None:
+    data = tmp_path / "d.csv"
+    rows = [f"u{u},i{(u * 3 + n) % 15},{1_700_000_000 + n}" for u in range(6) for n in range(6)]
+    data.write_text("user_id,item_id,timestamp\n" + "\n".join(rows))
+    model = tmp_path / "model"
+    _ok("train", "--dataset", str(data), "--model", "pop", "--out", str(model))
+    out = str(tmp_path / "lists")
+    bare = runner.invoke(app, ["batch", "--model", str(model), "--output", out])
+    assert bare.exit_code == 2 and "--dataset, --input" in bare.output  # not the demo's users
+    strangers = tmp_path / "s.csv"
+    strangers.write_text(data.read_text().replace("\nu", "\nx"))  # other user ids
+    unknown = runner.invoke(app, ["batch", "--model", str(model), "--output", out,
+                                  "--dataset", str(strangers)])  # fmt: skip
+    assert unknown.exit_code == 2 and "none of the 6 users" in " ".join(unknown.output.split())
+    _ok("batch", "--model", str(model), "--output", out, "--dataset", str(data))

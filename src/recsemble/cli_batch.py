@@ -50,7 +50,7 @@ def batch(
     list the API would answer for them, written as Parquet (user, rank, item, score,
     explanation, history_events, history_latest)."""
     from recsemble.cli import _errors_exit, _resolve, console
-    from recsemble.errors import ConfigError
+    from recsemble.errors import ConfigError, DataError
     from recsemble.spark.batch import run_batch
     from recsemble.spark.commands import ENGINES
 
@@ -60,7 +60,12 @@ def batch(
         if dataset is not None and input_path is not None:
             raise ConfigError("give the interactions once: --dataset or --input")
         data_flags = {"data.dataset": dataset, "data.data_dir": str(data_dir) if data_dir else None}
-        config = _resolve(config_path, sets, **data_flags).config
+        resolved = _resolve(config_path, sets, **data_flags)
+        if input_path is None and "data.dataset" not in resolved.sources:
+            raise ConfigError(  # the default dataset is the demo's: never the user's users
+                "batch needs the users' interactions: --dataset, --input or [data] dataset"
+            )
+        config = resolved.config
         run = _scored_with_progress(
             partial(
                 run_batch,
@@ -84,6 +89,12 @@ def batch(
         table.add_row("wall time", f"{run.seconds:.1f} s")
         table.add_row("written to", str(run.out))
         console.print(table)
+        if run.users and not run.scored:
+            raise DataError(
+                f"none of the {run.users:,} users in the input is known to the model: are "
+                "these the ids it was trained with?",
+                source=str(model_dir),
+            )
 
 
 def _scored_with_progress(run: Callable[..., BatchRun], what: str, *, spark: bool) -> BatchRun:
