@@ -472,3 +472,22 @@ def test_a_type_column_is_the_event_type(tmp_path: Path) -> None:
     assert sorted(data.interactions["weight"].to_list()) == [1.0, 3.0]
     both = write(tmp_path, "b.csv", "user_id,item_id,timestamp,event,type\nu1,i1,1,cart,x\n")
     assert read_interactions(both)["event"].to_list() == ["cart"]
+
+
+def test_a_column_mixing_seconds_and_milliseconds_is_refused(tmp_path: Path) -> None:
+    """One scale for the column turned every seconds value into 1970 (1714566600 -> 1714566)."""
+    rows = "user_id,item_id,timestamp\n1,a,1714566600\n1,b,1714566700\n2,c,1714566900000\n"
+    path = write(tmp_path, "mix.csv", rows)
+    with pytest.raises(DataError, match="another unit than the column's other values") as exc:
+        read_interactions(path)
+    raises_at(exc, path, 4, "timestamp")
+
+
+def test_compact_dates_are_dates(tmp_path: Path) -> None:
+    """20240501 is 1 May 2024, not 20 million seconds after 1970."""
+    path = write(tmp_path, "d.csv", "user_id,item_id,timestamp\n1,a,20240501\n2,b,20240601\n")
+    may, june = dt.datetime(2024, 5, 1, tzinfo=dt.UTC), dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
+    expected = [int(may.timestamp()), int(june.timestamp())]
+    assert read_interactions(path)["timestamp"].to_list() == expected
+    not_dates = write(tmp_path, "n.csv", "user_id,item_id,timestamp\n1,a,20241301\n")
+    assert read_interactions(not_dates)["timestamp"].to_list() == [20241301]  # month 13

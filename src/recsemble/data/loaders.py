@@ -22,9 +22,9 @@ from recsemble.data.tables import (
     parse_ids,
     parse_numbers,
     parse_strings,
-    parse_timestamps,
     read_table,
 )
+from recsemble.data.timestamps import parse_timestamps
 from recsemble.errors import ConfigError, DataError
 
 __all__ = [

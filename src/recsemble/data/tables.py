@@ -12,7 +12,6 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -26,8 +25,6 @@ SUFFIXES = (*TEXT_SUFFIXES, ".parquet", *JSONL_SUFFIXES)
 # What pandas/Python write for a missing id (listed in their usual spellings: no lowercasing).
 #: Text a data file uses for "no value": never an id.
 MISSING_IDS = ("nan", "NaN", "NAN", "null", "Null", "NULL", "none", "None", "NONE")
-_TIMES = ("%H:%M:%S", "%H:%M:%S%.f", "%H:%M", "%H:%M:%S%.f%#z")
-_ISO_FORMATS = (*(f"%Y-%m-%d{sep}{t}" for t in _TIMES for sep in "T "), "%Y-%m-%d")
 _TRUE, _FALSE = ("true", "t", "yes", "y", "1"), ("false", "f", "no", "n", "0")
 
 
@@ -282,71 +279,6 @@ def parse_ids(table: Table, column: str, field: str) -> pl.Series:
     table.check(ids.is_null(), column, lambda r: f"missing {field} (empty or null)")
     table.check(ids.is_in(MISSING_IDS), column, lambda r: f"missing {field}: {ids[r]!r}")
     return ids.alias(field)
-
-
-def parse_timestamps(table: Table, column: str, field: str, *, required: bool) -> pl.Series:
-    """Epoch seconds (Int64) from epoch s/ms/us/ns numbers, ISO-8601 strings or datetimes."""
-    series = blank_to_null(table.frame[column])
-    if required:
-        table.check(series.is_null(), column, lambda r: f"missing {field}")
-    seconds = _epoch_seconds(series)
-    if seconds is None:
-        raise table.error(f"{field} cannot be read from {series.dtype} values", None, column)
-    table.check(
-        seconds.is_null() & series.is_not_null(),
-        column,
-        lambda r: (
-            f"cannot parse {field} {series[r]!r}: expected epoch seconds or milliseconds, "
-            "or an ISO-8601 date/time such as 2024-05-01T12:30:00Z"
-        ),
-    )
-    return seconds.alias(field)
-
-
-def _epoch_seconds(series: pl.Series) -> pl.Series | None:
-    dtype = series.dtype
-    if dtype == pl.Date or isinstance(dtype, pl.Datetime):
-        return series.dt.epoch("s")
-    if dtype.is_numeric():
-        return _scaled_numbers(series)
-    if dtype != pl.String:
-        return None
-    numbers = _scaled_numbers(series)
-    if numbers.null_count() == series.null_count():
-        return numbers
-    return pl.select(pl.coalesce(numbers, _iso_seconds(series))).to_series()
-
-
-def _iso_seconds(text: pl.Series) -> pl.Series:
-    """Each format parses only what the previous ones left (the plain ones are the fast ones)."""
-    text = text.str.strip_suffix("Z")  # UTC designator: naive UTC
-    out = pl.Series(text.name, [None] * text.len(), dtype=pl.Int64)
-    for fmt in _ISO_FORMATS:
-        todo = out.is_null() & text.is_not_null()
-        if not todo.any():
-            break
-        stamp = text.filter(todo).str.to_datetime(fmt, strict=False, time_unit="us")
-        if cast(pl.Datetime, stamp.dtype).time_zone is not None:
-            stamp = stamp.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
-        out = out.scatter(todo.arg_true(), stamp.dt.epoch("s"))
-    return out
-
-
-def _scaled_numbers(series: pl.Series) -> pl.Series:
-    """Epoch numbers to seconds: magnitudes beyond 1e11 / 1e14 / 1e17 are ms / us / ns."""
-    floats = series.cast(pl.Float64, strict=False)
-    floats = floats.set(~floats.is_finite(), None)
-    top = floats.abs().max()
-    scale = 1
-    for threshold, unit in ((1e11, 1_000), (1e14, 1_000_000), (1e17, 1_000_000_000)):
-        if isinstance(top, float) and top > threshold:
-            scale = unit
-    from_floats = (floats / scale).floor().cast(pl.Int64, strict=False)
-    if series.dtype.is_float():
-        return from_floats
-    # Integers divide exactly (floats lose digits of ns stamps); "1.5e12" falls back to floats.
-    ints = series.cast(pl.Int64, strict=False) // scale
-    return pl.select(pl.coalesce(ints, from_floats)).to_series()
 
 
 def parse_numbers(table: Table, column: str, field: str, *, required: bool) -> pl.Series:
