@@ -491,3 +491,13 @@ def test_compact_dates_are_dates(tmp_path: Path) -> None:
     assert read_interactions(path)["timestamp"].to_list() == expected
     not_dates = write(tmp_path, "n.csv", "user_id,item_id,timestamp\n1,a,20241301\n")
     assert read_interactions(not_dates)["timestamp"].to_list() == [20241301]  # month 13
+
+
+def test_a_compressed_file_is_named_as_such(tmp_path: Path) -> None:
+    """It was reported as a text encoding problem ("byte 0x8b ... not valid utf-8")."""
+    import gzip
+
+    packed = gzip.compress(b"user_id,item_id,timestamp\n1,a,1\n")
+    for name in ("i.csv.gz", "i.csv"):
+        with pytest.raises(DataError, match="a compressed file: unpack it first"):
+            read_interactions(write(tmp_path, name, packed))

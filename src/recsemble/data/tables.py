@@ -52,6 +52,10 @@ class Table:
 
 
 # ---------------------------------------------------------------------------- reading files
+_PACKED = (".gz", ".bz2", ".xz", ".zst", ".zip", ".7z")
+_PACKED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x28\xb5\x2f\xfd", b"PK\x03\x04")
+
+
 def read_table(
     path: str | Path,
     *,
@@ -72,6 +76,10 @@ def read_table(
         raise DataError("the file is empty", source=str(path))
     if suffix == ".parquet":
         return _read_parquet(path)
+    with path.open("rb") as head:
+        magic = head.read(6)
+    if suffix in _PACKED or magic.startswith(_PACKED_MAGIC):  # else an "encoding" error
+        raise DataError("a compressed file: unpack it first (e.g. gunzip)", source=str(path))
     raw = _utf8_bytes(path, encoding)
     if suffix in JSONL_SUFFIXES:
         return _read_jsonl(path, raw)
