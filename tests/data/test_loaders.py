@@ -456,15 +456,6 @@ def test_float_ids_are_refused(tmp_path: Path) -> None:
         read_interactions(path)
 
 
-def test_jsonl_fields_first_seen_late_are_read(tmp_path: Path) -> None:
-    """polars infers a schema from 100 lines by default: later fields were dropped."""
-    rows = [f'{{"user_id": "u{n}", "item_id": "i{n}", "timestamp": {n + 1}}}' for n in range(100)]
-    rows += [f'{{"user_id": "u{n}", "item_id": "i{n}", "timestamp": {n + 1}, "rating": 5}}'
-             for n in range(100, 120)]  # fmt: skip
-    frame = read_interactions(write(tmp_path, "late.jsonl", "\n".join(rows) + "\n"))
-    assert frame["value"].drop_nulls().to_list() == [5.0] * 20
-
-
 def test_a_type_column_is_the_event_type(tmp_path: Path) -> None:
     """The HTTP API calls it `type`; an `event` column wins when both are there."""
     typed = write(tmp_path, "t.csv", "user_id,item_id,timestamp,type\nu1,i1,1,cart\nu1,i2,2,view\n")
@@ -472,32 +463,3 @@ def test_a_type_column_is_the_event_type(tmp_path: Path) -> None:
     assert sorted(data.interactions["weight"].to_list()) == [1.0, 3.0]
     both = write(tmp_path, "b.csv", "user_id,item_id,timestamp,event,type\nu1,i1,1,cart,x\n")
     assert read_interactions(both)["event"].to_list() == ["cart"]
-
-
-def test_a_column_mixing_seconds_and_milliseconds_is_refused(tmp_path: Path) -> None:
-    """One scale for the column turned every seconds value into 1970 (1714566600 -> 1714566)."""
-    rows = "user_id,item_id,timestamp\n1,a,1714566600\n1,b,1714566700\n2,c,1714566900000\n"
-    path = write(tmp_path, "mix.csv", rows)
-    with pytest.raises(DataError, match="another unit than the column's other values") as exc:
-        read_interactions(path)
-    raises_at(exc, path, 4, "timestamp")
-
-
-def test_compact_dates_are_dates(tmp_path: Path) -> None:
-    """20240501 is 1 May 2024, not 20 million seconds after 1970."""
-    path = write(tmp_path, "d.csv", "user_id,item_id,timestamp\n1,a,20240501\n2,b,20240601\n")
-    may, june = dt.datetime(2024, 5, 1, tzinfo=dt.UTC), dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
-    expected = [int(may.timestamp()), int(june.timestamp())]
-    assert read_interactions(path)["timestamp"].to_list() == expected
-    not_dates = write(tmp_path, "n.csv", "user_id,item_id,timestamp\n1,a,20241301\n")
-    assert read_interactions(not_dates)["timestamp"].to_list() == [20241301]  # month 13
-
-
-def test_a_compressed_file_is_named_as_such(tmp_path: Path) -> None:
-    """It was reported as a text encoding problem ("byte 0x8b ... not valid utf-8")."""
-    import gzip
-
-    packed = gzip.compress(b"user_id,item_id,timestamp\n1,a,1\n")
-    for name in ("i.csv.gz", "i.csv"):
-        with pytest.raises(DataError, match="a compressed file: unpack it first"):
-            read_interactions(write(tmp_path, name, packed))

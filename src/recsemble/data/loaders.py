@@ -15,6 +15,7 @@ import polars as pl
 from recsemble.data.dataset import DEFAULT_EVENT, Dataset
 from recsemble.data.tables import (
     SUFFIXES,
+    UNPACKED,
     Table,
     blank_to_null,
     parse_bools,
@@ -238,8 +239,13 @@ def load_files(
         items_frame(side[0], _present(columns, side[0])) if side[0] else None,
         users_frame(side[1], _present(columns, side[1])) if side[1] else None,
         event_weights=event_weights,
-        name=name if name is not None else Path(interactions).stem,
+        name=name if name is not None else _stem(Path(interactions)),
     )
+
+
+def _stem(path: Path) -> str:
+    """The dataset's name from its file: x.csv.gz is x."""
+    return path.with_suffix("").stem if path.suffix.lower() in UNPACKED else path.stem
 
 
 def _present(columns: Mapping[str, str] | None, table: Table) -> dict[str, str]:
@@ -298,7 +304,8 @@ def _load_folder(
         if release is not None:
             return movielens.load_movielens(release, folder, event_weights=event_weights)
         raise DataError(
-            f"no interactions file: expected interactions with one of the suffixes {SUFFIXES}",
+            f"no interactions file: expected interactions with one of the suffixes {SUFFIXES} "
+            f"(or those with {', '.join(UNPACKED)} when compressed)",
             source=str(folder),
         )
     return load_files(
@@ -313,7 +320,8 @@ def _load_folder(
 
 
 def _find_one(folder: Path, stem: str) -> Path | None:
-    found = [folder / f"{stem}{s}" for s in SUFFIXES if (folder / f"{stem}{s}").is_file()]
+    names = [f"{stem}{s}{packed}" for s in SUFFIXES for packed in ("", *UNPACKED)]
+    found = [folder / n for n in names if (folder / n).is_file()]
     if len(found) > 1:
         raise DataError(
             f"several {stem} files, keep one: {[p.name for p in found]}", source=str(folder)

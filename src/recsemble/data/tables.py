@@ -7,8 +7,13 @@ validated interactions, items and users frames on top of this module.
 
 from __future__ import annotations
 
+import bz2
 import codecs
+import gzip
+import io
 import json
+import lzma
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,8 +57,13 @@ class Table:
 
 
 # ---------------------------------------------------------------------------- reading files
-_PACKED = (".gz", ".bz2", ".xz", ".zst", ".zip", ".7z")
-_PACKED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x28\xb5\x2f\xfd", b"PK\x03\x04")
+#: Compressed files read as the file inside: suffix -> (leading bytes, decompress).
+UNPACKED: dict[str, tuple[bytes, Callable[[bytes], bytes]]] = {
+    ".gz": (b"\x1f\x8b", gzip.decompress),
+    ".bz2": (b"BZh", bz2.decompress),
+    ".xz": (b"\xfd7zXZ\x00", lzma.decompress),
+}
+_PACKED = {".zst": b"\x28\xb5\x2f\xfd", ".zip": b"PK\x03\x04", ".7z": b"7z\xbc\xaf\x27\x1c"}
 
 
 def read_table(
@@ -64,23 +74,24 @@ def read_table(
     names: Sequence[str] | None = None,
     quote: str | None = '"',
 ) -> Table:
-    """Read a .csv/.tsv/.parquet/.jsonl/.ndjson file (other suffixes: pass `separator`).
+    """Read a .csv/.tsv/.parquet/.jsonl/.ndjson file (other suffixes: pass `separator`), also
+    gzip, bzip2 or xz compressed (`x.csv.gz`).
 
     Text files are read with every column as a string. names: column names of a headerless file.
     """
     path = Path(path)
-    suffix = path.suffix.lower()
     if not path.is_file():
         raise DataError("no such file", source=str(path))
     if path.stat().st_size == 0:
         raise DataError("the file is empty", source=str(path))
-    if suffix == ".parquet":
-        return _read_parquet(path)
-    with path.open("rb") as head:
-        magic = head.read(6)
-    if suffix in _PACKED or magic.startswith(_PACKED_MAGIC):  # else an "encoding" error
-        raise DataError("a compressed file: unpack it first (e.g. gunzip)", source=str(path))
-    raw = _utf8_bytes(path, encoding)
+    if path.suffix.lower() == ".parquet":
+        return _read_parquet(path, path)
+    raw, suffix = _unpacked(path)
+    if not raw:
+        raise DataError("the file is empty", source=str(path))
+    if suffix == ".parquet":  # x.parquet.gz
+        return _read_parquet(path, io.BytesIO(raw))
+    raw = _utf8_bytes(path, raw, encoding)
     if suffix in JSONL_SUFFIXES:
         return _read_jsonl(path, raw)
     sep = separator or TEXT_SUFFIXES.get(suffix)
@@ -91,9 +102,29 @@ def read_table(
     return _read_csv(path, raw, sep, names, quote)
 
 
-def _utf8_bytes(path: Path, encoding: str) -> bytes:
-    """The file as UTF-8 bytes; a byte the encoding rejects is reported with line and column."""
-    raw = path.read_bytes()
+def _unpacked(path: Path) -> tuple[bytes, str]:
+    """The file's bytes, decompressed when packed, and the suffix of what they are (x.csv.gz:
+    .csv). A packed file is known by its suffix or, named as if plain, by its leading bytes."""
+    raw, suffix = path.read_bytes(), path.suffix.lower()
+    inner = Path(path.stem).suffix.lower()
+    if suffix in _PACKED or any(raw.startswith(m) for m in _PACKED.values()):
+        raise DataError(  # else read as text: an "encoding" error
+            "a compressed file: unpack it first (gzip, bzip2 and xz are read as they are)",
+            source=str(path),
+        )
+    for name, (magic, decompress) in UNPACKED.items():
+        if suffix == name or raw.startswith(magic):
+            try:
+                return decompress(raw), inner if suffix == name else suffix
+            except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as exc:
+                if suffix == name or not magic.isascii():  # text may start with "BZh"
+                    why = f"cannot decompress it as {name}: {exc}"
+                    raise DataError(why, source=str(path)) from None
+    return raw, suffix
+
+
+def _utf8_bytes(path: Path, raw: bytes, encoding: str) -> bytes:
+    """The text as UTF-8 bytes; a byte the encoding rejects is reported with line and column."""
     try:
         text = raw.decode(encoding)
     except UnicodeDecodeError as exc:
@@ -113,9 +144,9 @@ def _utf8_bytes(path: Path, encoding: str) -> bytes:
     return text.encode("utf-8")
 
 
-def _read_parquet(path: Path) -> Table:
+def _read_parquet(path: Path, data: Path | io.BytesIO) -> Table:
     try:
-        frame = pl.read_parquet(path)
+        frame = pl.read_parquet(data)
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise DataError(f"cannot read Parquet: {exc}", source=str(path)) from exc
     if frame.height == 0:

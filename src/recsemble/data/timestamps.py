@@ -28,8 +28,9 @@ def parse_timestamps(table: Table, column: str, field: str, *, required: bool) -
             units.is_not_null() & (units != usual),
             column,
             lambda r: (
-                f"{field} {series[r]!r} is in another unit than the column's other values "
-                f"({_UNIT_NAMES[usual]}): one file, one unit"
+                f"{field} {series[r]!r} looks like {_UNIT_NAMES[units[r]]}, the column's other "
+                f"values like {_UNIT_NAMES[usual]}: the column mixes units (values differ by a "
+                "factor of 1000 or more); use one unit per column"
             ),
         )
     table.check(
@@ -85,6 +86,7 @@ def _unit_class(series: pl.Series) -> pl.Series | None:
     if not (series.dtype.is_numeric() or series.dtype == pl.String):
         return None
     size = series.cast(pl.Float64, strict=False).abs()
+    size = size.set(~size.is_finite(), None)  # NaN compares above every number: no unit
     units = (size > 1e11).cast(pl.Int8) + (size > 1e14).cast(pl.Int8) + (size > 1e17).cast(pl.Int8)
     return units.set(size < 1e8, None)
 
