@@ -64,6 +64,16 @@ if not console.is_terminal:
 err_console = Console(stderr=True)
 
 
+def say(text: str, *, err: bool = False) -> None:
+    """Print plain text: paths, names and ids with [brackets] or :colons: are not markup."""
+    (err_console if err else console).print(text, markup=False, emoji=False)
+
+
+def log(text: str) -> None:
+    """A library's progress message (it names the user's dataset) on stderr, as plain text."""
+    say(text, err=True)
+
+
 @contextmanager
 def _errors_exit() -> Iterator[None]:
     """Known errors become one clear line and exit code 2, not a traceback."""
@@ -240,15 +250,15 @@ def tune(
                 metric=metric,
                 seed=seed,
                 on_trial=on_trial,
-                log=err_console.print,
+                log=log,
                 min_gain_se=min_gain_se,
             )
         path = write_config(target, config, report, command)
         for name, result in report.results.items():
             kept = " (base kept: the best trial's gain was within the noise)"
             note = kept if result.kept_base else ""
-            console.print(f"{name}: validation {metric} {result.value:.4f}{note} {result.params}")
-        console.print(f"tuned config written to {path}")
+            say(f"{name}: validation {metric} {result.value:.4f}{note} {result.params}")
+        say(f"tuned config written to {path}")
 
 
 def _progress_with_best() -> Progress:
@@ -319,7 +329,7 @@ def data_synth(
         with err_console.status(f"generating {interactions:,} interactions"):
             paths = write_synthetic(out, config, fmt=fmt)  # type: ignore[arg-type]
         for path in paths:
-            console.print(f"wrote {path}")
+            say(f"wrote {path}")
 
 
 @data_app.command("describe")
@@ -332,9 +342,9 @@ def data_describe(
     from recsemble.data.loaders import load_dataset
 
     with _errors_exit():
-        with err_console.status(f"loading {dataset}"):
+        with err_console.status(f"loading {escape(dataset)}"):
             loaded = load_dataset(dataset, data_dir=data_dir)
-        console.print(format_description(describe(loaded)))
+        say(format_description(describe(loaded)))  # names its dataset and events
 
 
 @config_app.command("show")
@@ -347,7 +357,7 @@ def config_show(config_path: ConfigOpt = None, sets: SetOpt = None) -> None:
         table.add_column("value")
         table.add_column("source", no_wrap=True)  # a file path stays readable in one piece
         for key, value, source in resolved.rows():
-            table.add_row(key, repr(value), source)
+            table.add_row(key, escape(repr(value)), escape(source))
         console.print(table)
 
 

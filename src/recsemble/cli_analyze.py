@@ -59,7 +59,7 @@ def analyze(
 ) -> None:
     """Analyse the ensemble: member overlap, score correlation, unique hits, leave-one-member-out
     and a forward selection curve (chosen on validation) that recommends a pruned member set."""
-    from recsemble.cli import _errors_exit, _resolve, console, err_console
+    from recsemble.cli import _errors_exit, _resolve, console, log, say
 
     start = time.perf_counter()
     with _errors_exit():
@@ -75,7 +75,7 @@ def analyze(
         )
         outputs = {"--json": json_out, "--plot": plot}
         check_not_inputs(outputs, data_paths(resolved.config.data))
-        analysis, meta = _run(resolved.config, k, ranker_rounds, err_console.print)
+        analysis, meta = _run(resolved.config, k, ranker_rounds, log)
         for table in analysis_tables(analysis):
             console.print(table)
         console.print("Put this in the config to serve the recommended set:")
@@ -85,12 +85,12 @@ def analyze(
             json_out.parent.mkdir(parents=True, exist_ok=True)
             document = {"meta": meta, **analysis.to_json()}
             json_out.write_text(json.dumps(document, indent=2) + "\n")
-            console.print(f"analysis written to {json_out}")
+            say(f"analysis written to {json_out}")
         if plot is not None:
             from recsemble.ranking.analysis import plot_curve
 
             plot_curve(analysis, plot)
-            console.print(f"pruning curve plotted to {plot}")
+            say(f"pruning curve plotted to {plot}")
         console.print(f"total runtime {meta['total_seconds']:.1f} s")
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from recsemble.cli_options import ConfigOpt, DataDirOpt, SetOpt
@@ -77,7 +78,7 @@ def batch(
                 k=k,
                 users_per_partition=users_per_partition,
             ),
-            f"scoring every user with {model_dir}",
+            f"scoring every user with {escape(str(model_dir))}",  # a progress line is markup
             spark=engine == "spark",
         )
         table = Table(title=f"batch lists ({engine})", show_header=False)
@@ -87,7 +88,7 @@ def batch(
         table.add_row("users scored", f"{run.scored:,} (the others are unknown to the model)")
         table.add_row("rows", f"{run.rows:,}")
         table.add_row("wall time", f"{run.seconds:.1f} s")
-        table.add_row("written to", str(run.out))
+        table.add_row("written to", escape(str(run.out)))
         console.print(table)
         if run.users and not run.scored:
             raise DataError(
@@ -123,7 +124,7 @@ def load_recs(
     """Load batch lists into the serving store as the version's precomputed cache (replacing
     its previous one atomically); the API serves them first while a user's history is
     unchanged."""
-    from recsemble.cli import _errors_exit, console
+    from recsemble.cli import _errors_exit, say
     from recsemble.store import open_store
     from recsemble.store.precomputed import check_parquet, read_chunks
 
@@ -134,7 +135,7 @@ def load_recs(
             info = store.replace_precomputed(model_version, read_chunks(input_path))
         finally:
             store.close()
-        console.print(
+        say(  # the version is the user's text
             f"loaded {info.rows:,} rows ({info.users:,} users, k={info.k}) as the precomputed "
             f"lists of {model_version}"
         )

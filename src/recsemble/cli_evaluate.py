@@ -89,7 +89,7 @@ def evaluate(
     input_path: InputOpt = None,
 ) -> None:
     """Evaluate models under the offline protocol; the popularity baseline is always included."""
-    from recsemble.cli import _errors_exit, _ks, _resolve, _split_csv, console
+    from recsemble.cli import _errors_exit, _ks, _resolve, _split_csv, console, say
     from recsemble.spark.commands import evaluate_on_spark, use_spark
 
     with _errors_exit():
@@ -118,18 +118,18 @@ def evaluate(
             console.print(metrics_table(outcome.results, cutoff))
         if json_out is not None:
             outcome.write_json(json_out)
-            console.print(f"results written to {json_out}")
+            say(f"results written to {json_out}")
         if resolved.config.evaluate.sweep:
             default_plot = json_out.with_suffix(".sweep.png") if json_out else Path("sweep.png")
             _report_sweeps(resolved.config, outcome.results, plot or default_plot)
         if dump is not None:
             paths = outcome.write_dump(dump)
-            console.print(f"split and lists written to {dump}/ ({len(paths)} files)")
+            say(f"split and lists written to {dump}/ ({len(paths)} files)")
 
 
 def evaluate_with_progress(config: RecsembleConfig) -> EvaluationOutcome:
     """run_evaluation with a progress bar per model and stage (also used by `recsemble demo`)."""
-    from recsemble.cli import _progress, err_console
+    from recsemble.cli import _progress, log
     from recsemble.evaluation.workflow import run_evaluation
 
     with _progress() as bar:
@@ -141,11 +141,11 @@ def evaluate_with_progress(config: RecsembleConfig) -> EvaluationOutcome:
                 tasks[key] = bar.add_task(f"{stage:9s} {escape(name)}", total=total)
             bar.update(tasks[key], completed=done, total=total)
 
-        return run_evaluation(config, on_progress, log=err_console.print)
+        return run_evaluation(config, on_progress, log=log)
 
 
 def _report_sweeps(config: RecsembleConfig, results: dict[str, Any], plot: Path) -> None:
-    from recsemble.cli import console
+    from recsemble.cli import console, say
     from recsemble.evaluation.sweep import parse_sweep, plot_sweeps, sweep_rows
 
     k = config.protocol.k[0]
@@ -158,7 +158,7 @@ def _report_sweeps(config: RecsembleConfig, results: dict[str, Any], plot: Path)
             console.print(sweep_table(model, sweep.stage, sweep.key, rows, results[model], k))
             curves[f"{model} {sweep.stage}.{sweep.key}"] = rows
     plain = {m: {"ndcg": results[m][f"ndcg@{k}"], **_trade_offs(results[m], k)} for m in swept}
-    console.print(f"sweep plot written to {plot_sweeps(curves, plain, k, plot)}")
+    say(f"sweep plot written to {plot_sweeps(curves, plain, k, plot)}")
 
 
 def _trade_offs(entry: dict[str, Any], k: int) -> dict[str, float]:

@@ -26,7 +26,7 @@ def report(
 ) -> None:
     """Write the evaluation report: metrics with CIs, charts, slices, ensemble analysis,
     calibration, re-ranking trade-offs and the decision; one HTML file that opens offline."""
-    from recsemble.cli import _errors_exit, console
+    from recsemble.cli import _errors_exit, say
     from recsemble.cli_options import check_not_inputs, check_outputs
     from recsemble.evaluation.files import read_results
     from recsemble.report import write_report
@@ -36,4 +36,4 @@ def report(
         check_not_inputs({"--out": out}, [results])
         written = write_report(read_results(results), out, title=title)
     size = written.stat().st_size
-    console.print(f"report written to {written} ({size / 1e6:.1f} MB)", markup=False)
+    say(f"report written to {written} ({size / 1e6:.1f} MB)")

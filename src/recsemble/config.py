@@ -169,6 +169,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:  # tomllib decodes the bytes itself: a binary file lands here
+        raise ConfigError(f"config file {path} is not TOML (not UTF-8 text)") from None
     except OSError as exc:  # e.g. a folder
         raise ConfigError(f"config file {path}: cannot read it ({exc.strerror or exc})") from None
 

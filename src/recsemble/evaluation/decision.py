@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from recsemble.errors import DataError
 from recsemble.evaluation.slices import ALL, HISTORY_SLICES
 
 #: Below this relative gain an online test is unlikely to show the difference.
@@ -25,11 +26,16 @@ def display_name(model: str) -> str:
 
 def decide(results: Mapping[str, Any], model: str, metric: str) -> dict[str, Any]:
     """The decision record for `model` on `metric` (e.g. "ndcg@10"); raises KeyError when the
-    model has no paired comparison for that metric."""
+    model has no paired comparison for that metric, DataError when it has too few users."""
     entry = results[model]
     baseline = entry["meta"]["baseline"]
     by_slice = entry["vs_baseline"][metric]
-    overall = by_slice[ALL]
+    overall = by_slice.get(ALL)
+    if overall is None:  # compare_per_slice skips slices of under 2 users, "all" included
+        raise DataError(
+            f"no decision for {model!r} on {metric}: fewer than 2 users were evaluated, "
+            f"too few to compare it with {baseline!r}"
+        )
     base_mean = overall["mean_b"]
     relative = (lambda x: x / base_mean) if base_mean else (lambda x: float("nan"))
     won, lost, tied = _slice_outcomes(by_slice)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 import numpy as np
 import numpy.typing as npt
 
+from recsemble.errors import DataError
 from recsemble.ranking.candidates import Candidates
 from recsemble.ranking.config import EnsembleConfig
 from recsemble.ranking.metaranker import MetaRanker
@@ -207,8 +208,12 @@ def user_folds(training: TrainingSet, folds: int, seed: int = 0) -> npt.NDArray[
     if folds < 2:
         raise ValueError(f"out-of-fold scores need folds >= 2, got {folds}")
     users, user_of_row = np.unique(training.users, return_inverse=True)
-    if users.size < folds:
-        raise ValueError(f"{users.size} validation users cannot fill {folds} folds")
+    if users.size < folds:  # a DataError: the CLI shows it as one line, not a traceback
+        raise DataError(
+            f"{users.size} validation user(s) cannot fill {folds} folds of out-of-fold ranker "
+            f"scores; need at least {folds} users with validation targets: give more users, or "
+            "fewer folds (ensemble.calibration_folds, at least 2) or no ensemble.calibration"
+        )
     order = np.random.default_rng(seed).permutation(users.size)
     fold_of_user = np.empty(users.size, dtype=np.int64)
     fold_of_user[order] = np.arange(users.size) % folds

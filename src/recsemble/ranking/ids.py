@@ -214,8 +214,10 @@ def read_json_object(path: Path, missing: str = "file is missing") -> dict[str, 
         payload = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(missing, source=str(path)) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except json.JSONDecodeError as exc:
         raise DataError(f"not valid JSON ({exc})", source=str(path)) from None
+    except UnicodeDecodeError:  # e.g. a data file where a model's manifest should be
+        raise DataError("not a JSON file (not UTF-8 text)", source=str(path)) from None
     except OSError as exc:  # a folder, or a file where a folder should be
         raise DataError(f"cannot read it ({exc.strerror or exc})", source=str(path)) from None
     if not isinstance(payload, dict):

@@ -1,0 +1,102 @@
+"""Errors and plain lines of the command line: one clear line that names what is wrong, and
+paths or names printed as written (rich would read "[x]" in them as markup and drop it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner, Result
+
+from recsemble.cli import _errors_exit, app
+from recsemble.errors import DataError
+from recsemble.evaluation.decision import decide
+
+runner = CliRunner()
+ROWS = "user_id,item_id,timestamp\n" + "\n".join(
+    f"u{u},i{100 + (u * 3 + n) % 20},{1_700_000_000 + n}" for u in range(12) for n in range(8)
+)
+CALIBRATED = 'ensemble.calibration="isotonic"'
+BINARY = b"PAR1\x15\x04\xb0\xff\x00\x01"  # the head of a Parquet file: not UTF-8
+
+
+def _said(result: Result) -> str:
+    return " ".join(result.output.split())
+
+
+def _fails(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 2, result.output  # a handled error, not a crash
+    return _said(result)
+
+
+def test_paths_with_brackets_print_as_written(tmp_path: Path) -> None:
+    folder = tmp_path / "set[v2]"
+    folder.mkdir()
+    (folder / "interactions.csv").write_text(ROWS)
+    out = tmp_path / "out[final]" / "r.json"
+    result = runner.invoke(
+        app, ["evaluate", "--dataset", str(folder), "--models", "pop", "--json", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"results written to {out}" in result.output  # it printed .../out/r.json
+    assert "Dataset(set[v2]:" in result.output  # the log line on stderr
+    described = runner.invoke(app, ["data", "describe", str(folder)])
+    assert "Dataset set[v2]" in described.output
+    config = tmp_path / "c[local].toml"
+    config.write_text("[protocol]\nseed = 3\n")
+    shown = runner.invoke(app, ["config", "show", "--config", str(config)])
+    assert "c[local].toml" in _said(shown)  # the source column
+
+
+def test_binary_files_where_text_is_read_are_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # short paths: stderr wraps at 80 columns
+    binary = Path("data.parquet")
+    binary.write_bytes(BINARY)
+    model = Path("model")
+    model.mkdir()
+    (model / "manifest.json").write_bytes(BINARY)
+    said = _fails("config", "show", "--config", str(binary))  # was UnicodeDecodeError
+    assert f"config file {binary} is not TOML (not UTF-8 text)" in said
+    said = _fails("recommend", "--model", str(model), "--user", "u1")
+    assert "manifest.json: not a JSON file (not UTF-8 text)" in said
+    assert "not a results file" in _fails("compare", str(binary))
+
+
+def test_a_data_file_given_as_model_folder_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("data.csv").write_text(ROWS)
+    for args in (
+        ["batch", "--model", "data.csv", "--dataset", "data.csv", "--output", "lists"],
+        ["train", "--dataset", "data.csv", "--like", "data.csv", "--out", "m"],
+    ):  # both were NotADirectoryError tracebacks
+        assert "data.csv/manifest.json: cannot read it (Not a directory)" in _fails(*args)
+
+
+def test_a_bug_key_error_says_it_is_internal(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(typer.Exit), _errors_exit():
+        raise KeyError("all")  # a bare key: a bug's, not a message of ours
+    said = " ".join(capsys.readouterr().err.split())
+    assert "internal error: KeyError 'all'" in said
+
+
+def test_decide_with_too_few_users_says_so() -> None:
+    meta = {"baseline": "pop", "model": "itemknn", "role": "model"}
+    results = {"itemknn": {"meta": meta, "vs_baseline": {"ndcg@10": {}}}}  # 1 user: no "all"
+    with pytest.raises(DataError, match="fewer than 2 users were evaluated"):
+        decide(results, "itemknn", "ndcg@10")  # was KeyError 'all'
+
+
+def test_calibration_folds_beyond_the_users_are_one_line(tmp_path: Path) -> None:
+    data = tmp_path / "one.csv"
+    rows = [f"solo,i{n},{1_700_000_000 + n}" for n in range(20)]
+    data.write_text("user_id,item_id,timestamp\n" + "\n".join(rows))
+    out = str(tmp_path / "m")
+    said = _fails("train", "--dataset", str(data), "--out", out, "--set", CALIBRATED)
+    assert "1 validation user(s) cannot fill 3 folds" in said  # was a ValueError traceback
+    assert "ensemble.calibration_folds" in said
