@@ -28,7 +28,7 @@ from recsemble.ranking.candidates import Candidates, union
 from recsemble.ranking.config import EnsembleConfig, MemberConfig
 from recsemble.ranking.diversity import diversified_top_per_row
 from recsemble.ranking.features import FeatureBuilder, FeatureTable
-from recsemble.ranking.member_fitting import MemberFitter, apply_view, fit_here
+from recsemble.ranking.member_fitting import MemberFitter, apply_view, fit_here, one_copy
 from recsemble.ranking.metaranker import MetaRanker
 from recsemble.ranking.routing import direct_routes, slice_board
 from recsemble.ranking.trainingset import (
@@ -97,7 +97,7 @@ class Ensemble:
         for spec in specs:
             start = time.perf_counter()
             member = self.build_member(spec)
-            out[spec.label] = self.fit_member(member, apply_view(dataset, spec.view))
+            out[spec.label] = one_copy(self.fit_member(member, apply_view(dataset, spec.view)))
             self.fit_seconds_[spec.label] = time.perf_counter() - start
         return out
 

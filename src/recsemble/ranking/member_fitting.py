@@ -60,3 +60,10 @@ def _window_note(view: ViewConfig) -> str:
 
 def fit_here(generator: CandidateGenerator, dataset: Dataset) -> CandidateGenerator:
     return generator.fit(dataset)
+
+
+def one_copy(member: CandidateGenerator) -> CandidateGenerator:
+    """A member without its own copy of the events' explicit values: the ensemble keeps the
+    one copy retraining reads (histories.npz), not one per member."""
+    member.history_values_ = None
+    return member
