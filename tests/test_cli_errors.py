@@ -3,8 +3,10 @@ paths or names printed as written (rich would read "[x]" in them as markup and d
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+import polars as pl
 import pytest
 import typer
 from typer.testing import CliRunner, Result
@@ -48,6 +50,31 @@ def test_paths_with_brackets_print_as_written(tmp_path: Path) -> None:
     config.write_text("[protocol]\nseed = 3\n")
     shown = runner.invoke(app, ["config", "show", "--config", str(config)])
     assert "c[local].toml" in _said(shown)  # the source column
+
+
+def test_train_and_recommend_print_bracketed_paths_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # short paths: the summary table would wrap long ones
+    folder = Path("set[v2]")
+    folder.mkdir()
+    (folder / "interactions.csv").write_text(ROWS)
+    model = Path("m[a]")
+    trained = runner.invoke(
+        app, ["train", "--dataset", str(folder), "--model", "pop", "--out", str(model)]
+    )
+    assert trained.exit_code == 0, trained.output
+    said = _said(trained)
+    assert "Dataset(set[v2]:" in said  # the log line; it printed "Dataset(set:"
+    assert "m[a]" in said  # "saved to" in the summary table
+    answered = runner.invoke(app, ["recommend", "--model", str(model), "--user", "u1"])
+    assert answered.exit_code == 0, answered.output
+    assert "loaded m[a] in" in _said(answered)
+    parquet = Path("p[1]")
+    parquet.mkdir()
+    pl.read_csv(io.StringIO(ROWS)).write_parquet(parquet / "interactions.parquet")
+    described = runner.invoke(app, ["data", "describe", str(parquet)])
+    assert described.exit_code == 0, described.output  # polars read "[1]" as a glob
 
 
 def test_binary_files_where_text_is_read_are_one_line(

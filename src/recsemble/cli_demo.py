@@ -80,7 +80,7 @@ def demo(
     ] = True,
 ) -> None:
     """Data -> train -> evaluate -> report -> serve (dashboard, report, API docs)."""
-    from recsemble.cli import _errors_exit, _resolve, console, err_console
+    from recsemble.cli import _errors_exit, _resolve, console, err_console, say
     from recsemble.cli_evaluate import evaluate_with_progress
     from recsemble.cli_train import train_and_save
     from recsemble.report import write_report
@@ -101,7 +101,7 @@ def demo(
         _print_tables(outcome.results, config)
         _step("3/4 write the report")
         write_report(outcome.results, paths.report)
-        console.print(f"report written to {paths.report}")
+        say(f"report written to {paths.report}")
     _step("4/4 serve the API, the dashboard and the report")
     server = _start_server(paths, _free_port(port))
     try:
@@ -109,7 +109,7 @@ def demo(
         err_console.print(f"demo ready in {time.perf_counter() - start:.0f} s")
         _print_urls(urls, curls)
         if keep_serving:
-            console.print("serving until Ctrl-C (log: " + str(paths.log) + ")")
+            say(f"serving until Ctrl-C (log: {paths.log})")
             _stop_on_signals()
             server.process.wait()
     except KeyboardInterrupt:
@@ -283,8 +283,8 @@ def _example_ids(model: Path) -> tuple[str, str]:
     """A known user with a history and a popular item, from the saved model's id files."""
     import polars as pl
 
-    users = pl.read_parquet(model / "users.parquet")
-    items = pl.read_parquet(model / "items.parquet")
+    users = pl.read_parquet(model / "users.parquet", glob=False)
+    items = pl.read_parquet(model / "items.parquet", glob=False)
     return str(users["user_id"][len(users) // 2]), str(items["item_id"][0])
 
 

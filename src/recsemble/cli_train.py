@@ -98,15 +98,15 @@ def _like(config: RecsembleConfig, folder: Path, model: str | None) -> tuple[Rec
 def train_and_save(config: RecsembleConfig, model: str, out: Path) -> Table:
     """Load the configured data, fit `model` on all of it with a progress bar, save it to
     `out`; returns the summary table (also used by `recsemble demo`)."""
-    from recsemble.cli import _progress, err_console
+    from recsemble.cli import _progress, err_console, say
     from recsemble.evaluation.workflow import load_training_data
     from recsemble.ranking.ids import Catalog
     from recsemble.ranking.persistence import save_model
     from recsemble.ranking.training import fit_model, training_steps
 
-    with err_console.status(f"loading {config.data.dataset}"):
+    with err_console.status(escape(f"loading {config.data.dataset}")):
         prepared = load_training_data(config)
-    err_console.print(f"{prepared!r}: training {model} on all of it")
+    say(f"{prepared!r}: training {model} on all of it", err=True)
     start = time.perf_counter()
     with _progress() as bar:
         task = bar.add_task(model, total=training_steps(config, model))
@@ -119,7 +119,7 @@ def train_and_save(config: RecsembleConfig, model: str, out: Path) -> Table:
         )
         bar.update(task, description=f"{model} fitted")
     fit_seconds = time.perf_counter() - start
-    with err_console.status(f"saving to {out}"):
+    with err_console.status(escape(f"saving to {out}")):
         folder = save_model(fitted, out, Catalog.from_dataset(prepared))
     return _summary_table(fitted, fit_seconds, folder)
 
@@ -129,12 +129,12 @@ def _summary_table(model: Model, fit_seconds: float, folder: Path) -> Table:
     from recsemble.ranking.ensemble import Ensemble
     from recsemble.ranking.persistence import training_summary
 
-    table = Table(title=f"trained {model.name}", show_header=False)
+    table = Table(title=escape(f"trained {model.name}"), show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value")
     if isinstance(model, Ensemble):
         for label, seconds in model.fit_seconds_.items():
-            table.add_row(f"member {label}", f"fit {seconds:.2f} s (refit on all data)")
+            table.add_row(escape(f"member {label}"), f"fit {seconds:.2f} s (refit on all data)")
         training = training_summary(model) or {}
         table.add_row(
             "ranker training",
@@ -147,7 +147,7 @@ def _summary_table(model: Model, fit_seconds: float, folder: Path) -> Table:
         for label, line in _validation_lines(model):
             table.add_row(label, line)
     table.add_row("fit wall time", f"{fit_seconds:.1f} s")
-    table.add_row("saved to", str(folder))
+    table.add_row("saved to", escape(str(folder)))
     table.add_row("size on disk", f"{folder_size(folder) / 1e6:.1f} MB")
     return table
 
@@ -183,13 +183,13 @@ def recommend(
     ] = False,
 ) -> None:
     """Top-k items of a trained model for the given users, with external ids (and titles)."""
-    from recsemble.cli import _errors_exit, console, err_console
+    from recsemble.cli import _errors_exit, console, say
     from recsemble.ranking.persistence import load_model, recommend_ids
 
     with _errors_exit():
         start = time.perf_counter()
         loaded = load_model(model_dir)
-        err_console.print(f"loaded {model_dir} in {time.perf_counter() - start:.2f} s")
+        say(f"loaded {model_dir} in {time.perf_counter() - start:.2f} s", err=True)
         for answer in recommend_ids(loaded, user, k, exclude_seen=not include_seen):
             if answer.item_ids or answer.known:
                 console.print(_answer_table(answer, k))

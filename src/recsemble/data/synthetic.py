@@ -373,7 +373,7 @@ def _read_parquet(data_dir: Path, config: SyntheticConfig | None) -> Frames | No
     # Files of another config are never served as this one.
     if not all(p.exists() for p in paths) or (config is not None and written != config):
         return None
-    inter, items, users = (pl.read_parquet(p) for p in paths)
+    inter, items, users = (pl.read_parquet(p, glob=False) for p in paths)
     return inter, items, users
 
 

@@ -146,7 +146,7 @@ def _utf8_bytes(path: Path, raw: bytes, encoding: str) -> bytes:
 
 def _read_parquet(path: Path, data: Path | io.BytesIO) -> Table:
     try:
-        frame = pl.read_parquet(data)
+        frame = pl.read_parquet(data, glob=False)  # "[x]" in a path is a name
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise DataError(f"cannot read Parquet: {exc}", source=str(path)) from exc
     if frame.height == 0:

@@ -133,7 +133,7 @@ def _read_attributes(path: Path, key: str, ids: IdMap) -> pl.DataFrame | None:
     if not path.exists():
         return None
     try:
-        table = pl.read_parquet(path)
+        table = pl.read_parquet(path, glob=False)  # a "[x]" in a path is a name, not a pattern
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise DataError(f"cannot read Parquet ({exc})", source=str(path)) from None
     if table.columns[:1] != [key]:

@@ -133,7 +133,9 @@ def export_training_data(state: ServingState, version: str, cursor: int, folder:
         interactions = interactions.drop("value")
     interactions.write_parquet(folder / "interactions.parquet")
     for kind, name in (("item", ITEMS_FILE), ("user", USERS_FILE)):
-        saved = pl.read_parquet(model_dir / name) if (model_dir / name).is_file() else None
+        saved = (
+            pl.read_parquet(model_dir / name, glob=False) if (model_dir / name).is_file() else None
+        )
         table = _with_records(saved, state.store.changed_since(kind, 0), kind)
         if table is not None:
             table.write_parquet(folder / name)
