@@ -33,9 +33,11 @@ def test_analyze_prints_overlap_gains_and_the_pruning_curve(tmp_path: Path) -> N
     _run("data", "synth", "--out", str(data), "--users", "300", "--items", "200",
          "--interactions", "6000", "--format", "csv")  # fmt: skip
     out, plot = tmp_path / "analysis.json", tmp_path / "curve.png"
+    # k=5 from the config's first cut-off (analyze used 10 whatever the config said)
     text = _run(
         "analyze", "--dataset", str(data), "--config", str(_small_config(tmp_path / "r.toml")),
-        "--k", "5", "--ranker-rounds", "10", "--json", str(out), "--plot", str(plot),
+        "--set", "protocol.k=[20,5]", "--ranker-rounds", "10", "--json", str(out),
+        "--plot", str(plot),
     )  # fmt: skip
     for title in ("Jaccard@5", "rank-biased overlap", "Spearman", "unique hits",
                   "Leave one member out", "Forward selection"):  # fmt: skip

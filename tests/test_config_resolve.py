@@ -46,3 +46,10 @@ def test_member_settings_come_from_the_file_that_listed_them(tmp_path: Path) -> 
     rows = {key: source for key, _, source in resolve(given, env={}).rows()}
     assert rows["ensemble.members[0].candidates"] == f"file {given}"
     assert rows["ensemble.validation_folds"] == "default"
+
+
+def test_cutoffs_from_a_file_are_ascending_and_once_each(tmp_path: Path) -> None:
+    given = tmp_path / "c.toml"
+    given.write_text("[protocol]\nk = [20, 10, 10]\n")  # evaluated k=20 first, k=10 twice
+    assert resolve(given, env={}).config.protocol.k == [10, 20]
+    assert resolve(None, {"protocol.k": [5, 5]}, env={}).config.protocol.k == [5]

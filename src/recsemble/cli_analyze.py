@@ -42,7 +42,15 @@ def analyze(
     protocol: Annotated[
         str | None, typer.Option(help="temporal-user or temporal-global.", show_default=False)
     ] = None,
-    k: Annotated[int, typer.Option("--k", min=1, help="List length of every measure.")] = 10,
+    k: Annotated[
+        int | None,
+        typer.Option(
+            "--k",
+            min=1,
+            help="List length of every measure (default: the config's first protocol.k, 10).",
+            show_default=False,
+        ),
+    ] = None,
     ranker_rounds: Annotated[
         int,
         typer.Option(min=1, help="Boosting rounds of the rankers refitted for the analysis."),
@@ -71,11 +79,12 @@ def analyze(
                 "data.dataset": dataset,
                 "data.data_dir": str(data_dir) if data_dir else None,
                 "protocol.name": protocol,
+                "protocol.k": None if k is None else [k],
             },
         )
         outputs = {"--json": json_out, "--plot": plot}
         check_not_inputs(outputs, data_paths(resolved.config.data))
-        analysis, meta = _run(resolved.config, k, ranker_rounds, log)
+        analysis, meta = _run(resolved.config, resolved.config.protocol.k[0], ranker_rounds, log)
         for table in analysis_tables(analysis):
             console.print(table)
         console.print("Put this in the config to serve the recommended set:")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from recsemble.errors import ConfigError
 from recsemble.generators import GENERATORS
@@ -48,6 +48,12 @@ class ProtocolConfig(_Section):
     k: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [10], min_length=1)
     bootstrap_resamples: int = Field(1000, ge=10)
     seed: int = 0
+
+    @field_validator("k")
+    @classmethod
+    def _sorted_cutoffs(cls, k: list[int]) -> list[int]:
+        """Ascending and once each, as `--k` gives them: the first is the headline cut-off."""
+        return sorted(set(k))
 
 
 class EvaluateConfig(_Section):
