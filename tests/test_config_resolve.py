@@ -53,3 +53,10 @@ def test_cutoffs_from_a_file_are_ascending_and_once_each(tmp_path: Path) -> None
     given.write_text("[protocol]\nk = [20, 10, 10]\n")  # evaluated k=20 first, k=10 twice
     assert resolve(given, env={}).config.protocol.k == [10, 20]
     assert resolve(None, {"protocol.k": [5, 5]}, env={}).config.protocol.k == [5]
+
+
+def test_config_rows_list_members_in_their_order() -> None:
+    members = [{"model": "pop", "name": f"p{i}"} for i in range(12)]
+    rows = resolve(None, {"ensemble.members": members}, env={}).rows()
+    names = [value for key, value, _ in rows if key.endswith("].name")]
+    assert names == [f"p{i}" for i in range(12)]  # members[10] came before members[2]

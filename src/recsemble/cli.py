@@ -357,7 +357,7 @@ def config_show(config_path: ConfigOpt = None, sets: SetOpt = None) -> None:
         table.add_column("value")
         table.add_column("source", no_wrap=True)  # a file path stays readable in one piece
         for key, value, source in resolved.rows():
-            table.add_row(key, escape(repr(value)), escape(source))
+            table.add_row(escape(key), escape(repr(value)), escape(source))
         console.print(table)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -96,11 +97,11 @@ class ResolvedConfig:
     sources: dict[str, Source]
 
     def rows(self) -> list[tuple[str, Any, Source]]:
-        """(dotted key, value, source) for every leaf, sorted by key."""
+        """(dotted key, value, source) for every leaf, sorted by key (members[2] before [10])."""
         flat = _flatten(self.config.model_dump(by_alias=True))
         for name in self.config.models:
             flat.update(_flatten(self.config.model_config_for(name).model_dump(), f"models.{name}"))
-        return [(key, value, self._source(key)) for key, value in sorted(flat.items())]
+        return [(key, flat[key], self._source(key)) for key in sorted(flat, key=_natural)]
 
     def _source(self, key: str) -> Source:
         """Where `key` was set: it or the list it is in (ensemble.members[2].model comes with
@@ -268,6 +269,11 @@ def _merge(
         else:
             into[key] = value
             sources[dotted] = src
+
+
+def _natural(key: str) -> list[tuple[int, str]]:
+    """Sort key reading the digit runs of `key` as numbers."""
+    return [(int(part), "") if part.isdigit() else (-1, part) for part in re.split(r"(\d+)", key)]
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
