@@ -188,6 +188,8 @@ def test_evaluate_warns_when_the_split_point_is_full_of_ties(tmp_path: Path) -> 
     ("args", "needle"),
     [
         (["evaluate", "--models", "pop,itemknnn"], "unknown model"),
+        (["evaluate", "--models", "POP"], "unknown model 'POP'; did you mean 'pop'?"),
+        (["train", "--model", "EASE", "--out", "m"], "did you mean 'ease'?"),
         (["evaluate", "--k", "ten"], "--k takes integers"),
         (["evaluate", "--k", "10,0"], "protocol.k.0: Input should be greater"),
         (["evaluate", "--set", "protocol.k=[]"], "protocol.k: List should have at least 1"),

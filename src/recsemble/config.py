@@ -150,7 +150,7 @@ def resolve(
     known = [*GENERATORS, *COMPOSITE_MODELS]
     for name in [*config.evaluate.models, config.evaluate.baseline]:
         if name not in known:
-            raise ConfigError(f"evaluate: unknown model {name!r}{_suggest(name, known)}")
+            raise ConfigError(f"evaluate: unknown model {name!r}{_suggest(name, known, 'models')}")
     check_stage_names(config.evaluate.rerank)
     check_stage_names(config.rerank.stages)
     return ResolvedConfig(config, sources)
@@ -187,10 +187,11 @@ def _valid_keys(model: type[BaseModel]) -> dict[str, str]:
     return {field.alias or name: name for name, field in model.model_fields.items()}
 
 
-def _suggest(key: str, valid: list[str]) -> str:
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"{hint} valid keys: {', '.join(sorted(valid))}"
+def _suggest(key: str, valid: list[str], what: str = "valid keys") -> str:
+    by_case = [name for name in valid if name.lower() == key.lower()]  # POP -> pop
+    close = by_case or difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ";"
+    return f"{hint} {what}: {', '.join(sorted(valid))}"
 
 
 def _check_keys(data: Mapping[str, Any], where: str) -> None:
@@ -220,7 +221,9 @@ def _check_models(value: Any, where: str) -> None:
         raise ConfigError(f"{where}: 'models' must be a table of [models.<name>] sections")
     for name, params in value.items():
         if name not in GENERATORS:
-            raise ConfigError(f"{where}: unknown model {name!r}{_suggest(name, list(GENERATORS))}")
+            raise ConfigError(
+                f"{where}: unknown model {name!r}{_suggest(name, list(GENERATORS), 'models')}"
+            )
         if not isinstance(params, Mapping):
             raise ConfigError(f"{where}: 'models.{name}' must be a table of keys")
         _check_section(params, GENERATORS[name].Config, f"models.{name}.", where)

@@ -37,7 +37,9 @@ def _ignore_step() -> None:
 def check_model_name(name: str) -> None:
     known = [ENSEMBLE, *GENERATORS]
     if name not in known:
-        raise ConfigError(f"unknown model {name!r}; choose from {', '.join(known)}")
+        close = [k for k in known if k.lower() == name.lower()]
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(f"unknown model {name!r}; {hint}choose from {', '.join(known)}")
 
 
 def training_steps(config: RecsembleConfig, name: str) -> int:
