@@ -104,6 +104,13 @@ def test_recommend_answers_unknown_users(trained: tuple[Path, str]) -> None:
     assert len(_listed_items(output)) == 3
 
 
+def test_recommend_refuses_an_id_no_data_file_can_hold(trained: tuple[Path, str]) -> None:
+    out, _ = trained
+    user = json.loads((out / "ids.json").read_text())["users"][0]
+    said = " ".join(_fail("recommend", "--model", str(out), "--user", f" {user}").split())
+    assert "has leading or trailing whitespace" in said  # it answered as for a new user
+
+
 def test_train_a_single_generator(synth: Path) -> None:
     out = synth / "knn"
     _run("train", "--dataset", str(synth / "data"), "--model", "itemknn", "--out", str(out))

@@ -187,6 +187,7 @@ def recommend(
     from recsemble.ranking.persistence import load_model, recommend_ids
 
     with _errors_exit():
+        _check_user_ids(user)
         start = time.perf_counter()
         loaded = load_model(model_dir)
         say(f"loaded {model_dir} in {time.perf_counter() - start:.2f} s", err=True)
@@ -199,6 +200,16 @@ def recommend(
                            "it never saw (an ensemble, or `recsemble serve`, falls back to "
                            "popularity)"), soft_wrap=True
                 )  # fmt: skip
+
+
+def _check_user_ids(users: list[str]) -> None:
+    """An id no data file can hold (" 1") would get a cold-start answer, not the user's."""
+    from recsemble.data.tables import id_problem
+    from recsemble.errors import ConfigError
+
+    for user in users:
+        if (problem := id_problem(user)) is not None:
+            raise ConfigError(f"--user {user!r}: {problem}, so no model knows it")
 
 
 def _answer_table(answer: IdRecommendation, k: int) -> Table:
