@@ -401,6 +401,16 @@ def test_load_folder(tmp_path: Path) -> None:
     assert ds.user_attributes["country"][ds.users.idx_of("u1")] == "fr"
 
 
+def test_folder_file_names_in_any_case(tmp_path: Path) -> None:
+    FRAME.write_csv(tmp_path / "Interactions.CSV")
+    write(tmp_path, "Items.csv", "item_id,title\ni1,One\n")  # was silently left out
+    ds = load_dataset(tmp_path, event_weights={"view": 1, "cart": 3, "purchase": 5})
+    assert ds.item_attributes["title"][ds.items.idx_of("i1")] == "One"
+    write(tmp_path, "items.csv", "item_id,title\ni1,Uno\n")
+    with pytest.raises(DataError, match=r"several items files.*Items\.csv.*items\.csv"):
+        load_dataset(tmp_path)
+
+
 def test_load_single_file(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     FRAME.write_ndjson(path)

@@ -320,8 +320,9 @@ def _load_folder(
 
 
 def _find_one(folder: Path, stem: str) -> Path | None:
-    names = [f"{stem}{s}{packed}" for s in SUFFIXES for packed in ("", *UNPACKED)]
-    found = [folder / n for n in names if (folder / n).is_file()]
+    """The folder's `stem` file, whatever the case of its name (Items.CSV is items.csv)."""
+    names = {f"{stem}{s}{packed}" for s in SUFFIXES for packed in ("", *UNPACKED)}
+    found = sorted(p for p in folder.iterdir() if p.name.lower() in names and p.is_file())
     if len(found) > 1:
         raise DataError(
             f"several {stem} files, keep one: {[p.name for p in found]}", source=str(folder)
