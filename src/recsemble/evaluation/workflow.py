@@ -144,7 +144,10 @@ def run_evaluation(
     baseline, first_k = config.evaluate.baseline, config.protocol.k[0]
     extras.add_roles(results, baseline, specs)
     extras.add_item_slices(results, evaluation)
-    extras.add_comparisons(results, evaluation, baseline)
+    protocol = config.protocol
+    extras.add_comparisons(
+        results, evaluation, baseline, n_resamples=protocol.bootstrap_resamples, seed=protocol.seed
+    )
     extras.add_decisions(results, first_k)
     if config.evaluate.analyze and "ensemble" in models:
         from recsemble.ranking.ensemble import Ensemble

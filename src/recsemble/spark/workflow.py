@@ -282,6 +282,9 @@ def _results(
     baseline = config.evaluate.baseline
     extras.add_roles(results, baseline, [])
     extras.add_item_slices(results, evaluation)
-    extras.add_comparisons(results, evaluation, baseline)
+    protocol = config.protocol
+    extras.add_comparisons(
+        results, evaluation, baseline, n_resamples=protocol.bootstrap_resamples, seed=protocol.seed
+    )
     extras.add_decisions(results, config.protocol.k[0])
     return results
