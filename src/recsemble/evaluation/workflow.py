@@ -137,6 +137,8 @@ def run_evaluation(
         "dataset": config.data.dataset,
         "protocol": config.protocol.name,
         "test_fraction": config.protocol.test_fraction,
+        "min_user_interactions": config.protocol.min_user_interactions,
+        "min_value": config.data.min_value,
         "k": list(config.protocol.k),
         "boundary_tie_share": the_split.boundary_tie_share,
     }

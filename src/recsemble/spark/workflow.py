@@ -272,6 +272,8 @@ def _results(
         "dataset": config.data.dataset,
         "protocol": config.protocol.name,
         "test_fraction": config.protocol.test_fraction,
+        "min_user_interactions": config.protocol.min_user_interactions,
+        "min_value": config.data.min_value,
         "k": list(config.protocol.k),
         "engine": "spark",
         "spark_master": master,
