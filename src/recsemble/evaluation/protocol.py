@@ -27,8 +27,9 @@ class Split:
 
     reference_time[u] is the moment user u's recommendation is made (epoch s): for temporal-user
     their last train interaction, for temporal-global the cutoff. Anything causal counts only
-    interactions at or before it. Users without train interactions have the cutoff (global) or
-    -1 (temporal-user, which cannot produce such users after preparation).
+    interactions at or before it. Users without train interactions have the cutoff (global) or,
+    under temporal-user (only with protocol.min_user_interactions < 2), the second before
+    their first test interaction; -1 if they have no interaction at all.
     """
 
     train: Dataset
@@ -162,9 +163,20 @@ def temporal_user_split(dataset: Dataset, test_fraction: float = 0.2) -> Split:
         test_fraction,
     )
     train, test = _split_frames(dataset, test_mask)
-    ref = np.full(dataset.n_users, -1, dtype=np.int64)
+    return Split(train, test, "temporal-user", user_reference_times(train, test))
+
+
+def user_reference_times(train: Dataset, test: Dataset) -> npt.NDArray[np.int64]:
+    """temporal-user's moments of recommendation: each user's last train interaction; a user
+    with none (a single interaction, all of it test) is served the second before their first
+    test interaction, so causal counts see what was known then (not nothing, as at -1)."""
+    ref = np.full(train.n_users, -1, dtype=np.int64)
     np.maximum.at(ref, train.column("user_idx"), train.column("timestamp"))
-    return Split(train, test, "temporal-user", ref)
+    first = np.full(test.n_users, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first, test.column("user_idx"), test.column("timestamp"))
+    cold = (train.user_history_lengths == 0) & (test.user_history_lengths > 0)
+    ref[cold] = first[cold] - 1
+    return ref
 
 
 def temporal_global_split(dataset: Dataset, test_fraction: float = 0.2) -> Split:
