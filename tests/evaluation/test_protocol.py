@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recsemble.data.dataset import Dataset
-from recsemble.errors import ConfigError
+from recsemble.errors import ConfigError, DataError
 from recsemble.evaluation.protocol import prepare, split, validation_split
 
 from .. import reference_protocol as ref
@@ -140,6 +140,12 @@ def test_min_value_filter() -> None:
     assert prepare(Dataset.from_frames(frame), min_value=4.0).n_interactions == 5
     assert prepare(Dataset.from_frames(frame), min_value=5.0).n_users == 0
     assert np.all(prepare(Dataset.from_frames(frame)).column("value") >= 1.0)
+
+
+def test_min_value_on_data_without_values_is_named() -> None:
+    """It dropped every row, and the error then blamed users with too few interactions."""
+    with pytest.raises(DataError, match="min_value = 4 keeps interactions by their explicit"):
+        prepare(_dataset([("a", f"i{n}", n) for n in range(6)]), min_value=4.0)
 
 
 def test_a_user_with_no_train_interaction_is_served_before_their_first_test_one() -> None:

@@ -87,6 +87,7 @@ def prepare(
     """
     inter = dataset.interactions
     if min_value is not None:
+        _check_has_values(dataset, min_value)
         inter = inter.filter(pl.col("value") >= min_value)
     collapsed = (
         inter.with_row_index("_row")
@@ -110,6 +111,16 @@ def prepare(
     user_idx = np.sort(kept_users.to_numpy())
     item_idx = np.sort(collapsed["item_idx"].unique().to_numpy())
     return dataset.with_interactions(collapsed).restrict(user_idx, item_idx)
+
+
+def _check_has_values(dataset: Dataset, min_value: float) -> None:
+    """min_value filters on explicit values; data without any would silently lose every row."""
+    values = dataset.interactions["value"]
+    if values.len() and values.null_count() == values.len():
+        raise DataError(
+            f"{dataset.name or 'the data set'}: data.min_value = {min_value:g} keeps interactions "
+            "by their explicit value, but it has none (no rating or value column): unset it"
+        )
 
 
 def _string_rank(ids: pl.Series) -> npt.NDArray[np.int64]:
