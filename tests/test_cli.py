@@ -133,6 +133,21 @@ def test_compare_prints_paired_intervals(shared_datasets: Path, tmp_path: Path) 
     assert "unknown" not in _fail("compare", str(out), "--baseline", "nope")
 
 
+def test_compare_names_the_slices_too_small_to_compare(tmp_path: Path) -> None:
+    """A slice of one user has no paired comparison: the table says so rather than showing
+    the other slices as if they were all (here user u0, 4 train items, is the 1-4 slice)."""
+    rows = [f"u0,i{i},{i}" for i in range(5)]
+    rows += [f"u{u},i{(u + i) % 12},{i}" for u in range(1, 4) for i in range(10)]
+    data = tmp_path / "small.csv"
+    data.write_text("user_id,item_id,timestamp\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "r.json"
+    _run("evaluate", "--dataset", str(data), "--models", "itemknn", "--json", str(out))
+    per_user = json.loads(out.read_text())["pop"]["per_user"]
+    assert per_user["slice"].count("1-4") == 1
+    text = " ".join(_run("compare", str(out), "--metric", "ndcg@10").split())
+    assert "not compared, fewer than 2 users with values: 1-4 (1 user)" in text
+
+
 def test_synth_describe_and_evaluate_generated_data(tmp_path: Path) -> None:
     data = tmp_path / "data"
     _run(

@@ -144,7 +144,7 @@ def compare(
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
 ) -> None:
     """Paired per-user differences against a baseline: 95% bootstrap CI and p-values, per slice."""
-    from recsemble.evaluation.files import compare_results, read_results
+    from recsemble.evaluation.files import compare_results, read_results, uncompared_slices
 
     with _errors_exit():
         results = read_results(results_path)
@@ -157,7 +157,8 @@ def compare(
             )
         for name, by_metric in comparison.items():
             for metric_name, by_slice in by_metric.items():
-                console.print(comparison_table(name, baseline, metric_name, by_slice))
+                left_out = uncompared_slices(results, name, baseline, metric_name)
+                console.print(comparison_table(name, baseline, metric_name, by_slice, left_out))
 
 
 def _default_metrics(results: dict[str, Any]) -> list[str]:

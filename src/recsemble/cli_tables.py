@@ -43,9 +43,17 @@ def _fmt(value: Any) -> str:
 
 
 def comparison_table(
-    name: str, baseline: str, metric: str, by_slice: dict[str, dict[str, float]]
+    name: str,
+    baseline: str,
+    metric: str,
+    by_slice: dict[str, dict[str, float]],
+    uncompared: dict[str, int] | None = None,
 ) -> Table:
+    """One row per compared slice; `uncompared` (slice -> users) is named under the table."""
     table = Table(title=escape(f"{name} vs {baseline}: {metric} (paired per user)"))
+    if uncompared:
+        named = ", ".join(f"{s} ({n} user{'' if n == 1 else 's'})" for s, n in uncompared.items())
+        table.caption = escape(f"not compared, fewer than 2 users with values: {named}")
     for column in (
         "slice",
         "users",

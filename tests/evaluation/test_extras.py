@@ -168,3 +168,31 @@ def test_rerank_models_limits_the_variants_and_must_be_evaluated() -> None:
     wrong = RecsembleConfig.model_validate({"evaluate": {**evaluate, "rerank_models": ["bpr"]}})
     with pytest.raises(ConfigError, match="bpr"):
         build_models(wrong)
+
+
+def test_comparisons_use_the_protocol_bootstrap_settings(tmp_path: Path) -> None:
+    """protocol.bootstrap_resamples and protocol.seed reach vs_baseline (they were accepted
+    and ignored: every run drew 1,000 resamples from seed 0)."""
+    from recsemble.evaluation.significance import compare_per_slice
+
+    args = ["data", "synth", "--out", str(tmp_path), "--users", "80", "--items", "100"]
+    assert CliRunner().invoke(app, [*args, "--interactions", "1500", "--seed", "2"]).exit_code == 0
+    protocol = {"bootstrap_resamples": 37, "seed": 11}
+    config = RecsembleConfig.model_validate(
+        {
+            "data": {"dataset": str(tmp_path)},
+            "protocol": protocol,
+            "evaluate": {"models": ["itemknn"]},
+        }
+    )
+    results = run_evaluation(config).results
+    per_user = results["itemknn"]["per_user"]
+    expected = compare_per_slice(
+        per_user["ndcg@10"],
+        results["pop"]["per_user"]["ndcg@10"],
+        per_user["slice"],
+        n_resamples=37,
+        seed=11,
+    )
+    assert results["itemknn"]["vs_baseline"]["ndcg@10"] == expected
+    assert expected["all"]["n_resamples"] == 37

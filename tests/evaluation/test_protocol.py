@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recsemble.data.dataset import Dataset
-from recsemble.errors import ConfigError
+from recsemble.errors import ConfigError, DataError
 from recsemble.evaluation.protocol import prepare, split, validation_split
 
 from .. import reference_protocol as ref
@@ -140,3 +140,26 @@ def test_min_value_filter() -> None:
     assert prepare(Dataset.from_frames(frame), min_value=4.0).n_interactions == 5
     assert prepare(Dataset.from_frames(frame), min_value=5.0).n_users == 0
     assert np.all(prepare(Dataset.from_frames(frame)).column("value") >= 1.0)
+
+
+def test_min_value_on_data_without_values_is_named() -> None:
+    """It dropped every row, and the error then blamed users with too few interactions."""
+    with pytest.raises(DataError, match="min_value = 4 keeps interactions by their explicit"):
+        prepare(_dataset([("a", f"i{n}", n) for n in range(6)]), min_value=4.0)
+
+
+def test_a_user_with_no_train_interaction_is_served_before_their_first_test_one() -> None:
+    """With min_user_interactions=1 a one-event user is all test under temporal-user: their
+    moment was -1, so a causal popularity counted nothing and listed the lowest item ids."""
+    from recsemble.generators import GENERATORS
+
+    rows = [(f"u{u}", f"i{u % 3 + 2}", 10 + u) for u in range(6)] + [("solo", "i9", 50)]
+    rows += [(f"u{u}", f"i{n}", 1 + n) for u in range(6) for n in (5, 6)]
+    prepared = prepare(_dataset(rows), min_user_interactions=1)
+    the_split = split(prepared, "temporal-user")
+    solo = prepared.users.idx_of("solo")
+    assert the_split.cold_users.tolist() == [solo]
+    assert the_split.reference_time[solo] == 49
+    pop = GENERATORS["pop"](causal=True).fit(the_split.train)
+    top = pop.recommend([solo], 1, at=the_split.reference_time[[solo]]).items[0, 0]
+    assert prepared.items.to_ids([top])[0] in {"i5", "i6"}  # popular before 50, not "i2"

@@ -86,3 +86,23 @@ def test_a_bad_file_is_one_clear_error(tmp_path: Path) -> None:
     missing = CliRunner().invoke(app, ["report", str(tmp_path / "nope.json")])
     assert missing.exit_code == 2 and "does not exist" in missing.output
     assert not (tmp_path / "r.html").exists()
+
+
+def test_the_preparation_settings_are_recorded_and_shown(tmp_path: Path) -> None:
+    """A run on ratings >= 4 of users with 3+ interactions must not read as the protocol's
+    default preparation: results.json's meta and the report's header say so."""
+    rows = [f"u{u},i{(u * 3 + i) % 15},{i},{1 + (u + i) % 5}" for u in range(12) for i in range(9)]
+    data = tmp_path / "rated.csv"
+    data.write_text("user_id,item_id,timestamp,rating\n" + "\n".join(rows) + "\n")
+    results, html = tmp_path / "r.json", tmp_path / "r.html"
+    runner = CliRunner()
+    sets = ["--set", "data.min_value=4", "--set", "protocol.min_user_interactions=3"]
+    args = ["evaluate", "--dataset", str(data), "--models", "itemknn", "--json", str(results)]
+    assert runner.invoke(app, [*args, *sets]).exit_code == 0
+    meta = json.loads(results.read_text())["pop"]["meta"]
+    assert (meta["min_value"], meta["min_user_interactions"]) == (4.0, 3)
+    assert runner.invoke(app, ["report", str(results), "-o", str(html)]).exit_code == 0
+    shown = " ".join(parse_page(html.read_text()).by_id("fact-protocol").text.split())
+    assert (
+        shown == "temporal-user, test fraction 0.2, users with >= 3 interactions, only values >= 4"
+    )

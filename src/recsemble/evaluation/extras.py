@@ -49,8 +49,16 @@ def add_item_slices(results: dict[str, Any], evaluation: Evaluation) -> None:
         )
 
 
-def add_comparisons(results: dict[str, Any], evaluation: Evaluation, baseline: str) -> None:
-    """vs_baseline: metric@k -> slice -> paired comparison (bootstrap CI, p-values)."""
+def add_comparisons(
+    results: dict[str, Any],
+    evaluation: Evaluation,
+    baseline: str,
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> None:
+    """vs_baseline: metric@k -> slice -> paired comparison (bootstrap CI, p-values), with
+    `n_resamples` bootstrap resamples from `seed` (protocol.bootstrap_resamples, .seed)."""
     labels = evaluation.slice_labels
     base = evaluation.runs[baseline].metrics
     for name, run in evaluation.runs.items():
@@ -60,7 +68,9 @@ def add_comparisons(results: dict[str, Any], evaluation: Evaluation, baseline: s
         for k in evaluation.ks:
             mine, theirs = run.metrics[k].per_user(), base[k].per_user()
             for metric in COMPARED:
-                out[f"{metric}@{k}"] = compare_per_slice(mine[metric], theirs[metric], labels)
+                out[f"{metric}@{k}"] = compare_per_slice(
+                    mine[metric], theirs[metric], labels, n_resamples=n_resamples, seed=seed
+                )
         results[name]["vs_baseline"] = out
 
 

@@ -18,6 +18,7 @@ from recsemble.data.dataset import Dataset
 from recsemble.errors import DataError
 from recsemble.evaluation.runner import Evaluation
 from recsemble.evaluation.significance import compare_per_slice
+from recsemble.evaluation.slices import ALL
 
 
 def _interactions_csv(dataset: Dataset, path: Path) -> None:
@@ -117,6 +118,19 @@ def compare_results(
                 seed=seed,
             )
     return out
+
+
+def uncompared_slices(
+    results: Mapping[str, Any], name: str, baseline: str, metric: str
+) -> dict[str, int]:
+    """Slices with users that compare_results leaves out ("all" included): fewer than 2 users
+    with a value (not NaN) for both models; slice -> those users."""
+    mine, base = _per_user(results, name), _per_user(results, baseline)
+    usable = ~(np.isnan(_floats(mine[metric])) | np.isnan(_floats(base[metric])))
+    labels = np.asarray(base["slice"]).astype(str)
+    counts = {ALL: int(usable.sum())}
+    counts.update({str(s): int(usable[labels == s].sum()) for s in dict.fromkeys(labels)})
+    return {s: n for s, n in counts.items() if n < 2}
 
 
 def _per_user(results: Mapping[str, Any], name: str) -> dict[str, Any]:

@@ -27,8 +27,9 @@ class Split:
 
     reference_time[u] is the moment user u's recommendation is made (epoch s): for temporal-user
     their last train interaction, for temporal-global the cutoff. Anything causal counts only
-    interactions at or before it. Users without train interactions have the cutoff (global) or
-    -1 (temporal-user, which cannot produce such users after preparation).
+    interactions at or before it. Users without train interactions have the cutoff (global) or,
+    under temporal-user (only with protocol.min_user_interactions < 2), the second before
+    their first test interaction; -1 if they have no interaction at all.
     """
 
     train: Dataset
@@ -86,6 +87,7 @@ def prepare(
     """
     inter = dataset.interactions
     if min_value is not None:
+        _check_has_values(dataset, min_value)
         inter = inter.filter(pl.col("value") >= min_value)
     collapsed = (
         inter.with_row_index("_row")
@@ -109,6 +111,16 @@ def prepare(
     user_idx = np.sort(kept_users.to_numpy())
     item_idx = np.sort(collapsed["item_idx"].unique().to_numpy())
     return dataset.with_interactions(collapsed).restrict(user_idx, item_idx)
+
+
+def _check_has_values(dataset: Dataset, min_value: float) -> None:
+    """min_value filters on explicit values; data without any would silently lose every row."""
+    values = dataset.interactions["value"]
+    if values.len() and values.null_count() == values.len():
+        raise DataError(
+            f"{dataset.name or 'the data set'}: data.min_value = {min_value:g} keeps interactions "
+            "by their explicit value, but it has none (no rating or value column): unset it"
+        )
 
 
 def _string_rank(ids: pl.Series) -> npt.NDArray[np.int64]:
@@ -162,9 +174,20 @@ def temporal_user_split(dataset: Dataset, test_fraction: float = 0.2) -> Split:
         test_fraction,
     )
     train, test = _split_frames(dataset, test_mask)
-    ref = np.full(dataset.n_users, -1, dtype=np.int64)
+    return Split(train, test, "temporal-user", user_reference_times(train, test))
+
+
+def user_reference_times(train: Dataset, test: Dataset) -> npt.NDArray[np.int64]:
+    """temporal-user's moments of recommendation: each user's last train interaction; a user
+    with none (a single interaction, all of it test) is served the second before their first
+    test interaction, so causal counts see what was known then (not nothing, as at -1)."""
+    ref = np.full(train.n_users, -1, dtype=np.int64)
     np.maximum.at(ref, train.column("user_idx"), train.column("timestamp"))
-    return Split(train, test, "temporal-user", ref)
+    first = np.full(test.n_users, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first, test.column("user_idx"), test.column("timestamp"))
+    cold = (train.user_history_lengths == 0) & (test.user_history_lengths > 0)
+    ref[cold] = first[cold] - 1
+    return ref
 
 
 def temporal_global_split(dataset: Dataset, test_fraction: float = 0.2) -> Split:

@@ -137,6 +137,8 @@ def run_evaluation(
         "dataset": config.data.dataset,
         "protocol": config.protocol.name,
         "test_fraction": config.protocol.test_fraction,
+        "min_user_interactions": config.protocol.min_user_interactions,
+        "min_value": config.data.min_value,
         "k": list(config.protocol.k),
         "boundary_tie_share": the_split.boundary_tie_share,
     }
@@ -144,7 +146,10 @@ def run_evaluation(
     baseline, first_k = config.evaluate.baseline, config.protocol.k[0]
     extras.add_roles(results, baseline, specs)
     extras.add_item_slices(results, evaluation)
-    extras.add_comparisons(results, evaluation, baseline)
+    protocol = config.protocol
+    extras.add_comparisons(
+        results, evaluation, baseline, n_resamples=protocol.bootstrap_resamples, seed=protocol.seed
+    )
     extras.add_decisions(results, first_k)
     if config.evaluate.analyze and "ensemble" in models:
         from recsemble.ranking.ensemble import Ensemble

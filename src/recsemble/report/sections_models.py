@@ -49,7 +49,8 @@ def header(data: ReportData) -> str:
     users = number(meta.get("n_users"))
     facts = {
         "dataset": meta.get("dataset", "?"),
-        "protocol": f"{meta.get('protocol', '?')}, test fraction {meta.get('test_fraction', '?')}",
+        "protocol": f"{meta.get('protocol', '?')}, test fraction {meta.get('test_fraction', '?')}"
+        + _preparation(meta),
         "users evaluated": f"{int(users):,}" if users is not None else "?",
         "cut-offs": ", ".join(f"@{k}" for k in data.ks) + f" (charts use @{data.k})",
         "baseline": data.baseline or "none",
@@ -61,6 +62,22 @@ def header(data: ReportData) -> str:
         for name, v in facts.items()
     )
     return f'<dl class="facts">{items}</dl>'
+
+
+#: benchmark-protocol.md, data preparation step 3: users with fewer are dropped.
+_PROTOCOL_MIN_INTERACTIONS = 5
+
+
+def _preparation(meta: Mapping[str, Any]) -> str:
+    """The preparation settings results.json records, where they are not the protocol's
+    defaults (users with 5+ interactions, every value kept); older files record none."""
+    least, value = number(meta.get("min_user_interactions")), number(meta.get("min_value"))
+    out = (
+        ""
+        if least is None or least == _PROTOCOL_MIN_INTERACTIONS
+        else f", users with >= {least:g} interactions"
+    )
+    return out + ("" if value is None else f", only values >= {value:g}")
 
 
 def _fact_id(name: str) -> str:

@@ -19,7 +19,7 @@ import polars as pl
 from recsemble.data.dataset import Dataset
 from recsemble.data.idmap import IdMap
 from recsemble.errors import ConfigError
-from recsemble.evaluation.protocol import ProtocolName, Split
+from recsemble.evaluation.protocol import ProtocolName, Split, user_reference_times
 from recsemble.spark.data import (
     ROW_ORDER,
     SparkSource,
@@ -163,8 +163,7 @@ def local_split(spark_split: SparkSplit) -> Split:
     test = dataset.with_interactions(inter.filter(is_test))
     n_users = dataset.n_users
     if spark_split.protocol == "temporal-user":
-        ref = np.full(n_users, -1, dtype=np.int64)
-        np.maximum.at(ref, train.column("user_idx"), train.column("timestamp"))
+        ref = user_reference_times(train, test)
     else:
         ts = train.column("timestamp")
         ref = np.full(n_users, int(ts.max()) if ts.size else -1, dtype=np.int64)

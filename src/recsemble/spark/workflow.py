@@ -272,6 +272,8 @@ def _results(
         "dataset": config.data.dataset,
         "protocol": config.protocol.name,
         "test_fraction": config.protocol.test_fraction,
+        "min_user_interactions": config.protocol.min_user_interactions,
+        "min_value": config.data.min_value,
         "k": list(config.protocol.k),
         "engine": "spark",
         "spark_master": master,
@@ -282,6 +284,9 @@ def _results(
     baseline = config.evaluate.baseline
     extras.add_roles(results, baseline, [])
     extras.add_item_slices(results, evaluation)
-    extras.add_comparisons(results, evaluation, baseline)
+    protocol = config.protocol
+    extras.add_comparisons(
+        results, evaluation, baseline, n_resamples=protocol.bootstrap_resamples, seed=protocol.seed
+    )
     extras.add_decisions(results, config.protocol.k[0])
     return results
