@@ -82,6 +82,16 @@ def test_decision_says_no_when_the_interval_includes_zero() -> None:
     assert "includes zero" in record["statement"]
 
 
+def test_decision_says_worse_when_the_interval_lies_below_zero() -> None:
+    """It read "does not significantly beat popularity by -50.0%" for a significant loss."""
+    meta = {"baseline": "pop", "model": "ensemble", "role": "model"}
+    by_slice = {"all": _comparison(0.1, 0.2, -0.15, -0.05)}
+    results = {"ensemble": {"meta": meta, "vs_baseline": {"ndcg@10": by_slice}}}
+    text = decide(results, "ensemble", "ndcg@10")["statement"]
+    expected = "is significantly worse than popularity by -50.0% NDCG@10 [95% CI -75.0%, -25.0%]"
+    assert expected in text and "does not significantly beat" not in text
+
+
 TINY = """
 [protocol]
 k = [5, 10]

@@ -103,7 +103,13 @@ def statement(record: Mapping[str, Any]) -> str:
     model = display_name(record["model"])
     baseline = display_name(record["baseline"])
     metric = record["metric"].upper()
-    verb = "beats" if record["ci_low"] > 0 else "does not significantly beat"
+    verb = (
+        "beats"
+        if record["ci_low"] > 0
+        else "is significantly worse than"
+        if record["ci_high"] < 0
+        else "does not significantly beat"
+    )
     head = (
         f"{model[0].upper()}{model[1:]} {verb} {baseline} by {_pct(record['relative_gain'])} "
         f"{metric} [95% CI {_pct(record['relative_ci_low'])}, {_pct(record['relative_ci_high'])}]"
