@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -127,3 +128,34 @@ def test_calibration_folds_beyond_the_users_are_one_line(tmp_path: Path) -> None
     said = _fails("train", "--dataset", str(data), "--out", out, "--set", CALIBRATED)
     assert "1 validation user(s) cannot fill 3 folds" in said  # was a ValueError traceback
     assert "ensemble.calibration_folds" in said
+
+
+def _commands(group: Any, path: list[str]) -> list[tuple[list[str], Any]]:
+    """(command path, command) of every leaf command under a typer group."""
+    out: list[tuple[list[str], Any]] = []
+    for name, command in group.commands.items():
+        if hasattr(command, "commands"):
+            out += _commands(command, [*path, name])
+        else:
+            out.append(([*path, name], command))
+    return out
+
+
+def test_help_texts_keep_their_brackets() -> None:
+    """Option help is rich markup: "[rerank] stages" printed as " stages" and "pip install
+    'recsemble[spark]'" as "pip install 'recsemble'" (a wrong install line)."""
+    import re
+
+    from typer.main import get_command
+
+    for path, command in _commands(get_command(app), []):
+        tokens = {
+            token
+            for param in command.params
+            for token in re.findall(r"\[[\w.*]+\]", getattr(param, "help", None) or "")
+        }
+        if not tokens:
+            continue
+        result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "400"})
+        shown = "".join(result.output.split())
+        assert all(token in shown for token in tokens), (path, tokens)

@@ -45,7 +45,7 @@ def serve(
     config_path: Annotated[
         Path | None,
         typer.Option(
-            "--config", help="TOML config: [rerank] stages and settings.", show_default=False
+            "--config", help="TOML config: \\[rerank] stages and settings.", show_default=False
         ),
     ] = None,
     train_config: Annotated[

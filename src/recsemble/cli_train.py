@@ -43,7 +43,7 @@ def train(
         Path | None,
         typer.Option(
             "--like",
-            help="A saved model to train again: its kind, [ensemble] and [models.*] settings "
+            help="A saved model to train again: its kind, \\[ensemble] and \\[models.*] settings "
             "(the config's data settings still apply).",
             show_default=False,
         ),

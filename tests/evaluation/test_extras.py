@@ -82,6 +82,27 @@ def test_decision_says_no_when_the_interval_includes_zero() -> None:
     assert "includes zero" in record["statement"]
 
 
+def test_decision_says_worse_when_the_interval_lies_below_zero() -> None:
+    """It read "does not significantly beat popularity by -50.0%" for a significant loss."""
+    meta = {"baseline": "pop", "model": "ensemble", "role": "model"}
+    by_slice = {"all": _comparison(0.1, 0.2, -0.15, -0.05)}
+    results = {"ensemble": {"meta": meta, "vs_baseline": {"ndcg@10": by_slice}}}
+    text = decide(results, "ensemble", "ndcg@10")["statement"]
+    expected = "is significantly worse than popularity by -50.0% NDCG@10 [95% CI -75.0%, -25.0%]"
+    assert expected in text and "does not significantly beat" not in text
+
+
+def test_decision_over_a_baseline_scoring_zero_is_absolute() -> None:
+    """A baseline mean of 0 gave "+nan%" figures, and a significant gain was called "under
+    1%, too small to see online"."""
+    meta = {"baseline": "pop", "model": "ensemble", "role": "model"}
+    by_slice = {"all": _comparison(0.3, 0.0, 0.1, 0.5)}
+    results = {"ensemble": {"meta": meta, "vs_baseline": {"ndcg@10": by_slice}}}
+    record = decide(results, "ensemble", "ndcg@10")
+    assert "beats popularity by +0.3000 NDCG@10 [95% CI +0.1000, +0.5000]" in record["statement"]
+    assert "nan" not in record["statement"] and record["ab_test"] is True
+
+
 TINY = """
 [protocol]
 k = [5, 10]

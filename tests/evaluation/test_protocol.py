@@ -163,3 +163,12 @@ def test_a_user_with_no_train_interaction_is_served_before_their_first_test_one(
     pop = GENERATORS["pop"](causal=True).fit(the_split.train)
     top = pop.recommend([solo], 1, at=the_split.reference_time[[solo]]).items[0, 0]
     assert prepared.items.to_ids([top])[0] in {"i5", "i6"}  # popular before 50, not "i2"
+
+
+def test_split_sizes_are_exact_for_decimal_fractions() -> None:
+    """In floats 0.35 * 180 is 62.99999999999999 and (1 - 0.3) * 90 is 62.99999999999999:
+    the split held out 62 of 180 (not 63) and trained on 62 of 90 (not 63)."""
+    rows = [("a", f"i{n}", n) for n in range(180)]
+    assert split(prepare(_dataset(rows)), "temporal-user", 0.35).test.n_interactions == 63
+    rows = [(f"u{u}", f"i{n}", u * 9 + n) for u in range(10) for n in range(9)]
+    assert split(prepare(_dataset(rows)), "temporal-global", 0.3).train.n_interactions == 63

@@ -178,6 +178,15 @@ def test_marginal_gain_is_minus_the_leave_one_out_delta(full_page: Page) -> None
     assert star["name"] == "recommended set" and star["x"] == [2]
 
 
+def test_the_pruning_caption_states_the_rule_of_the_star(full_page: Page) -> None:
+    """It said "the smallest set within noise of the best"; the rule is a relative tolerance
+    on the validation NDCG (a step 1.2 SE above the previous one could be the star)."""
+    from recsemble.ranking.selection import RECOMMEND_TOLERANCE
+
+    caption = full_page.section_text("ensemble")
+    assert f"the smallest set within {RECOMMEND_TOLERANCE:.1%} of the best validation" in caption
+
+
 def test_bar_error_bars_are_the_bootstrap_ci_around_the_value(full: dict[str, Any]) -> None:
     from recsemble.evaluation.significance import bootstrap_means
 

@@ -109,3 +109,22 @@ def test_min_value_filter_and_catalog_dataset(spark: Any, synthetic: Dataset) ->
     assert catalog.users == local.users and catalog.items == local.items
     assert catalog.item_attributes.equals(local.item_attributes)
     assert catalog.n_interactions == 0
+
+
+@pytest.mark.parametrize(("name", "fraction"), [("temporal-user", 0.35), ("temporal-global", 0.3)])
+def test_decimal_fractions_split_exactly_like_the_single_machine(
+    spark: Any, name: str, fraction: float
+) -> None:
+    """Sizes where a double product lands just under a whole number (0.35 * 180, 0.7 * 90)."""
+    n_users, per_user = (1, 180) if name == "temporal-user" else (10, 9)
+    rows = [(f"u{u}", f"i{n}", u * per_user + n) for u in range(n_users) for n in range(per_user)]
+    local = protocol.prepare(
+        Dataset.from_frames(
+            pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row")
+        )
+    )
+    source = spark_data.source_from_dataset(spark, local)
+    prepared = splits.index(spark_data.prepare(source.interactions), source)
+    expected = protocol.split(local, name, fraction)
+    assert expected.test.n_interactions == (63 if name == "temporal-user" else 27)
+    _compare(splits.split(prepared, name, fraction), expected)

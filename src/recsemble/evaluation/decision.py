@@ -80,7 +80,8 @@ def _slice_outcomes(by_slice: Mapping[str, Any]) -> tuple[list[str], list[str], 
 def _verdict(record: Mapping[str, Any]) -> tuple[bool, list[str]]:
     reasons = []
     significant = record["ci_low"] > 0
-    large = record["relative_gain"] >= MIN_RELATIVE_GAIN
+    # A baseline mean of 0 has no relative gain: any significant gain over it counts as large.
+    large = record["relative_gain"] >= MIN_RELATIVE_GAIN or record["baseline_mean"] == 0
     if significant:
         reasons.append(f"the 95% CI of the gain lies above zero (p = {record['p_value']:.2g})")
     elif record["ci_high"] < 0:
@@ -98,15 +99,29 @@ def _pct(x: float) -> str:
     return f"{x:+.1%}"
 
 
+def _gain(record: Mapping[str, Any]) -> str:
+    """The gain and its CI: relative, or absolute where the baseline's mean is 0."""
+    metric = record["metric"].upper()
+    if record["baseline_mean"] == 0:
+        low, high = record["ci_low"], record["ci_high"]
+        return f"{record['mean_diff']:+.4f} {metric} [95% CI {low:+.4f}, {high:+.4f}]"
+    low, high = _pct(record["relative_ci_low"]), _pct(record["relative_ci_high"])
+    return f"{_pct(record['relative_gain'])} {metric} [95% CI {low}, {high}]"
+
+
 def statement(record: Mapping[str, Any]) -> str:
     """One sentence a product owner can read; numbers formatted from `record` only."""
     model = display_name(record["model"])
     baseline = display_name(record["baseline"])
-    metric = record["metric"].upper()
-    verb = "beats" if record["ci_low"] > 0 else "does not significantly beat"
+    verb = (
+        "beats"
+        if record["ci_low"] > 0
+        else "is significantly worse than"
+        if record["ci_high"] < 0
+        else "does not significantly beat"
+    )
     head = (
-        f"{model[0].upper()}{model[1:]} {verb} {baseline} by {_pct(record['relative_gain'])} "
-        f"{metric} [95% CI {_pct(record['relative_ci_low'])}, {_pct(record['relative_ci_high'])}]"
+        f"{model[0].upper()}{model[1:]} {verb} {baseline} by {_gain(record)}"
         f" ({record['mean']:.4f} vs {record['baseline_mean']:.4f}, "
         f"{record['n_users']:,} users)"
     )

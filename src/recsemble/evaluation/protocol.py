@@ -8,6 +8,7 @@ implementation reproduces the same split row for row.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Literal, get_args
 
 import numpy as np
@@ -147,7 +148,7 @@ def _test_mask_per_user(
     group_start = first_pos[sorted_users]
     position = np.arange(order.size) - group_start
     n_u = counts[sorted_users]
-    n_test = np.maximum(1, np.floor(test_fraction * n_u).astype(np.int64))
+    n_test = np.maximum(1, floor_share(decimal_fraction(test_fraction), counts))[sorted_users]
     mask_sorted = position >= n_u - n_test
     mask = np.empty(order.size, dtype=bool)
     mask[order] = mask_sorted
@@ -196,7 +197,7 @@ def temporal_global_split(dataset: Dataset, test_fraction: float = 0.2) -> Split
     user_rank = _string_rank(dataset.users.as_series())[dataset.column("user_idx")]
     item_rank = _string_rank(dataset.items.as_series())[dataset.column("item_idx")]
     order = np.lexsort((item_rank, user_rank, dataset.column("timestamp")))
-    n_train = int(np.floor((1.0 - test_fraction) * order.size))
+    n_train = int(floor_share(1 - decimal_fraction(test_fraction), np.array([order.size]))[0])
     test_mask = np.ones(order.size, dtype=bool)
     test_mask[order[:n_train]] = False
     train, test = _split_frames(dataset, test_mask)
@@ -223,6 +224,21 @@ def validation_split(outer: Split, test_fraction: float = 0.2) -> Split:
     part is scored; the test part never reaches fitting or tuning.
     """
     return split(outer.train, outer.protocol, test_fraction)
+
+
+def decimal_fraction(fraction: float) -> Fraction:
+    """The fraction as the decimal it was written as (0.7, not 0.6999999999999999556)."""
+    return Fraction(repr(fraction))
+
+
+def floor_share(fraction: Fraction, counts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """floor(fraction * n) for each count, in exact arithmetic: in floats 0.7 * 90 is
+    62.99999999999999, which would put 62 of 90 events in train rather than 63."""
+    values, inverse = np.unique(counts, return_inverse=True)
+    p, q = fraction.numerator, fraction.denominator
+    shares = np.array([int(v) * p // q for v in values.tolist()], dtype=np.int64)
+    out: npt.NDArray[np.int64] = shares[inverse.reshape(-1)]
+    return out
 
 
 def _check_fraction(test_fraction: float) -> None:

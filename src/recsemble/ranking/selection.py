@@ -273,7 +273,14 @@ def _paired_gain(after: F64, before: F64) -> tuple[float, float]:
     return float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(diff.size))
 
 
-def recommended_step(steps: Sequence[SelectionStep], tolerance: float = 0.005) -> SelectionStep:
+#: The recommended set is the smallest within this share of the best validation NDCG: a rule
+#: on point estimates (each step's gain ± SE says whether it is more than noise).
+RECOMMEND_TOLERANCE = 0.005
+
+
+def recommended_step(
+    steps: Sequence[SelectionStep], tolerance: float = RECOMMEND_TOLERANCE
+) -> SelectionStep:
     """The smallest member set within `tolerance` (relative) of the best validation NDCG."""
     best = max(s.validation_ndcg for s in steps)
     return next(s for s in steps if s.validation_ndcg >= best * (1.0 - tolerance))

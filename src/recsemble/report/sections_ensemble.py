@@ -31,7 +31,9 @@ def ensemble_section(data: ReportData, figures: dict[str, FigureJson]) -> Sectio
         "scores) are; members that copy each other add little. Marginal gain: the NDCG lost when "
         "the member is left out and the meta-ranker retrained (negative: the ensemble is better "
         "without it). Pruning curve: members added one at a time, the best on validation first; "
-        "the star is the smallest set within noise of the best, the one to serve."
+        "the star is the smallest set within 0.5% of the best validation NDCG, the one to serve "
+        "(a rule on the points: the gain ± SE of each step in the hover says whether it is more "
+        "than noise)."
     )
     found = data.section("analysis")
     if found is None:

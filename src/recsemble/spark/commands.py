@@ -26,7 +26,7 @@ EngineOpt = Annotated[
     typer.Option(
         "--engine",
         help="local: this process. spark: data preparation, split, fits (and metrics) on "
-        "Apache Spark in local mode (pip install 'recsemble[spark]'; needs Java 17+).",
+        "Apache Spark in local mode (pip install 'recsemble\\[spark]'; needs Java 17+).",
     ),
 ]
 InputOpt = Annotated[

@@ -9,8 +9,8 @@ row order, as numpy's stable lexsort does on the single machine.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,7 +19,13 @@ import polars as pl
 from recsemble.data.dataset import Dataset
 from recsemble.data.idmap import IdMap
 from recsemble.errors import ConfigError
-from recsemble.evaluation.protocol import ProtocolName, Split, user_reference_times
+from recsemble.evaluation.protocol import (
+    ProtocolName,
+    Split,
+    decimal_fraction,
+    floor_share,
+    user_reference_times,
+)
 from recsemble.spark.data import (
     ROW_ORDER,
     SparkSource,
@@ -90,7 +96,9 @@ def temporal_user_split(prepared: PreparedOnSpark, test_fraction: float = 0.2) -
     per_user = Window.partitionBy("user_id")
     ordered = per_user.orderBy("timestamp", "item_id", *ROW_ORDER)
     n_u = F.count(F.lit(1)).over(per_user)
-    n_test = F.greatest(F.lit(1), F.floor(F.lit(test_fraction) * n_u).cast("long"))
+    # Decimal arithmetic, as floor_share: a double 0.35 * 180 floors to 62, not 63.
+    exact = F.lit(Decimal(repr(test_fraction))).cast("decimal(20,18)")
+    n_test = F.greatest(F.lit(1), F.floor(n_u.cast("decimal(20,0)") * exact).cast("long"))
     marked = (
         prepared.interactions.withColumn("_position", F.row_number().over(ordered) - 1)
         .withColumn("is_test", F.col("_position") >= n_u - n_test)
@@ -104,7 +112,7 @@ def temporal_global_split(prepared: PreparedOnSpark, test_fraction: float = 0.2)
 
     _check_fraction(test_fraction)
     frame = prepared.interactions
-    n_train = math.floor((1.0 - test_fraction) * frame.count())
+    n_train = int(floor_share(1 - decimal_fraction(test_fraction), np.array([frame.count()]))[0])
     order = ["timestamp", "user_id", "item_id", *ROW_ORDER]
     positioned = global_positions(frame, order, "_position")
     marked = positioned.withColumn("is_test", F.col("_position") >= n_train).drop("_position")
