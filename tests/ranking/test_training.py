@@ -68,3 +68,29 @@ def test_evaluate_counts_each_step_of_the_ensembles_fit(small_data: Dataset) -> 
     assert [done for done, _ in fit["ensemble"]] == [*range(total + 1), total]
     assert {steps for _, steps in fit["ensemble"]} == {total}
     assert fit["pop"] == [(0, 1), (1, 1)]
+
+
+def test_validation_windows_hold_out_the_protocols_fraction(small_data: Dataset) -> None:
+    from recsemble.evaluation.protocol import split
+    from recsemble.generators import CandidateGenerator
+    from recsemble.ranking.training import ReportingEnsemble
+    from recsemble.ranking.trainingset import validation_source
+
+    fitted_on: list[int] = []
+
+    def fit_member(member: CandidateGenerator, data: Dataset) -> CandidateGenerator:
+        fitted_on.append(data.n_interactions)
+        return member.fit(data)
+
+    values = CONFIG.model_dump()
+    values["protocol"]["test_fraction"] = 0.4
+    values["ensemble"]["validation_folds"] = 1
+    ens = ReportingEnsemble(RecsembleConfig.model_validate(values), fit_member=fit_member)
+    assert ens.config.validation_fraction == 0.4  # it was 0.2 whatever the protocol said
+    ens.fit(small_data)
+    source = validation_source(small_data, ens.config.validation_min_interactions)
+    assert fitted_on[0] == split(source, "temporal-user", 0.4).train.n_interactions
+    assert fitted_on[0] != split(source, "temporal-user", 0.2).train.n_interactions
+    values["ensemble"]["validation_fraction"] = 0.1  # set: kept
+    kept = ReportingEnsemble(RecsembleConfig.model_validate(values))
+    assert kept.config.validation_fraction == 0.1

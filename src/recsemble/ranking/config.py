@@ -73,7 +73,9 @@ class EnsembleConfig(_Frozen):
     # How the validation window is cut from the training data; "auto" follows the protocol
     # the ensemble is evaluated under (temporal-user unless told otherwise).
     validation: Literal["auto", "temporal-user", "temporal-global"] = "auto"
-    validation_fraction: float = Field(0.2, gt=0, lt=1)
+    # Share of each user's (or of all) events a window holds out; None: the protocol's
+    # test_fraction, as the protocol asks (a bare Ensemble, told no protocol: 0.2).
+    validation_fraction: float | None = Field(None, gt=0, lt=1)
     # Each further fold splits the previous fit part again: more (older) training requests.
     validation_folds: int = Field(2, ge=1, le=5)
     # Validation windows are cut from the users with at least this many interactions: a
@@ -114,6 +116,11 @@ class EnsembleConfig(_Frozen):
     diversity: float = Field(0.0, ge=0)
     diversity_similarity: Literal["category", "members", "both"] = "both"
     diversity_pool: int = Field(100, ge=1)  # best candidates per request the re-ranking sees
+
+    @property
+    def window_fraction(self) -> float:
+        """validation_fraction, or the protocol's default 0.2 where no protocol filled it in."""
+        return self.validation_fraction or 0.2
 
     @model_validator(mode="after")
     def _check_members(self) -> EnsembleConfig:

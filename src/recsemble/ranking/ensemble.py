@@ -112,7 +112,7 @@ class Ensemble:
         specs = self.serving_members
         folds, data, least = [], dataset, self.config.validation_min_interactions
         for _ in range(self.config.validation_folds):
-            inner = split(validation_source(data, least), protocol, self.config.validation_fraction)
+            inner = split(validation_source(data, least), protocol, self.config.window_fraction)
             folds.append(self.training_set(inner, self.fit_members(inner.train, specs), specs))
             data = inner.train
         self.training_ = _stack_training(folds)

@@ -79,8 +79,12 @@ class ReportingEnsemble(Ensemble):
         done: StepDone = _ignore_step,
         fit_member: MemberFitter = fit_here,
     ) -> None:
+        ensemble = config.ensemble
+        if ensemble.validation_fraction is None:  # the protocol's fraction, as it asks
+            fraction = config.protocol.test_fraction
+            ensemble = ensemble.model_copy(update={"validation_fraction": fraction})
         super().__init__(
-            config.ensemble, config.models, protocol=config.protocol.name, fit_member=fit_member
+            ensemble, config.models, protocol=config.protocol.name, fit_member=fit_member
         )
         self.report_fit(start, done)
 
