@@ -191,6 +191,16 @@ def test_rerank_models_limits_the_variants_and_must_be_evaluated() -> None:
         build_models(wrong)
 
 
+def test_popularity_is_evaluated_whatever_the_baseline() -> None:
+    from recsemble.evaluation.workflow import build_models
+
+    config = RecsembleConfig.model_validate(
+        {"evaluate": {"models": ["covisit", "ease"], "baseline": "itemknn"}}
+    )
+    models, _ = build_models(config)
+    assert list(models) == ["itemknn", "pop", "covisit", "ease"]  # pop was left out
+
+
 def test_comparisons_use_the_protocol_bootstrap_settings(tmp_path: Path) -> None:
     """protocol.bootstrap_resamples and protocol.seed reach vs_baseline (they were accepted
     and ignored: every run drew 1,000 resamples from seed 0)."""

@@ -17,6 +17,8 @@ from recsemble.evaluation.runner import Evaluation, Model, Progress, evaluate, t
 from recsemble.evaluation.sweep import Variant, parse_sweep, reranked_variants, variants
 from recsemble.generators import GENERATORS, CandidateGenerator
 
+POPULARITY = "pop"  # the baseline every table shows, whatever evaluate.baseline is
+
 
 @dataclass(frozen=True)
 class EvaluationOutcome:
@@ -41,10 +43,10 @@ def build_model(config: RecsembleConfig, name: str) -> Model:
 
 
 def build_models(config: RecsembleConfig) -> tuple[dict[str, Model], list[Variant]]:
-    """The configured models, the baseline first (it is always evaluated), then their
-    re-ranked variants (`evaluate.rerank`, `evaluate.sweep`), which reuse the plain fit."""
-    names = [config.evaluate.baseline, *config.evaluate.models]
-    ordered = list(dict.fromkeys(names))
+    """The configured models, the baseline first (it is always evaluated, and so is `pop`,
+    whatever the baseline), then their re-ranked variants (`evaluate.rerank`,
+    `evaluate.sweep`), which reuse the plain fit."""
+    ordered = evaluated_names(config)
     models: dict[str, Model] = {name: build_model(config, name) for name in ordered}
     evaluate = config.evaluate
     sweeps = [parse_sweep(text, config.rerank) for text in evaluate.sweep]
@@ -55,6 +57,11 @@ def build_models(config: RecsembleConfig) -> tuple[dict[str, Model], list[Varian
     specs = variants(reranked, evaluate.rerank, sweeps, config.rerank)
     models.update(reranked_variants(models, specs))
     return models, specs
+
+
+def evaluated_names(config: RecsembleConfig) -> list[str]:
+    """The baseline, popularity (always in the table), then the configured models, once each."""
+    return list(dict.fromkeys([config.evaluate.baseline, POPULARITY, *config.evaluate.models]))
 
 
 def load_prepared(config: RecsembleConfig) -> Dataset:

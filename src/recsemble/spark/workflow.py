@@ -27,7 +27,7 @@ from recsemble.evaluation.metrics import MetricResult
 from recsemble.evaluation.protocol import Split
 from recsemble.evaluation.runner import Evaluation, ModelRun, recommend_for_split, to_results_json
 from recsemble.evaluation.slices import history_slice_labels
-from recsemble.evaluation.workflow import EvaluationOutcome
+from recsemble.evaluation.workflow import EvaluationOutcome, evaluated_names
 from recsemble.ranking.persistence import Model
 from recsemble.ranking.training import ENSEMBLE, fit_model
 from recsemble.spark import data as spark_data
@@ -143,7 +143,7 @@ def run_spark_evaluation(
     evaluate = config.evaluate
     if evaluate.rerank or evaluate.sweep:
         raise ConfigError("--engine spark evaluates plain models: drop --rerank / --sweep")
-    names = list(dict.fromkeys([evaluate.baseline, *evaluate.models]))
+    names = evaluated_names(config)
     spark = spark_session(master)
     prepared = prepare_on_spark(load_source(spark, config, input_path), config)
     spark_split = splits.split(prepared, config.protocol.name, config.protocol.test_fraction)
