@@ -87,3 +87,15 @@ def test_paths_of_the_wrong_kind_are_one_clear_line(tmp_path: Path) -> None:
         result = runner.invoke(app, args)
         assert result.exit_code == 2, (args, result.output)  # a handled error, not a crash
         assert needle in " ".join(result.output.split()), (args, result.output)
+
+
+def test_a_dump_holds_only_this_runs_lists(tmp_path: Path) -> None:
+    data = tmp_path / "mydata.csv"
+    data.write_text(ROWS)
+    dump = tmp_path / "dump"
+    for models in ("pop,pop-trending", "pop"):
+        result = runner.invoke(
+            app, ["evaluate", "--dataset", str(data), "--models", models, "--dump", str(dump)]
+        )
+        assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in dump.iterdir()) == ["recs-pop.csv", "test.csv", "train.csv"]

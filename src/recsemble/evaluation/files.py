@@ -29,7 +29,8 @@ def _interactions_csv(dataset: Dataset, path: Path) -> None:
 
 
 def write_dump(evaluation: Evaluation, out_dir: Path) -> list[Path]:
-    """train.csv, test.csv (user,item,timestamp) and recs-<model>.csv (user,item,rank from 1)."""
+    """train.csv, test.csv (user,item,timestamp) and recs-<model>.csv (user,item,rank from 1);
+    recs-*.csv files of models not in this run are removed."""
     out_dir.mkdir(parents=True, exist_ok=True)
     split = evaluation.split
     written = [out_dir / "train.csv", out_dir / "test.csv"]
@@ -49,6 +50,8 @@ def write_dump(evaluation: Evaluation, out_dir: Path) -> list[Path]:
         path = out_dir / f"recs-{name}.csv"
         frame.write_csv(path)
         written.append(path)
+    for stale in set(out_dir.glob("recs-*.csv")) - set(written):
+        stale.unlink()  # an earlier run's lists, from another split, would read as this run's
     return written
 
 
