@@ -94,3 +94,16 @@ def test_validation_windows_hold_out_the_protocols_fraction(small_data: Dataset)
     values["ensemble"]["validation_fraction"] = 0.1  # set: kept
     kept = ReportingEnsemble(RecsembleConfig.model_validate(values))
     assert kept.config.validation_fraction == 0.1
+
+
+def test_members_that_can_count_causally_do() -> None:
+    from recsemble.ranking.config import MemberConfig
+
+    ens = Ensemble(CONFIG.ensemble, CONFIG.models)
+    pop = ens.build_member(MemberConfig(model="pop"))
+    assert pop.config.causal  # non-causal: later events of other users fed the ranker
+    told = Ensemble(CONFIG.ensemble, {"pop": {"causal": False}})
+    assert not told.build_member(MemberConfig(model="pop")).config.causal
+    own = MemberConfig(model="pop", params={"causal": False})
+    assert not ens.build_member(own).config.causal
+    assert "causal" not in MemberConfig(model="itemknn").settings({})  # it cannot

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
@@ -38,6 +39,18 @@ class MemberConfig(_Frozen):
     candidates: int = Field(200, ge=1, le=5000)  # top-N it proposes per user
     view: ViewConfig | None = None
     params: dict[str, Any] = Field(default_factory=dict)  # overrides of [models.<model>]
+
+    def settings(self, model_params: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        """Its params over [models.<model>]. A member that can count causally does, unless one
+        of those says otherwise: the protocol lets nothing the ranker learns from count other
+        users' interactions after a user's moment of recommendation (`pop` evaluated alone
+        stays the literature's non-causal baseline)."""
+        from recsemble.generators import GENERATORS
+
+        params = {**model_params.get(self.model, {}), **self.params}
+        if "causal" in GENERATORS[self.model].Config.model_fields:
+            params.setdefault("causal", True)
+        return params
 
     @property
     def label(self) -> str:

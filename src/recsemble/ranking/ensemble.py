@@ -87,8 +87,7 @@ class Ensemble:
 
     def build_member(self, spec: MemberConfig) -> CandidateGenerator:
         kind = GENERATORS[spec.model]
-        params = {**self.model_params.get(spec.model, {}), **spec.params}
-        return kind(kind.Config.model_validate(params))
+        return kind(kind.Config.model_validate(spec.settings(self.model_params)))
 
     def fit_members(
         self, dataset: Dataset, specs: list[MemberConfig]
