@@ -109,3 +109,53 @@ def test_datetime_timestamps_become_epoch_seconds() -> None:
         }
     )
     assert Dataset.from_frames(frame).column("timestamp").tolist() == [1577836810]
+
+
+def _events(**columns: list[object]) -> pl.DataFrame:
+    base: dict[str, list[object]] = {"user_id": [1001, 1002], "item_id": [5001, 5002]}
+    return pl.DataFrame({**base, "timestamp": [10, 20], **columns}, strict=False)
+
+
+@pytest.mark.parametrize(
+    ("frame", "weights", "message"),
+    [
+        (_events(weight=[1.0, float("inf")]), None, "weights must be finite"),
+        (_events(value=[4.0, float("-inf")]), None, "values must be finite"),
+        (_events(value=["good", "bad"]), None, "values must be numbers, not String"),
+        (_events(weight=["1", "x"]), None, "weights must be numbers, not String"),
+        (_events(event=["view", "buy"]), {"view": 1.0, "buy": -2.0}, "'buy' must be a finite"),
+        (_events(event=["view", "buy"]), {"view": float("nan"), "buy": 1}, "'view' must be a"),
+    ],
+)
+def test_bad_weights_and_values_are_named(
+    frame: pl.DataFrame, weights: dict[str, float] | None, message: str
+) -> None:
+    with pytest.raises(DataError, match=message):
+        Dataset.from_frames(frame, event_weights=weights)
+
+
+def test_attribute_tables_need_their_id_column_without_nulls() -> None:
+    items = pl.DataFrame({"id": [5001], "title": ["a"]})
+    with pytest.raises(DataError, match="items need a 'item_id' column"):
+        Dataset.from_frames(_events(), items)
+    users = pl.DataFrame({"user_id": [1001, None], "age": [30, 40]})
+    with pytest.raises(DataError, match="users has a missing value in row 1"):
+        Dataset.from_frames(_events(), users=users)
+
+
+def test_item_created_at_datetimes_become_epoch_seconds() -> None:
+    moment = datetime(2020, 1, 1, tzinfo=UTC)
+    items = pl.DataFrame({"item_id": [5001, 5002], "created_at": [moment, None]})
+    created = Dataset.from_frames(_events(), items).item_attributes["created_at"]
+    assert created.to_list() == [int(moment.timestamp()), None]
+
+
+def test_pandas_frames_are_accepted() -> None:
+    pd = pytest.importorskip("pandas")
+    frame = _events(value=[4.0, None]).to_pandas()
+    items = pd.DataFrame({"item_id": [5002, 5003], "title": ["b", "c"]})
+    data = Dataset.from_frames(frame, items)
+    assert data.n_items == 3 and list(data.users.ids) == ["1001", "1002"]
+    assert data.interactions["value"].to_list() == [4.0, None]
+    with pytest.raises(TypeError, match="polars or pandas DataFrame, not list"):
+        Dataset.from_frames([("1001", "5001", 10)])  # type: ignore[arg-type]
