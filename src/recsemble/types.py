@@ -98,3 +98,39 @@ class TopK:
         """Row r as an ItemList without its padding."""
         keep = self.items[r] != PAD_IDX
         return ItemList(self.items[r][keep], self.scores[r][keep])
+
+
+def check_k(k: object) -> int:
+    """A list length asked for: a whole number >= 1 (TypeError / ValueError otherwise)."""
+    if isinstance(k, bool) or not isinstance(k, int | np.integer):
+        raise TypeError(f"k must be an integer, got {k!r}")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    return int(k)
+
+
+def idx_array(values: npt.ArrayLike, what: str, n: int | None = None) -> npt.NDArray[np.int64]:
+    """Internal idx as a 1-d int64 array. Idx are integers 0..n-1 (IdMap.to_idx translates
+    external ids): text or fractions are a TypeError, values outside 0..n-1 (n given) an
+    IndexError.
+    """
+    arr = np.atleast_1d(np.asarray(values))
+    if arr.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(
+            f"{what} must be integer idx, got {arr.dtype} values such as {arr.flat[0]!r} "
+            f"(external ids are translated by IdMap.to_idx)"
+        )
+    if n is not None and (arr.min() < 0 or arr.max() >= n):
+        bad = arr[(arr < 0) | (arr >= n)][0]
+        raise IndexError(f"{what} contain idx {bad}, outside 0..{n - 1}")
+    return arr.reshape(-1).astype(np.int64, copy=False)
+
+
+def user_idx(values: npt.ArrayLike) -> npt.NDArray[np.int32]:
+    """Requested users as int32 idx; any integer is allowed (one the model never saw gets its
+    fallback answer) and one beyond int32 becomes -1, unknown, rather than wrapping around."""
+    wanted = idx_array(values, "users")
+    fits = (wanted >= 0) & (wanted <= np.iinfo(np.int32).max)
+    return np.where(fits, wanted, -1).astype(np.int32)

@@ -23,7 +23,7 @@ from recsemble.generators.history import Histories, history_values
 from recsemble.generators.npz import read_npz
 from recsemble.generators.score_cache import ScoreCache
 from recsemble.generators.topk import topk_rows
-from recsemble.types import PAD_IDX, TopK
+from recsemble.types import PAD_IDX, TopK, check_k, idx_array, user_idx
 
 #: Dense score blocks are kept under this many cells (float32: 64 MB).
 _BLOCK_CELLS = 16_000_000
@@ -152,7 +152,7 @@ class CandidateGenerator(ABC):
         self, users: npt.ArrayLike, at: npt.ArrayLike | None, histories: Histories | None
     ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64], Histories]:
         self._check_fitted()
-        user_arr = np.atleast_1d(np.asarray(users, dtype=np.int32))
+        user_arr = user_idx(users)
         if at is None:
             at_arr = np.full(user_arr.shape[0], self.now_, dtype=np.int64)
         else:
@@ -176,7 +176,7 @@ class CandidateGenerator(ABC):
     ) -> npt.NDArray[np.float32]:
         """Scores (len(users), len(items)) of the given candidate items for each user."""
         user_arr, at_arr, hist = self._request(users, at, histories)
-        item_arr = np.asarray(items, dtype=np.intp)
+        item_arr = idx_array(items, "items", self.n_items_).astype(np.intp)
         out = np.empty((user_arr.size, item_arr.size), dtype=np.float32)
         for lo, hi in self._blocks(user_arr.size):
             block = self._scores(user_arr[lo:hi], at_arr[lo:hi], hist.rows(range(lo, hi)))
@@ -193,8 +193,7 @@ class CandidateGenerator(ABC):
         histories: Histories | None = None,
     ) -> TopK:
         """Top-k items per user, best first; ties go to the lower item idx."""
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        k = check_k(k)
         user_arr, at_arr, hist = self._request(users, at, histories)
         items = np.full((user_arr.size, k), PAD_IDX, dtype=np.int32)
         scores = np.full((user_arr.size, k), -np.inf, dtype=np.float32)
@@ -228,6 +227,12 @@ class CandidateGenerator(ABC):
         """The k items most similar to each given item (itself excluded), where the model has
         an item-item notion of similarity; others raise NotImplementedError."""
         raise NotImplementedError(f"{type(self).__name__} has no item-item similarity")
+
+    def _similar_request(self, items: npt.ArrayLike, k: int) -> npt.NDArray[np.intp]:
+        """similar_items' checked arguments: a fitted model, k >= 1, items within the catalog."""
+        self._check_fitted()
+        check_k(k)
+        return idx_array(items, "items", self.n_items_).astype(np.intp)
 
     def _blocks(self, n: int) -> list[tuple[int, int]]:
         step = max(1, _BLOCK_CELLS // max(1, self.n_items_))

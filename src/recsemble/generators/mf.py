@@ -207,8 +207,7 @@ class _MatrixFactorization(VectorRetrieval):
 
     def similar_items(self, items: npt.ArrayLike, k: int) -> TopK:
         """The k items with the highest cosine similarity of item factors."""
-        self._check_fitted()
-        item_arr = np.atleast_1d(np.asarray(items, dtype=np.intp))
+        item_arr = self._similar_request(items, k)
         factors = self._similarity_factors()
         norms = np.linalg.norm(factors, axis=1, keepdims=True)
         unit = np.asarray(factors / np.where(norms > 0, norms, 1.0), dtype=np.float32)

@@ -43,7 +43,7 @@ from recsemble.ranking.trainingset import (
     _stack_training,
     validation_source,
 )
-from recsemble.types import PAD_IDX, TopK
+from recsemble.types import PAD_IDX, TopK, check_k, user_idx
 
 I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
@@ -225,7 +225,7 @@ class Ensemble:
         all_candidates: score the whole union, including the pairs serving_top keeps from the
         ranker (for analyses of what the members propose)."""
         self._check_fitted()
-        user_arr = np.atleast_1d(np.asarray(users, dtype=np.int32))
+        user_arr = user_idx(users)
         at_arr = (
             np.full(user_arr.size, self.now_, np.int64)
             if at is None
@@ -258,8 +258,7 @@ class Ensemble:
         """Top-k per user by the meta-ranker's score over the members' candidate union.
 
         probabilities: the scores returned are calibrated P(interaction), not ranker scores."""
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        k = check_k(k)
         if probabilities and self.blend_ is None and self.calibrator_ is None:
             raise ValueError("probabilities need a calibrator: set ensemble.calibration")
         n = np.atleast_1d(np.asarray(users)).size
