@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
@@ -7,7 +9,7 @@ from pydantic import ValidationError
 
 from recsemble.data.dataset import Dataset
 from recsemble.errors import ConfigError, NotFittedError
-from recsemble.generators import GENERATORS
+from recsemble.generators import GENERATORS, CandidateGenerator
 from recsemble.generators.popularity import (
     Popularity,
     RatingPopularity,
@@ -92,6 +94,13 @@ def test_bayesian_rating_popularity() -> None:
     )
     with pytest.raises(ConfigError, match="explicit values"):
         RatingPopularity().fit(no_values)
+
+
+def test_rating_popularity_refuses_a_count_it_would_ignore(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="count = 'weight' does not apply"):
+        RatingPopularity(count="weight")
+    model = RatingPopularity(prior_count=2.0).fit(_data(ROWS))  # its saved config loads back
+    assert isinstance(CandidateGenerator.load(model.save(tmp_path / "m")), RatingPopularity)
 
 
 def test_segment_popularity_with_fallback() -> None:

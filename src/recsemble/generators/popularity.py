@@ -48,6 +48,15 @@ class TrendingConfig(PopularityConfig):
 class RatingPopularityConfig(PopularityConfig):
     prior_count: float = Field(10.0, ge=0)  # strength of the pull towards the global mean
 
+    @model_validator(mode="after")
+    def _ratings_are_counted(self) -> Self:
+        """Every rating counts once (the average's denominator): `count` would be ignored."""
+        if self.count != "users":
+            raise ValueError(
+                f"pop-rating averages every rating: count = {self.count!r} does not apply to it"
+            )
+        return self
+
 
 class SegmentPopularityConfig(PopularityConfig):
     attribute: str | None = None  # required: the user attribute that defines segments
