@@ -22,6 +22,17 @@ def _frozen(array: npt.ArrayLike, dtype: npt.DTypeLike) -> np.ndarray:
     return out
 
 
+def integer_values(array: npt.ArrayLike, what: str) -> np.ndarray:
+    """`array` when it holds integers (idx); text or fractions are a TypeError, not idx."""
+    out = np.asarray(array)
+    if out.size and (out.dtype == np.bool_ or not np.issubdtype(out.dtype, np.integer)):
+        raise TypeError(
+            f"{what} must be integer idx, got {out.dtype} values such as {out.flat[0]!r} "
+            f"(external ids are translated by IdMap.to_idx)"
+        )
+    return out
+
+
 @dataclass(frozen=True)
 class ItemList:
     """An ordered list of item idx with scores and named feature columns: every stage's currency.
@@ -34,7 +45,7 @@ class ItemList:
     features: Mapping[str, FloatArray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        items = _frozen(self.items, np.int32)
+        items = _frozen(integer_values(self.items, "ItemList items"), np.int32)
         scores = _frozen(self.scores, np.float32)
         if items.ndim != 1 or scores.shape != items.shape:
             raise ValueError(
@@ -114,14 +125,9 @@ def idx_array(values: npt.ArrayLike, what: str, n: int | None = None) -> npt.NDA
     external ids): text or fractions are a TypeError, values outside 0..n-1 (n given) an
     IndexError.
     """
-    arr = np.atleast_1d(np.asarray(values))
+    arr = np.atleast_1d(integer_values(values, what))
     if arr.size == 0:
         return np.zeros(0, dtype=np.int64)
-    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(
-            f"{what} must be integer idx, got {arr.dtype} values such as {arr.flat[0]!r} "
-            f"(external ids are translated by IdMap.to_idx)"
-        )
     if n is not None and (arr.min() < 0 or arr.max() >= n):
         bad = arr[(arr < 0) | (arr >= n)][0]
         raise IndexError(f"{what} contain idx {bad}, outside 0..{n - 1}")
