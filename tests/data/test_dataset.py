@@ -159,3 +159,14 @@ def test_pandas_frames_are_accepted() -> None:
     assert data.interactions["value"].to_list() == [4.0, None]
     with pytest.raises(TypeError, match="polars or pandas DataFrame, not list"):
         Dataset.from_frames([("1001", "5001", 10)])  # type: ignore[arg-type]
+
+
+def test_epoch_milliseconds_become_seconds_as_in_files() -> None:
+    # They were kept as seconds (year 52000): a half-life in days meant 1000 times longer.
+    ms = _events(timestamp=[1_600_000_000_000, 1_600_000_100_000])
+    assert Dataset.from_frames(ms).column("timestamp").tolist() == [1_600_000_000, 1_600_000_100]
+    items = pl.DataFrame({"item_id": [5001], "created_at": [1_600_000_000_000_000]})  # us
+    created = Dataset.from_frames(_events(), items).item_attributes["created_at"]
+    assert created.to_list()[0] == 1_600_000_000
+    with pytest.raises(DataError, match="timestamps mix units"):
+        Dataset.from_frames(_events(timestamp=[1_600_000_000, 1_600_000_000_000]))

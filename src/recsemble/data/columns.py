@@ -13,6 +13,7 @@ from typing import Any
 
 import polars as pl
 
+from recsemble.data.timestamps import scaled_numbers, unit_class
 from recsemble.errors import DataError
 
 #: Event type given to interactions that come without one.
@@ -58,11 +59,21 @@ def numbers(frame: pl.DataFrame, column: str, what: str) -> pl.Series:
 
 
 def epoch_seconds(series: pl.Series, column: str) -> pl.Series:
-    """Integer epoch seconds as given; datetimes and dates converted to epoch seconds (UTC)."""
+    """Epoch seconds from integer epoch seconds, ms, us or ns (one unit per column, told apart
+    by magnitude as in data files), datetimes or dates (UTC)."""
     if series.dtype == pl.Datetime or series.dtype == pl.Date:
         return series.cast(pl.Datetime("us")).dt.epoch("s").cast(pl.Int64)
-    if series.dtype.is_integer() or series.dtype == pl.Null:
+    if series.dtype == pl.Null:
         return series.cast(pl.Int64)
+    if series.dtype.is_integer():
+        units = unit_class(series)
+        if units is not None and units.drop_nulls().n_unique() > 1:
+            raise DataError(
+                f"timestamps mix units (values from {series.min()!r} to {series.max()!r} "
+                "differ by a factor of 1000 or more); use one unit per column",
+                column=column,
+            )
+        return scaled_numbers(series).alias(series.name)
     raise DataError(
         f"timestamps must be integers (epoch seconds) or datetimes, not {series.dtype}",
         column=column,

@@ -119,7 +119,8 @@ class Dataset:
     ) -> Dataset:
         """Validate and build a Dataset from polars frames (pandas frames are converted).
 
-        interactions: columns user_id, item_id, timestamp, and optionally event, value, weight.
+        interactions: columns user_id, item_id, timestamp (epoch seconds, or ms/us/ns told apart
+            by magnitude as in data files, or datetimes), and optionally event, value, weight.
         items: item_id plus any of title, text, categories (list of str), created_at, available,
             and extra attribute columns. users: user_id plus attribute columns.
         event_weights: weight of each event type (e.g. view=1, cart=3, purchase=5); an event type
@@ -308,8 +309,9 @@ def _align_items(items: IdMap, frame: pl.DataFrame | None) -> pl.DataFrame:
         if col not in aligned.columns:
             aligned = aligned.with_columns(pl.lit(None, dtype=dtype).alias(col))
         else:
-            if col == "created_at" and aligned[col].dtype in (pl.Datetime, pl.Date):
-                # a datetime is a moment: epoch seconds like the interactions' timestamps
+            moment = aligned[col].dtype in (pl.Datetime, pl.Date) or aligned[col].dtype.is_integer()
+            if col == "created_at" and moment:
+                # epoch seconds like the interactions' timestamps (ms/us/ns and datetimes too)
                 aligned = aligned.with_columns(epoch_seconds(aligned[col], col))
             try:
                 aligned = aligned.with_columns(pl.col(col).cast(dtype))
