@@ -170,3 +170,18 @@ def test_epoch_milliseconds_become_seconds_as_in_files() -> None:
     assert created.to_list()[0] == 1_600_000_000
     with pytest.raises(DataError, match="timestamps mix units"):
         Dataset.from_frames(_events(timestamp=[1_600_000_000, 1_600_000_000_000]))
+
+
+def test_restrict_refuses_idx_outside_the_data_or_repeated(tiny: Dataset) -> None:
+    with pytest.raises(IndexError, match="user_idx contain idx -1"):
+        tiny.restrict([-1], [0])  # was the last user, renumbered without a word
+    with pytest.raises(IndexError, match="item_idx contain idx 6"):
+        tiny.restrict([0], [6])  # failed inside numpy
+    with pytest.raises(ValueError, match="must not repeat"):
+        tiny.restrict([0, 0], [0])
+
+
+def test_with_interactions_names_the_idx_columns_it_needs(tiny: Dataset) -> None:
+    external = tiny.external_interactions()
+    with pytest.raises(DataError, match=r"need the columns \['user_idx', 'item_idx'\]"):
+        tiny.with_interactions(external)  # a polars ColumnNotFoundError

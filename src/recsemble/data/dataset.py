@@ -26,6 +26,7 @@ from recsemble.data.columns import (
 )
 from recsemble.data.idmap import IdMap
 from recsemble.errors import DataError
+from recsemble.types import idx_array
 
 __all__ = ["DEFAULT_EVENT", "INTERACTION_SCHEMA", "ITEM_SCHEMA", "Dataset", "MatrixValues"]
 
@@ -159,6 +160,12 @@ class Dataset:
 
     def with_interactions(self, interactions: pl.DataFrame) -> Dataset:
         """Same users, items and attributes; other interactions (already in idx form)."""
+        missing = [c for c in INTERACTION_SCHEMA if c not in interactions.columns]
+        if missing:
+            raise DataError(
+                f"interactions in idx form need the columns {missing} "
+                "(external ids are read by Dataset.from_frames)"
+            )
         return Dataset(
             users=self.users,
             items=self.items,
@@ -174,8 +181,11 @@ class Dataset:
 
         Interactions touching any other user or item are dropped.
         """
-        u = np.asarray(user_idx, dtype=np.int64)
-        i = np.asarray(item_idx, dtype=np.int64)
+        u = idx_array(user_idx, "user_idx", self.n_users)  # -1 would be the last user
+        i = idx_array(item_idx, "item_idx", self.n_items)
+        for name, idx in (("user_idx", u), ("item_idx", i)):
+            if np.unique(idx).size != idx.size:
+                raise ValueError(f"{name} must not repeat an idx")
         new_u = np.full(self.n_users, -1, dtype=np.int32)
         new_u[u] = np.arange(u.size, dtype=np.int32)
         new_i = np.full(self.n_items, -1, dtype=np.int32)
