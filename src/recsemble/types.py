@@ -140,3 +140,22 @@ def user_idx(values: npt.ArrayLike) -> npt.NDArray[np.int32]:
     wanted = idx_array(values, "users")
     fits = (wanted >= 0) & (wanted <= np.iinfo(np.int32).max)
     return np.where(fits, wanted, -1).astype(np.int32)
+
+
+def moments(at: npt.ArrayLike | None, n: int, default: int) -> npt.NDArray[np.int64]:
+    """The moment of each of n requests in epoch seconds: one for all or one per request
+    (numbers such as time.time(), or numpy datetimes); None is `default`."""
+    if at is None:
+        return np.full(n, default, dtype=np.int64)
+    arr = np.asarray(at)
+    if np.issubdtype(arr.dtype, np.datetime64):  # not its count of days or microseconds
+        arr = arr.astype("datetime64[s]").astype(np.int64)
+    elif arr.dtype == np.bool_ or not (
+        np.issubdtype(arr.dtype, np.number) and arr.dtype.kind != "c"
+    ):
+        raise TypeError(f"at must be epoch seconds (numbers or datetime64), got {arr.dtype}")
+    if arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] != n):
+        raise ValueError(f"at must be one moment or one per user ({n}), got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError("at must be finite epoch seconds")
+    return np.ascontiguousarray(np.broadcast_to(np.floor(arr).astype(np.int64), (n,)))

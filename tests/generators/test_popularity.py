@@ -83,6 +83,20 @@ def test_trending_decays_with_half_life() -> None:
     assert windowed == pytest.approx([0.0, 1.0], abs=1e-5)  # only u4's i2 on day 9 is recent
 
 
+def test_the_moment_may_be_a_datetime_and_is_checked() -> None:
+    data = _data(ROWS)
+    model = TrendingPopularity(window_days=2.0).fit(data)
+    items = np.arange(data.n_items)
+    seconds = model.score([0], items, at=[10 * DAY])
+    as_datetime = np.array([10 * DAY], dtype="datetime64[s]").astype("datetime64[D]")
+    np.testing.assert_array_equal(model.score([0], items, at=as_datetime), seconds)  # was day 10
+    np.testing.assert_array_equal(model.score([0], items, at=10.0 * DAY + 0.5), seconds)
+    with pytest.raises(ValueError, match=r"one moment or one per user \(2\), got shape \(3,\)"):
+        model.recommend([0, 1], 2, at=[1, 2, 3])  # failed inside numpy's broadcast
+    with pytest.raises(TypeError, match="at must be epoch seconds"):
+        model.recommend([0], 2, at=["2020-01-01"])  # int('2020-01-01') inside numpy
+
+
 def test_bayesian_rating_popularity() -> None:
     data = _data(ROWS)
     model = RatingPopularity(prior_count=2.0).fit(data)

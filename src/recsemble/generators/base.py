@@ -23,7 +23,7 @@ from recsemble.generators.history import Histories, history_values
 from recsemble.generators.npz import read_npz
 from recsemble.generators.score_cache import ScoreCache
 from recsemble.generators.topk import topk_rows
-from recsemble.types import PAD_IDX, TopK, check_k, idx_array, user_idx
+from recsemble.types import PAD_IDX, TopK, check_k, idx_array, moments, user_idx
 
 #: Dense score blocks are kept under this many cells (float32: 64 MB).
 _BLOCK_CELLS = 16_000_000
@@ -153,10 +153,7 @@ class CandidateGenerator(ABC):
     ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64], Histories]:
         self._check_fitted()
         user_arr = user_idx(users)
-        if at is None:
-            at_arr = np.full(user_arr.shape[0], self.now_, dtype=np.int64)
-        else:
-            at_arr = np.ascontiguousarray(np.broadcast_to(np.asarray(at, np.int64), user_arr.shape))
+        at_arr = moments(at, user_arr.shape[0], self.now_)
         if histories is None:
             histories = self.histories_.rows(user_arr)
         elif histories.n_rows != user_arr.shape[0] or histories.n_items != self.n_items_:

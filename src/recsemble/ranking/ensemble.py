@@ -43,7 +43,7 @@ from recsemble.ranking.trainingset import (
     _stack_training,
     validation_source,
 )
-from recsemble.types import PAD_IDX, TopK, check_k, user_idx
+from recsemble.types import PAD_IDX, TopK, check_k, moments, user_idx
 
 I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
@@ -226,11 +226,7 @@ class Ensemble:
         ranker (for analyses of what the members propose)."""
         self._check_fitted()
         user_arr = user_idx(users)
-        at_arr = (
-            np.full(user_arr.size, self.now_, np.int64)
-            if at is None
-            else np.ascontiguousarray(np.broadcast_to(np.asarray(at, np.int64), user_arr.shape))
-        )
+        at_arr = moments(at, user_arr.size, self.now_)
         hist = self.histories_.rows(user_arr) if histories is None else histories
         yield from self._ranked_blocks(
             self.members_,
