@@ -37,6 +37,11 @@ def test_user_attributes_aligned(tiny: Dataset) -> None:
     assert country[tiny.users.idx_of("102")] is None
 
 
+def test_an_unknown_matrix_kind_is_refused(tiny: Dataset) -> None:
+    with pytest.raises(ValueError, match="values must be 'weight', 'binary' or 'count'"):
+        tiny.user_item_matrix("binry")  # type: ignore[arg-type]  (gave the counts)
+
+
 def test_matrices_are_read_only(tiny: Dataset) -> None:
     with pytest.raises(ValueError):
         tiny.user_item_matrix().data[0] = 9.0

@@ -228,6 +228,8 @@ class Dataset:
 
     def user_item_matrix(self, values: MatrixValues = "weight") -> sp.csr_array:
         """users x items CSR. values: summed event weights, 1 per pair, or event counts."""
+        if values not in ("weight", "binary", "count"):  # anything else gave the counts
+            raise ValueError(f"values must be 'weight', 'binary' or 'count', not {values!r}")
         return self._matrix_cache(values)
 
     def _matrix_cache(self, values: MatrixValues) -> sp.csr_array:
