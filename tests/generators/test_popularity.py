@@ -147,6 +147,13 @@ def test_config_rejects_unknown_keys_and_bad_values() -> None:
         TrendingPopularity(half_life_days=-1)
 
 
+@pytest.mark.parametrize("bins", [[50.0, 18.0], [18.0, 50.0, 30.0], [float("nan")], []])
+def test_segment_bins_must_be_rising_cut_points(bins: list[float]) -> None:
+    # NaN or falling cut points were used as given; [18, 50, 30] failed inside np.digitize.
+    with pytest.raises(ValidationError, match="finite cut points in rising order"):
+        SegmentPopularity(attribute="age", bins=bins)
+
+
 def test_not_fitted() -> None:
     with pytest.raises(NotFittedError):
         Popularity().recommend([0], k=1)

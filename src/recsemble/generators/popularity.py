@@ -63,6 +63,16 @@ class SegmentPopularityConfig(PopularityConfig):
     bins: list[float] | None = None  # cut points for a numeric attribute, e.g. ages
     min_segment_users: int = Field(20, ge=1)
 
+    @model_validator(mode="after")
+    def _rising_cut_points(self) -> Self:
+        """np.digitize reads NaN or unordered cut points without a word (or fails inside)."""
+        bins = self.bins
+        if bins is not None and (
+            not bins or not np.isfinite(bins).all() or np.any(np.diff(bins) <= 0)
+        ):
+            raise ValueError(f"bins must be finite cut points in rising order, got {bins}")
+        return self
+
 
 #: Decayed sums are kept at checkpoints of the event log while they hold at most this many
 #: cells, so an as-of sum starts from the nearest one instead of the first event.
