@@ -272,17 +272,10 @@ class CandidateGenerator(ABC):
 
         verified: every file was checked against its checksum moments ago (the model registry
         does before it serves a version), so they are not hashed a second time."""
-        from recsemble.generators import GENERATORS
-
         folder = Path(path)
         manifest = _read_manifest(folder, check_files=not verified)
-        kind = GENERATORS.get(manifest["generator"])
-        if kind is None or (cls is not CandidateGenerator and kind is not cls):
-            raise DataError(f"{folder} holds a {manifest['generator']!r} generator, not {cls.name}")
-        model = kind(kind.Config.model_validate(manifest["config"]))
+        model = _empty_model(cls, folder, manifest)
         arrays = read_npz(folder / "arrays.npz")
-        model.n_users_, model.n_items_ = int(manifest["n_users"]), int(manifest["n_items"])
-        model.now_ = int(manifest["now"])
         model.histories_ = Histories(
             indptr=arrays["history.indptr"],
             items=arrays["history.items"],
@@ -307,11 +300,37 @@ class CandidateGenerator(ABC):
         return model
 
 
+def _empty_model(
+    cls: type[CandidateGenerator], folder: Path, manifest: dict[str, Any]
+) -> CandidateGenerator:
+    """The manifest's generator with its config and sizes, before its arrays are read."""
+    from recsemble.generators import GENERATORS
+
+    name = manifest.get("generator")
+    kind = GENERATORS.get(name) if isinstance(name, str) else None
+    if kind is None or (cls is not CandidateGenerator and kind is not cls):
+        wanted = "a known generator" if cls is CandidateGenerator else cls.name
+        raise DataError(f"holds a {name!r} generator, not {wanted}", source=str(folder))
+    try:  # a pydantic ValidationError is a ValueError
+        model = kind(kind.Config.model_validate(manifest["config"]))
+        model.n_users_, model.n_items_ = int(manifest["n_users"]), int(manifest["n_items"])
+        model.now_ = int(manifest["now"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(
+            f"malformed manifest ({type(exc).__name__}: {exc})", source=str(folder)
+        ) from None
+    return model
+
+
 def _read_manifest(folder: Path, check_files: bool = True) -> dict[str, Any]:
     try:
         manifest: dict[str, Any] = json.loads((folder / "manifest.json").read_text())
     except FileNotFoundError:
         raise DataError("no manifest.json: not a saved generator", source=str(folder)) from None
+    except NotADirectoryError:
+        raise DataError(
+            "not a folder: give a saved generator's folder", source=str(folder)
+        ) from None
     except json.JSONDecodeError as exc:
         raise DataError(f"manifest is not valid JSON ({exc.msg})", source=str(folder)) from None
     if manifest.get("format") != FORMAT or manifest.get("version") != FORMAT_VERSION:
