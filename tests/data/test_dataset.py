@@ -162,6 +162,9 @@ def test_pandas_frames_are_accepted() -> None:
     data = Dataset.from_frames(frame, items)
     assert data.n_items == 3 and list(data.users.ids) == ["1001", "1002"]
     assert data.interactions["value"].to_list() == [4.0, None]
+    mixed = frame.assign(item_id=[5001, "x5002"])  # pyarrow's ArrowInvalid
+    with pytest.raises(DataError, match=r"interactions: the pandas frame cannot be converted"):
+        Dataset.from_frames(mixed)
     with pytest.raises(TypeError, match="polars or pandas DataFrame, not list"):
         Dataset.from_frames([("1001", "5001", 10)])  # type: ignore[arg-type]
 

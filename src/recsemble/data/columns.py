@@ -25,7 +25,13 @@ def as_frame(frame: Any, what: str) -> pl.DataFrame:
     if isinstance(frame, pl.DataFrame):
         return frame
     if type(frame).__module__.startswith("pandas") and type(frame).__name__ == "DataFrame":
-        return pl.from_pandas(frame)
+        try:
+            return pl.from_pandas(frame)
+        except (TypeError, ValueError) as exc:  # pyarrow's ArrowInvalid / ArrowTypeError
+            raise DataError(
+                f"{what}: the pandas frame cannot be converted ({exc}); a column mixing "
+                "types (ids as numbers and text) can be made text with .astype(str)"
+            ) from None
     raise TypeError(f"{what} must be a polars or pandas DataFrame, not {type(frame).__name__}")
 
 
