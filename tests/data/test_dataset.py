@@ -193,3 +193,18 @@ def test_with_interactions_names_the_idx_columns_it_needs(tiny: Dataset) -> None
     external = tiny.external_interactions()
     with pytest.raises(DataError, match=r"need the columns \['user_idx', 'item_idx'\]"):
         tiny.with_interactions(external)  # a polars ColumnNotFoundError
+
+
+@pytest.mark.parametrize(
+    ("ids", "message"),
+    [
+        (["1001", "nan"], "user id 'nan' in row 1 is a word for a missing value"),
+        (["1001", " 1002"], "user id ' 1002' in row 1 has whitespace at an end"),
+        (["", "1002"], "user id '' in row 0 is empty"),
+    ],
+)
+def test_ids_a_data_file_could_not_hold_are_refused(ids: list[str], message: str) -> None:
+    # A data file refuses them and serving / retraining read ids back from one; from frames
+    # "nan" (pandas' .astype(str) of a missing id) became one user holding every such row.
+    with pytest.raises(DataError, match=message):
+        Dataset.from_frames(_events(user_id=ids))

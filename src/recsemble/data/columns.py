@@ -13,6 +13,7 @@ from typing import Any
 
 import polars as pl
 
+from recsemble.data.tables import MISSING_IDS, WHITESPACE
 from recsemble.data.timestamps import scaled_numbers, unit_class
 from recsemble.errors import DataError
 
@@ -46,6 +47,22 @@ def check_no_nulls(frame: pl.DataFrame, columns: list[str], what: str) -> None:
         if nulls.any():
             row = int(nulls.arg_true()[0])
             raise DataError(f"{what} has a missing value in row {row}", column=col)
+
+
+def check_id_text(ids: pl.Series, column: str, what: str) -> pl.Series:
+    """Ids as a data file may hold them (what retraining and serving read back): not empty,
+    no whitespace at either end, not a missing-value word such as "nan" (what
+    `.astype(str)` makes of a pandas NaN)."""
+    checks = (
+        (ids == "", "is empty"),
+        (ids != ids.str.strip_chars(WHITESPACE), "has whitespace at an end"),
+        (ids.is_in(MISSING_IDS), "is a word for a missing value (.astype(str) of a NaN)"),
+    )
+    for bad, problem in checks:
+        if bad.any():
+            row = int(bad.arg_true()[0])
+            raise DataError(f"{what} id {ids[row]!r} in row {row} {problem}", column=column)
+    return ids
 
 
 def numbers(frame: pl.DataFrame, column: str, what: str) -> pl.Series:

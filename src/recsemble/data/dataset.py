@@ -18,6 +18,7 @@ import scipy.sparse as sp
 from recsemble.data.columns import (
     DEFAULT_EVENT,
     as_frame,
+    check_id_text,
     check_no_nulls,
     epoch_seconds,
     events_and_weights,
@@ -73,7 +74,7 @@ def _as_id_series(frame: pl.DataFrame, col: str, what: str) -> pl.Series:
     series = frame[col]
     if series.dtype.is_float():
         raise DataError(f"{what} ids must be strings or integers, not {series.dtype}", column=col)
-    return series.cast(pl.String)
+    return check_id_text(series.cast(pl.String), col, what)
 
 
 class Dataset:
