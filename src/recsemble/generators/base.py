@@ -156,11 +156,8 @@ class CandidateGenerator(ABC):
         at_arr = moments(at, user_arr.shape[0], self.now_)
         if histories is None:
             histories = self.histories_.rows(user_arr)
-        elif histories.n_rows != user_arr.shape[0] or histories.n_items != self.n_items_:
-            raise ValueError(
-                f"histories must have one row per user ({user_arr.shape[0]}) over "
-                f"{self.n_items_} items; got {histories.n_rows} rows, {histories.n_items} items"
-            )
+        else:
+            histories.check_batch(user_arr.shape[0], self.n_items_)
         return user_arr, at_arr, histories
 
     def score(

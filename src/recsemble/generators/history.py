@@ -94,6 +94,14 @@ class Histories:
         order = np.lexsort((flat_items, ts, np.repeat(np.arange(len(items)), lengths)))
         return cls(indptr, flat_items[order], ts[order], np.array(flat_w)[order], n_items)
 
+    def check_batch(self, n_rows: int, n_items: int) -> None:
+        """Request histories: one row per requested user, over the model's catalog."""
+        if self.n_rows != n_rows or self.n_items != n_items:
+            raise ValueError(
+                f"histories must have one row per user ({n_rows}) over {n_items} items; "
+                f"got {self.n_rows} rows, {self.n_items} items"
+            )
+
     @property
     def n_rows(self) -> int:
         return int(self.indptr.shape[0] - 1)

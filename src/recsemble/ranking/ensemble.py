@@ -227,6 +227,8 @@ class Ensemble:
         self._check_fitted()
         user_arr = user_idx(users)
         at_arr = moments(at, user_arr.size, self.now_)
+        if histories is not None:  # a short batch answered the other users from its rows
+            histories.check_batch(user_arr.size, self.n_items_)
         hist = self.histories_.rows(user_arr) if histories is None else histories
         yield from self._ranked_blocks(
             self.members_,
