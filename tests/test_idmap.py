@@ -84,3 +84,9 @@ def test_integer_ids_are_read_as_text_and_fractions_refused() -> None:
     assert list(IdMap([7, 5]).extend([6]).ids) == ["7", "5", "6"]
     with pytest.raises(TypeError, match="strings or integers, not Float64"):
         IdMap([1.0, 2.0])
+
+
+def test_padding_in_to_ids_says_what_it_is() -> None:
+    idmap = IdMap(["5001", "5002"])
+    with pytest.raises(IndexError, match=r"-1 pads a short top-k row: TopK\.row\(r\) drops it"):
+        idmap.to_ids([1, -1])  # a TopK row with fewer items than k

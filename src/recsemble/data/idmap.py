@@ -102,7 +102,10 @@ class IdMap:
         """External ids for an array of idx (any shape)."""
         arr = np.asarray(idx)
         if arr.size and (arr.min() < 0 or arr.max() >= len(self)):
-            raise IndexError(f"idx out of range 0..{len(self) - 1}")
+            padding = (
+                " (-1 pads a short top-k row: TopK.row(r) drops it)" if arr.min() == -1 else ""
+            )
+            raise IndexError(f"idx out of range 0..{len(self) - 1}{padding}")
         out: npt.NDArray[np.object_] = self._ids[arr]
         return out
 
