@@ -249,6 +249,15 @@ def test_rule_on_an_unknown_attribute_names_the_columns(shop: Dataset) -> None:
         stage.fit(shop)
 
 
+def test_a_number_is_not_ordered_against_text() -> None:
+    # Prices kept as text: as text "10" and "15" are < "20" but "5" is not, so the rule
+    # price < 20 excluded 10 and 15 and kept the item costing 5, silently.
+    shop = _shop(price=["10", "25", None, "5", "15", "30"])
+    stage = RuleFilter(exclude=[Rule(attribute="price", op="<", value=20)])
+    with pytest.raises(ConfigError, match="'price' holds text, which would be compared as text"):
+        stage.fit(shop).rerank(Query(user=-1), _catalog(shop), 6)
+
+
 @pytest.mark.parametrize(
     "bad",
     [
