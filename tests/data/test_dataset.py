@@ -208,3 +208,11 @@ def test_ids_a_data_file_could_not_hold_are_refused(ids: list[str], message: str
     # "nan" (pandas' .astype(str) of a missing id) became one user holding every such row.
     with pytest.raises(DataError, match=message):
         Dataset.from_frames(_events(user_id=ids))
+
+
+def test_category_text_is_split_as_in_files() -> None:
+    # MovieLens-style "Action|Comedy" from a frame failed: "cannot be read as List(String)".
+    items = pl.DataFrame({"item_id": [5001, 5002], "categories": ["Action|Comedy", None]})
+    data = Dataset.from_frames(_events(), items)
+    assert data.item_attributes["categories"].to_list() == [["Action", "Comedy"], None]
+    assert list(data.item_categories()[1].ids) == ["Action", "Comedy"]

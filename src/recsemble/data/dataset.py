@@ -26,6 +26,7 @@ from recsemble.data.columns import (
     require_column,
 )
 from recsemble.data.idmap import IdMap
+from recsemble.data.tables import split_categories
 from recsemble.errors import DataError
 from recsemble.types import idx_array
 
@@ -326,6 +327,8 @@ def _align_items(items: IdMap, frame: pl.DataFrame | None) -> pl.DataFrame:
             if col == "created_at" and moment:
                 # epoch seconds like the interactions' timestamps (ms/us/ns and datetimes too)
                 aligned = aligned.with_columns(epoch_seconds(aligned[col], col))
+            if col == "categories" and aligned[col].dtype == pl.String:  # as files are read
+                aligned = aligned.with_columns(split_categories(aligned[col]))
             try:
                 aligned = aligned.with_columns(pl.col(col).cast(dtype))
             except pl.exceptions.PolarsError as exc:
