@@ -90,3 +90,8 @@ def test_padding_in_to_ids_says_what_it_is() -> None:
     idmap = IdMap(["5001", "5002"])
     with pytest.raises(IndexError, match=r"-1 pads a short top-k row: TopK\.row\(r\) drops it"):
         idmap.to_ids([1, -1])  # a TopK row with fewer items than k
+
+
+def test_an_unknown_missing_mode_is_refused() -> None:
+    with pytest.raises(ValueError, match="missing must be 'error' or 'ignore'"):
+        IdMap(["1001"]).to_idx(["1002"], missing="skip")  # type: ignore[arg-type]  (gave -1)

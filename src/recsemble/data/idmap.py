@@ -118,6 +118,8 @@ class IdMap:
 
         missing="error" raises KeyError naming an unknown id; "ignore" returns -1 for it.
         """
+        if missing not in ("error", "ignore"):  # anything else acted as "ignore"
+            raise ValueError(f"missing must be 'error' or 'ignore', not {missing!r}")
         query = pl.DataFrame({"id": _id_series(ids)})
         joined = query.join(self._frame, on="id", how="left", maintain_order="left")
         idx = joined["idx"]
