@@ -63,3 +63,35 @@ def test_subset_renumbers() -> None:
     sub = idmap.subset([2, 0])
     assert list(sub.ids) == ["c", "a"]
     assert sub.idx_of("a") == 1
+
+
+def test_one_id_where_a_sequence_belongs_is_refused() -> None:
+    idmap = IdMap(["1001", "1002"])
+    with pytest.raises(TypeError, match="single id '1002'"):
+        idmap.to_idx("1002")  # a str is a sequence of characters: it gave an empty array
+    assert idmap.to_idx(["1002"]).tolist() == [1]
+
+
+def test_id_of_outside_the_map_is_an_index_error() -> None:
+    idmap = IdMap(["1001", "1002"])
+    for idx in (-1, 2):
+        with pytest.raises(IndexError, match=r"out of range 0\.\.1"):
+            idmap.id_of(idx)  # -1 gave the last id
+
+
+def test_integer_ids_are_read_as_text_and_fractions_refused() -> None:
+    assert list(IdMap.from_unsorted(np.array([1003, 1001])).ids) == ["1001", "1003"]
+    assert list(IdMap([7, 5]).extend([6]).ids) == ["7", "5", "6"]
+    with pytest.raises(TypeError, match="strings or integers, not Float64"):
+        IdMap([1.0, 2.0])
+
+
+def test_padding_in_to_ids_says_what_it_is() -> None:
+    idmap = IdMap(["5001", "5002"])
+    with pytest.raises(IndexError, match=r"-1 pads a short top-k row: TopK\.row\(r\) drops it"):
+        idmap.to_ids([1, -1])  # a TopK row with fewer items than k
+
+
+def test_an_unknown_missing_mode_is_refused() -> None:
+    with pytest.raises(ValueError, match="missing must be 'error' or 'ignore'"):
+        IdMap(["1001"]).to_idx(["1002"], missing="skip")  # type: ignore[arg-type]  (gave -1)

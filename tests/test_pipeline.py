@@ -182,6 +182,27 @@ def test_similar_items_for_a_catalog_item_and_a_new_one(
         rec.similar("no-such-item", 3)
 
 
+def test_similar_items_before_warm_are_the_models_neighbours(
+    saved: Path, ensemble: Ensemble, data: Dataset
+) -> None:
+    cold = Recommender.load(saved)  # no warm(): a library user asking right away
+    item = data.items.id_of(5)
+    answer = cold.similar(item, 5)  # was content similarity, not the model's neighbours
+    expected = ensemble.members_["itemknn"].similar_items([5], 5)
+    assert answer.source == "model"
+    assert _ids(answer) == [str(i) for i in data.items.to_ids(expected.items[0])]
+    cold.close()
+
+
+def test_one_string_where_a_tuple_belongs_is_refused(rec: Recommender, data: Dataset) -> None:
+    item = data.items.id_of(5)
+    for field in ("exclude", "categories", "rerank"):
+        with pytest.raises(TypeError, match=f"{field} takes a tuple"):
+            RequestOptions(k=5, **{field: item})  # each character was an entry
+    with pytest.raises(TypeError, match="single id"):
+        rec.recommend_session(item, RequestOptions(k=5))  # type: ignore[arg-type]
+
+
 def _without(histories: Histories, item: int) -> Histories:
     keep = histories.items != item
     return Histories(

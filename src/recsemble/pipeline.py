@@ -189,6 +189,8 @@ class Recommender:
 
     def recommend_session(self, item_ids: Sequence[str], options: RequestOptions) -> Answer:
         """An anonymous session: its recent items (external ids, oldest first) are its history."""
+        if isinstance(item_ids, str):  # each character would be read as an item id
+            raise TypeError(f"item_ids takes a sequence of ids, got the single id {item_ids!r}")
         check_k(options.k)
         stages = self.stages.chain(options.rerank)
         items = self.items.to_idx(item_ids)

@@ -37,6 +37,11 @@ def test_user_attributes_aligned(tiny: Dataset) -> None:
     assert country[tiny.users.idx_of("102")] is None
 
 
+def test_an_unknown_matrix_kind_is_refused(tiny: Dataset) -> None:
+    with pytest.raises(ValueError, match="values must be 'weight', 'binary' or 'count'"):
+        tiny.user_item_matrix("binry")  # type: ignore[arg-type]  (gave the counts)
+
+
 def test_matrices_are_read_only(tiny: Dataset) -> None:
     with pytest.raises(ValueError):
         tiny.user_item_matrix().data[0] = 9.0
@@ -109,3 +114,105 @@ def test_datetime_timestamps_become_epoch_seconds() -> None:
         }
     )
     assert Dataset.from_frames(frame).column("timestamp").tolist() == [1577836810]
+
+
+def _events(**columns: list[object]) -> pl.DataFrame:
+    base: dict[str, list[object]] = {"user_id": [1001, 1002], "item_id": [5001, 5002]}
+    return pl.DataFrame({**base, "timestamp": [10, 20], **columns}, strict=False)
+
+
+@pytest.mark.parametrize(
+    ("frame", "weights", "message"),
+    [
+        (_events(weight=[1.0, float("inf")]), None, "weights must be finite"),
+        (_events(value=[4.0, float("-inf")]), None, "values must be finite"),
+        (_events(value=["good", "bad"]), None, "values must be numbers, not String"),
+        (_events(weight=["1", "x"]), None, "weights must be numbers, not String"),
+        (_events(event=["view", "buy"]), {"view": 1.0, "buy": -2.0}, "'buy' must be a finite"),
+        (_events(event=["view", "buy"]), {"view": float("nan"), "buy": 1}, "'view' must be a"),
+    ],
+)
+def test_bad_weights_and_values_are_named(
+    frame: pl.DataFrame, weights: dict[str, float] | None, message: str
+) -> None:
+    with pytest.raises(DataError, match=message):
+        Dataset.from_frames(frame, event_weights=weights)
+
+
+def test_attribute_tables_need_their_id_column_without_nulls() -> None:
+    items = pl.DataFrame({"id": [5001], "title": ["a"]})
+    with pytest.raises(DataError, match="items need a 'item_id' column"):
+        Dataset.from_frames(_events(), items)
+    users = pl.DataFrame({"user_id": [1001, None], "age": [30, 40]})
+    with pytest.raises(DataError, match="users has a missing value in row 1"):
+        Dataset.from_frames(_events(), users=users)
+
+
+def test_item_created_at_datetimes_become_epoch_seconds() -> None:
+    moment = datetime(2020, 1, 1, tzinfo=UTC)
+    items = pl.DataFrame({"item_id": [5001, 5002], "created_at": [moment, None]})
+    created = Dataset.from_frames(_events(), items).item_attributes["created_at"]
+    assert created.to_list() == [int(moment.timestamp()), None]
+
+
+def test_pandas_frames_are_accepted() -> None:
+    pd = pytest.importorskip("pandas")
+    frame = _events(value=[4.0, None]).to_pandas()
+    items = pd.DataFrame({"item_id": [5002, 5003], "title": ["b", "c"]})
+    data = Dataset.from_frames(frame, items)
+    assert data.n_items == 3 and list(data.users.ids) == ["1001", "1002"]
+    assert data.interactions["value"].to_list() == [4.0, None]
+    mixed = frame.assign(item_id=[5001, "x5002"])  # pyarrow's ArrowInvalid
+    with pytest.raises(DataError, match=r"interactions: the pandas frame cannot be converted"):
+        Dataset.from_frames(mixed)
+    with pytest.raises(TypeError, match="polars or pandas DataFrame, not list"):
+        Dataset.from_frames([("1001", "5001", 10)])  # type: ignore[arg-type]
+
+
+def test_epoch_milliseconds_become_seconds_as_in_files() -> None:
+    # They were kept as seconds (year 52000): a half-life in days meant 1000 times longer.
+    ms = _events(timestamp=[1_600_000_000_000, 1_600_000_100_000])
+    assert Dataset.from_frames(ms).column("timestamp").tolist() == [1_600_000_000, 1_600_000_100]
+    items = pl.DataFrame({"item_id": [5001], "created_at": [1_600_000_000_000_000]})  # us
+    created = Dataset.from_frames(_events(), items).item_attributes["created_at"]
+    assert created.to_list()[0] == 1_600_000_000
+    with pytest.raises(DataError, match="timestamps mix units"):
+        Dataset.from_frames(_events(timestamp=[1_600_000_000, 1_600_000_000_000]))
+
+
+def test_restrict_refuses_idx_outside_the_data_or_repeated(tiny: Dataset) -> None:
+    with pytest.raises(IndexError, match="user_idx contain idx -1"):
+        tiny.restrict([-1], [0])  # was the last user, renumbered without a word
+    with pytest.raises(IndexError, match="item_idx contain idx 6"):
+        tiny.restrict([0], [6])  # failed inside numpy
+    with pytest.raises(ValueError, match="must not repeat"):
+        tiny.restrict([0, 0], [0])
+
+
+def test_with_interactions_names_the_idx_columns_it_needs(tiny: Dataset) -> None:
+    external = tiny.external_interactions()
+    with pytest.raises(DataError, match=r"need the columns \['user_idx', 'item_idx'\]"):
+        tiny.with_interactions(external)  # a polars ColumnNotFoundError
+
+
+@pytest.mark.parametrize(
+    ("ids", "message"),
+    [
+        (["1001", "nan"], "user id 'nan' in row 1 is a word for a missing value"),
+        (["1001", " 1002"], "user id ' 1002' in row 1 has whitespace at an end"),
+        (["", "1002"], "user id '' in row 0 is empty"),
+    ],
+)
+def test_ids_a_data_file_could_not_hold_are_refused(ids: list[str], message: str) -> None:
+    # A data file refuses them and serving / retraining read ids back from one; from frames
+    # "nan" (pandas' .astype(str) of a missing id) became one user holding every such row.
+    with pytest.raises(DataError, match=message):
+        Dataset.from_frames(_events(user_id=ids))
+
+
+def test_category_text_is_split_as_in_files() -> None:
+    # MovieLens-style "Action|Comedy" from a frame failed: "cannot be read as List(String)".
+    items = pl.DataFrame({"item_id": [5001, 5002], "categories": ["Action|Comedy", None]})
+    data = Dataset.from_frames(_events(), items)
+    assert data.item_attributes["categories"].to_list() == [["Action", "Comedy"], None]
+    assert list(data.item_categories()[1].ids) == ["Action", "Comedy"]

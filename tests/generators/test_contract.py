@@ -46,6 +46,12 @@ def test_registered_under_its_name(name: str) -> None:
     assert cls.Config.model_config.get("frozen") is True
 
 
+def test_an_unknown_name_is_a_key_error_naming_the_nearest() -> None:
+    with pytest.raises(KeyError, match="unknown generator 'itemnn'; did you mean 'itemknn'"):
+        GENERATORS["itemnn"]  # was KeyError: 'itemnn'
+    assert "itemnn" not in GENERATORS and GENERATORS.get("itemnn") is None
+
+
 def test_check_generator_reports_every_failed_check() -> None:
     class Broken(GENERATORS["pop"]):  # type: ignore[misc, valid-type]
         def recommend(self, *args: Any, **kwargs: Any) -> Any:

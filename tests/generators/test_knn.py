@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import scipy.sparse as sp
 from pydantic import ValidationError
 
 from recsemble.data.dataset import Dataset
+from recsemble.errors import DataError
 from recsemble.generators import GENERATORS, CandidateGenerator
 from recsemble.generators.cosine import binary, row_sq_norms, term_stats, weigh
 from recsemble.generators.history import Histories
@@ -274,6 +276,28 @@ def test_save_load_gives_identical_scores(
     users = np.arange(toy.n_users + 1)
     items = np.arange(toy.n_items)
     np.testing.assert_array_equal(loaded.score(users, items), model.score(users, items))
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"generator": "no-such"}, "holds a 'no-such' generator, not a known generator"),
+        ({"config": {"neighbours": 3}}, "malformed manifest .ValidationError"),
+        ({"n_users": None}, "malformed manifest .TypeError"),
+    ],
+)
+def test_a_damaged_manifest_is_a_data_error_naming_the_folder(
+    toy: Dataset, tmp_path: Path, edit: dict[str, Any], message: str
+) -> None:
+    # An unknown generator raised AttributeError (CandidateGenerator has no name), the others
+    # a pydantic ValidationError or TypeError without the folder.
+    folder = ItemKNN().fit(toy).save(tmp_path / "m")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps({**manifest, **edit}))
+    with pytest.raises(DataError, match=f"{folder}: {message}"):
+        CandidateGenerator.load(folder)
+    with pytest.raises(DataError, match="not a folder"):
+        CandidateGenerator.load(folder / "arrays.npz")  # was NotADirectoryError
 
 
 def test_registry_and_config_validation() -> None:

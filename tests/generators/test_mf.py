@@ -8,6 +8,7 @@ import pytest
 import scipy.sparse as sp
 
 from recsemble.data.dataset import Dataset
+from recsemble.errors import ConfigError
 from recsemble.generators import GENERATORS, CandidateGenerator
 from recsemble.generators.history import Histories
 from recsemble.generators.mf import BPR, IALS, fold_in
@@ -167,6 +168,26 @@ def test_similar_items_by_cosine(name: str) -> None:
     np.testing.assert_allclose(top.scores[:, 0], cosine.max(axis=1), rtol=1e-5)
     first = set(_items(data, ["i900", "i901", "i902", "i903", "i904"]))
     assert set(top.items[_items(data, ["i900"])[0]].tolist()) <= first  # same taste
+
+
+def _random_events(seed: int = 1, n: int = 1500) -> Dataset:
+    rng = np.random.default_rng(seed)
+    frame = pl.DataFrame(
+        {
+            "user_id": rng.integers(1000, 1060, n),
+            "item_id": rng.integers(5000, 5080, n),
+            "timestamp": 1_600_000_000 + rng.integers(0, 10**7, n),
+        }
+    )
+    return Dataset.from_frames(frame)
+
+
+@pytest.mark.parametrize("learning_rate", [0.5, 50.0])
+def test_a_diverged_bpr_names_its_settings(learning_rate: float) -> None:
+    # 0.5: factors of 1e10, then implicit's "posv failed ... increase the regularization
+    # parameter" (BPR's fold-in has its own); 50: implicit's ModelFitError about NaN factors.
+    with pytest.raises(ConfigError, match=r"bpr: .*lower learning_rate"):
+        BPR(learning_rate=learning_rate).fit(_random_events())
 
 
 def test_registered_and_configs() -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
@@ -7,7 +9,7 @@ from pydantic import ValidationError
 
 from recsemble.data.dataset import Dataset
 from recsemble.errors import ConfigError, NotFittedError
-from recsemble.generators import GENERATORS
+from recsemble.generators import GENERATORS, CandidateGenerator
 from recsemble.generators.popularity import (
     Popularity,
     RatingPopularity,
@@ -81,6 +83,20 @@ def test_trending_decays_with_half_life() -> None:
     assert windowed == pytest.approx([0.0, 1.0], abs=1e-5)  # only u4's i2 on day 9 is recent
 
 
+def test_the_moment_may_be_a_datetime_and_is_checked() -> None:
+    data = _data(ROWS)
+    model = TrendingPopularity(window_days=2.0).fit(data)
+    items = np.arange(data.n_items)
+    seconds = model.score([0], items, at=[10 * DAY])
+    as_datetime = np.array([10 * DAY], dtype="datetime64[s]").astype("datetime64[D]")
+    np.testing.assert_array_equal(model.score([0], items, at=as_datetime), seconds)  # was day 10
+    np.testing.assert_array_equal(model.score([0], items, at=10.0 * DAY + 0.5), seconds)
+    with pytest.raises(ValueError, match=r"one moment or one per user \(2\), got shape \(3,\)"):
+        model.recommend([0, 1], 2, at=[1, 2, 3])  # failed inside numpy's broadcast
+    with pytest.raises(TypeError, match="at must be epoch seconds"):
+        model.recommend([0], 2, at=["2020-01-01"])  # int('2020-01-01') inside numpy
+
+
 def test_bayesian_rating_popularity() -> None:
     data = _data(ROWS)
     model = RatingPopularity(prior_count=2.0).fit(data)
@@ -92,6 +108,13 @@ def test_bayesian_rating_popularity() -> None:
     )
     with pytest.raises(ConfigError, match="explicit values"):
         RatingPopularity().fit(no_values)
+
+
+def test_rating_popularity_refuses_a_count_it_would_ignore(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="count = 'weight' does not apply"):
+        RatingPopularity(count="weight")
+    model = RatingPopularity(prior_count=2.0).fit(_data(ROWS))  # its saved config loads back
+    assert isinstance(CandidateGenerator.load(model.save(tmp_path / "m")), RatingPopularity)
 
 
 def test_segment_popularity_with_fallback() -> None:
@@ -122,6 +145,13 @@ def test_config_rejects_unknown_keys_and_bad_values() -> None:
         TrendingPopularity(half_lfe=3)
     with pytest.raises(ValidationError):
         TrendingPopularity(half_life_days=-1)
+
+
+@pytest.mark.parametrize("bins", [[50.0, 18.0], [18.0, 50.0, 30.0], [float("nan")], []])
+def test_segment_bins_must_be_rising_cut_points(bins: list[float]) -> None:
+    # NaN or falling cut points were used as given; [18, 50, 30] failed inside np.digitize.
+    with pytest.raises(ValidationError, match="finite cut points in rising order"):
+        SegmentPopularity(attribute="age", bins=bins)
 
 
 def test_not_fitted() -> None:

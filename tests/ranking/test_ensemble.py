@@ -99,6 +99,13 @@ def test_request_time_history_changes_the_answer(fitted: Ensemble, small_split: 
     assert not {1, 2, 3} & set(a.items[0].tolist())
 
 
+def test_histories_of_another_batch_are_refused(fitted: Ensemble, small_split: Split) -> None:
+    # One history for two users answered the second from someone else's rows, silently.
+    one = Histories.from_lists([[1, 2, 3]], small_split.train.n_items)
+    with pytest.raises(ValueError, match=r"one row per user \(2\).*got 1 rows"):
+        fitted.recommend([0, 1], 10, histories=one)
+
+
 def test_not_fitted_raises() -> None:
     with pytest.raises(NotFittedError):
         Ensemble(_config()).recommend([0], 5)

@@ -254,6 +254,20 @@ def test_single_generator_folder_round_trip(small_data: Dataset, tmp_path: Path)
     assert list(answer.item_ids) == list(small_data.items.to_ids(expected))
 
 
+def test_a_catalog_of_other_data_is_refused_at_save(small_data: Dataset, tmp_path: Path) -> None:
+    model = GENERATORS["itemknn"]().fit(small_data)
+    fewer = small_data.restrict(np.arange(small_data.n_users - 1), np.arange(small_data.n_items))
+    with pytest.raises(DataError, match=r"the catalog holds .* the model has"):
+        save_model(model, tmp_path / "knn", Catalog.from_dataset(fewer))  # it saved, then
+    assert not (tmp_path / "knn").exists()  # failed to load
+
+
+def test_recommend_ids_refuses_one_id_given_as_a_string(saved: Path, small_data: Dataset) -> None:
+    user = small_data.users.id_of(3)
+    with pytest.raises(TypeError, match="single id"):
+        recommend_ids(saved, user, 3)  # type: ignore[arg-type]  (each character was a user)
+
+
 def test_explicit_values_are_kept_for_retraining(small_data: Dataset, tmp_path: Path) -> None:
     """A saved model keeps its events' ratings beside its histories (retraining exports them),
     for an ensemble and for a lone generator; implicit data saves none."""

@@ -118,6 +118,18 @@ def test_seen_history_without_event_types_counts_only_for_every_type(shop: Datas
     assert "i900" in _ids(shop, views)
 
 
+def test_external_ids_in_place_of_idx_are_refused(shop: Dataset) -> None:
+    stage = SeenFilter().fit(shop)
+    with pytest.raises(TypeError, match="Query history must be integer idx"):
+        Query(user=0, history=["i903"])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="ItemList items must be integer idx"):
+        ItemList(np.array(["i903"]), np.ones(1))  # both were read as numbers, or failed in numpy
+    with pytest.raises(TypeError, match="integer idx, got float64"):
+        ItemList([1.7], [1.0])  # was item 1
+    with pytest.raises(ValueError, match="history item idx out of range"):
+        stage.rerank(Query(user=0, history=[903]), _catalog(shop), 3)  # was silently nothing
+
+
 @pytest.mark.parametrize("user", [-1, 3, 1000])
 def test_seen_unknown_user_has_no_fitted_history(shop: Dataset, user: int) -> None:
     out = SeenFilter().fit(shop).rerank(Query(user=user), _catalog(shop), 10)
@@ -235,6 +247,15 @@ def test_rule_on_an_unknown_attribute_names_the_columns(shop: Dataset) -> None:
     stage = RuleFilter(exclude=[Rule(attribute="colour", op="==", value="red")])
     with pytest.raises(ConfigError, match=r"'colour'.*price"):
         stage.fit(shop)
+
+
+def test_a_number_is_not_ordered_against_text() -> None:
+    # Prices kept as text: as text "10" and "15" are < "20" but "5" is not, so the rule
+    # price < 20 excluded 10 and 15 and kept the item costing 5, silently.
+    shop = _shop(price=["10", "25", None, "5", "15", "30"])
+    stage = RuleFilter(exclude=[Rule(attribute="price", op="<", value=20)])
+    with pytest.raises(ConfigError, match="'price' holds text, which would be compared as text"):
+        stage.fit(shop).rerank(Query(user=-1), _catalog(shop), 6)
 
 
 @pytest.mark.parametrize(

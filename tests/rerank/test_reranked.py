@@ -107,6 +107,12 @@ def test_rerank_config_and_sweep_parsing() -> None:
             parse_sweep(bad, config.rerank)
 
 
+def test_stage_names_given_as_one_string_are_refused() -> None:
+    # "seen" was read as the stages 's', 'e', 'e', 'n': "unknown re-ranker 's'".
+    with pytest.raises(ConfigError, match="a list of names, not the string 'seen'"):
+        build_stages(RerankConfig(), "seen")
+
+
 def test_cli_rerank_and_sweep(tmp_path: Path) -> None:
     runner = CliRunner()
     data_dir = tmp_path / "data"

@@ -237,6 +237,13 @@ def test_an_unknown_kind_is_refused_by_every_method(store: Store) -> None:
     assert store.changed_since("item", 0) == [] and store.changed_since("user", 0) == []
 
 
+def test_one_id_where_a_list_belongs_is_refused(store: Store) -> None:
+    store.upsert("item", [Record("5001", {"title": "x"})])
+    with pytest.raises(ValueError, match="record_ids: must be a list of ids"):
+        store.get("item", "5001")  # its characters were looked up: {} although it is stored
+    assert list(store.get("item", ["5001"])) == ["5001"]
+
+
 # -- concurrency and durability --------------------------------------------------------------
 def test_concurrent_appends_lose_nothing_duplicate_nothing_and_follow_in_order(
     store: Store,

@@ -108,6 +108,11 @@ def test_relative_and_absolute_paths(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert absolute.is_file()
 
 
+def test_a_folder_for_the_database_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is a folder"):  # was sqlite3's "unable to open"
+        open_store(f"sqlite:///{tmp_path}")
+
+
 @pytest.mark.parametrize("url", ["sqlite:///", "sqlite:///:memory:", "sqlite:///file::memory:"])
 def test_an_in_memory_database_is_refused(url: str) -> None:
     with pytest.raises(ConfigError, match="file path"):

@@ -15,11 +15,22 @@ import numpy.typing as npt
 import polars as pl
 import scipy.sparse as sp
 
+from recsemble.data.columns import (
+    DEFAULT_EVENT,
+    as_frame,
+    check_id_text,
+    check_no_nulls,
+    epoch_seconds,
+    events_and_weights,
+    explicit_values,
+    require_column,
+)
 from recsemble.data.idmap import IdMap
+from recsemble.data.tables import split_categories
 from recsemble.errors import DataError
+from recsemble.types import idx_array
 
-#: Event type given to interactions that come without one.
-DEFAULT_EVENT = "interaction"
+__all__ = ["DEFAULT_EVENT", "INTERACTION_SCHEMA", "ITEM_SCHEMA", "Dataset", "MatrixValues"]
 
 #: Columns of Dataset.interactions, in order, with their dtypes.
 INTERACTION_SCHEMA: dict[str, pl.DataType] = {
@@ -43,17 +54,6 @@ ITEM_SCHEMA: dict[str, pl.DataType] = {
 MatrixValues = Literal["weight", "binary", "count"]
 
 
-def _values(interactions: pl.DataFrame) -> pl.Series:
-    """The optional explicit `value` column (e.g. a rating) as float32; null where absent."""
-    if "value" not in interactions.columns:
-        return pl.Series("value", [None] * interactions.height, dtype=pl.Float32)
-    values = interactions["value"].cast(pl.Float32)
-    if values.is_nan().any():
-        row = int(values.is_nan().arg_true()[0])
-        raise DataError(f"interactions have NaN in row {row}", column="value")
-    return values
-
-
 def _id_map(ids: pl.Series, table: pl.DataFrame | None, kind: str) -> IdMap:
     """Ids seen in the interactions plus those only in the users / items table."""
     if table is None:
@@ -61,30 +61,21 @@ def _id_map(ids: pl.Series, table: pl.DataFrame | None, kind: str) -> IdMap:
     return IdMap.from_unsorted(pl.concat([ids, _as_id_series(table, f"{kind}_id", kind)]))
 
 
-def _check_no_nulls(frame: pl.DataFrame, columns: list[str], what: str) -> None:
-    for col in columns:
-        nulls = frame[col].is_null()
-        if nulls.any():
-            row = int(nulls.arg_true()[0])
-            raise DataError(f"{what} has a missing value in row {row}", column=col)
+def _attribute_table(frame: Any, key: str, what: str) -> pl.DataFrame | None:
+    """The items / users frame as polars, with its id column present and never null."""
+    if frame is None:
+        return None
+    table = as_frame(frame, what)
+    require_column(table, key, what)
+    check_no_nulls(table, [key], what)
+    return table
 
 
 def _as_id_series(frame: pl.DataFrame, col: str, what: str) -> pl.Series:
     series = frame[col]
     if series.dtype.is_float():
         raise DataError(f"{what} ids must be strings or integers, not {series.dtype}", column=col)
-    return series.cast(pl.String)
-
-
-def _timestamps_to_seconds(series: pl.Series) -> pl.Series:
-    if series.dtype == pl.Datetime or series.dtype == pl.Date:
-        return series.cast(pl.Datetime("us")).dt.epoch("s").cast(pl.Int64)
-    if series.dtype.is_integer():
-        return series.cast(pl.Int64)
-    raise DataError(
-        f"timestamps must be integers (epoch seconds) or datetimes, not {series.dtype}",
-        column="timestamp",
-    )
+    return check_id_text(series.cast(pl.String), col, what)
 
 
 class Dataset:
@@ -129,33 +120,34 @@ class Dataset:
         event_weights: Mapping[str, float] | None = None,
         name: str = "",
     ) -> Dataset:
-        """Validate and build a Dataset.
+        """Validate and build a Dataset from polars frames (pandas frames are converted).
 
-        interactions: columns user_id, item_id, timestamp, and optionally event, value, weight.
+        interactions: columns user_id, item_id, timestamp (epoch seconds, or ms/us/ns told apart
+            by magnitude as in data files, or datetimes), and optionally event, value, weight.
         items: item_id plus any of title, text, categories (list of str), created_at, available,
             and extra attribute columns. users: user_id plus attribute columns.
         event_weights: weight of each event type (e.g. view=1, cart=3, purchase=5); an event type
             in the data but not in the map is an error. A `weight` column overrides it.
         """
+        interactions = as_frame(interactions, "interactions")
         for col in ("user_id", "item_id", "timestamp"):
-            if col not in interactions.columns:
-                raise DataError(
-                    f"interactions need a {col!r} column; found {interactions.columns}", column=col
-                )
-        _check_no_nulls(interactions, ["user_id", "item_id", "timestamp"], "interactions")
+            require_column(interactions, col, "interactions")
+        check_no_nulls(interactions, ["user_id", "item_id", "timestamp"], "interactions")
         user_ids = _as_id_series(interactions, "user_id", "user")
         item_ids = _as_id_series(interactions, "item_id", "item")
-        events, weights = _events_and_weights(interactions, event_weights)
+        events, weights = events_and_weights(interactions, event_weights)
+        items = _attribute_table(items, "item_id", "items")
+        users = _attribute_table(users, "user_id", "users")
         item_map = _id_map(item_ids, items, "item")
         user_map = _id_map(user_ids, users, "user")
         frame = pl.DataFrame(
             {
                 "user_idx": user_map.to_idx(user_ids),
                 "item_idx": item_map.to_idx(item_ids),
-                "timestamp": _timestamps_to_seconds(interactions["timestamp"]),
+                "timestamp": epoch_seconds(interactions["timestamp"], "timestamp"),
                 "event": events,
                 "weight": weights,
-                "value": _values(interactions),
+                "value": explicit_values(interactions),
             }
         )
         return cls(
@@ -170,6 +162,12 @@ class Dataset:
 
     def with_interactions(self, interactions: pl.DataFrame) -> Dataset:
         """Same users, items and attributes; other interactions (already in idx form)."""
+        missing = [c for c in INTERACTION_SCHEMA if c not in interactions.columns]
+        if missing:
+            raise DataError(
+                f"interactions in idx form need the columns {missing} "
+                "(external ids are read by Dataset.from_frames)"
+            )
         return Dataset(
             users=self.users,
             items=self.items,
@@ -185,8 +183,11 @@ class Dataset:
 
         Interactions touching any other user or item are dropped.
         """
-        u = np.asarray(user_idx, dtype=np.int64)
-        i = np.asarray(item_idx, dtype=np.int64)
+        u = idx_array(user_idx, "user_idx", self.n_users)  # -1 would be the last user
+        i = idx_array(item_idx, "item_idx", self.n_items)
+        for name, idx in (("user_idx", u), ("item_idx", i)):
+            if np.unique(idx).size != idx.size:
+                raise ValueError(f"{name} must not repeat an idx")
         new_u = np.full(self.n_users, -1, dtype=np.int32)
         new_u[u] = np.arange(u.size, dtype=np.int32)
         new_i = np.full(self.n_items, -1, dtype=np.int32)
@@ -229,6 +230,8 @@ class Dataset:
 
     def user_item_matrix(self, values: MatrixValues = "weight") -> sp.csr_array:
         """users x items CSR. values: summed event weights, 1 per pair, or event counts."""
+        if values not in ("weight", "binary", "count"):  # anything else gave the counts
+            raise ValueError(f"values must be 'weight', 'binary' or 'count', not {values!r}")
         return self._matrix_cache(values)
 
     def _matrix_cache(self, values: MatrixValues) -> sp.csr_array:
@@ -300,48 +303,6 @@ class Dataset:
         )
 
 
-def _events_and_weights(
-    interactions: pl.DataFrame, event_weights: Mapping[str, float] | None
-) -> tuple[pl.Series, pl.Series]:
-    n = interactions.height
-    if "event" in interactions.columns:
-        _check_no_nulls(interactions, ["event"], "interactions")
-        events = interactions["event"].cast(pl.String)
-    else:
-        events = pl.Series("event", [DEFAULT_EVENT] * n, dtype=pl.String)
-    if "weight" in interactions.columns:
-        _check_no_nulls(interactions, ["weight"], "interactions")
-        weights = interactions["weight"].cast(pl.Float32)
-        if weights.is_nan().any() or (weights < 0).any():
-            bad = weights.is_nan() | (weights < 0)
-            raise DataError(
-                f"weights must be non-negative numbers (row {int(bad.arg_true()[0])})",
-                column="weight",
-            )
-        return events, weights
-    table = dict(event_weights or {})
-    table.setdefault(DEFAULT_EVENT, 1.0)
-    unknown = events.unique().filter(~events.unique().is_in(list(table))).to_list()
-    if unknown and not event_weights:
-        # No weight table at all: every event type counts 1.
-        table.update(dict.fromkeys(unknown, 1.0))
-    elif unknown:
-        raise DataError(
-            f"event types {sorted(unknown)} have no weight; configured: {sorted(table)}",
-            column="event",
-        )
-    mapping = pl.DataFrame(
-        {"event": list(table), "weight": [float(w) for w in table.values()]},
-        schema={"event": pl.String, "weight": pl.Float64},
-    )
-    weights = (
-        pl.DataFrame({"event": events})
-        .join(mapping, on="event", how="left", maintain_order="left")["weight"]
-        .cast(pl.Float32)
-    )
-    return events, weights
-
-
 def _align_attributes(idmap: IdMap, frame: pl.DataFrame | None, key: str) -> pl.DataFrame:
     """Attribute rows reordered to idx order (null rows for ids the frame lacks), key dropped."""
     base = pl.DataFrame({key: idmap.as_series()})
@@ -362,6 +323,12 @@ def _align_items(items: IdMap, frame: pl.DataFrame | None) -> pl.DataFrame:
         if col not in aligned.columns:
             aligned = aligned.with_columns(pl.lit(None, dtype=dtype).alias(col))
         else:
+            moment = aligned[col].dtype in (pl.Datetime, pl.Date) or aligned[col].dtype.is_integer()
+            if col == "created_at" and moment:
+                # epoch seconds like the interactions' timestamps (ms/us/ns and datetimes too)
+                aligned = aligned.with_columns(epoch_seconds(aligned[col], col))
+            if col == "categories" and aligned[col].dtype == pl.String:  # as files are read
+                aligned = aligned.with_columns(split_categories(aligned[col]))
             try:
                 aligned = aligned.with_columns(pl.col(col).cast(dtype))
             except pl.exceptions.PolarsError as exc:

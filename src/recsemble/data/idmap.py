@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Literal
+from collections.abc import Iterable
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 
 from recsemble.errors import DataError
+
+IdsLike = Iterable[str] | Iterable[int] | pl.Series | npt.NDArray[Any]
+
+
+def _id_series(ids: IdsLike) -> pl.Series:
+    """Ids as a polars String series: text, or integers written as text; one id given where a
+    sequence belongs, or fractional ids, are TypeErrors (not an empty or "1.0" id)."""
+    if isinstance(ids, str | bytes):
+        raise TypeError(f"expected a sequence of ids, got the single id {ids!r}")
+    if isinstance(ids, pl.Series):
+        series = ids
+    else:
+        values = ids if isinstance(ids, np.ndarray) else list(ids)
+        series = pl.Series("id", values, strict=False)
+    if series.dtype.is_float():
+        raise TypeError(f"ids must be strings or integers, not {series.dtype}")
+    return series.cast(pl.String).rename("id")
 
 
 class IdMap:
@@ -21,9 +38,8 @@ class IdMap:
 
     __slots__ = ("_frame", "_ids", "_lookup")
 
-    def __init__(self, ids: Sequence[str] | npt.NDArray[np.object_] | pl.Series) -> None:
-        series = pl.Series("id", ids, dtype=pl.String) if not isinstance(ids, pl.Series) else ids
-        series = series.cast(pl.String).rename("id")
+    def __init__(self, ids: IdsLike) -> None:
+        series = _id_series(ids)
         if series.null_count():
             raise DataError("ids must not be null")
         if series.n_unique() != series.len():
@@ -37,11 +53,10 @@ class IdMap:
         self._lookup: dict[str, int] | None = None
 
     @classmethod
-    def from_unsorted(cls, ids: Iterable[str] | pl.Series) -> IdMap:
+    def from_unsorted(cls, ids: IdsLike) -> IdMap:
         """A map over the distinct ids, numbered in sorted (string) order, so that the same set of
         ids always gets the same numbering whatever the input order."""
-        series = ids if isinstance(ids, pl.Series) else pl.Series("id", list(ids), dtype=pl.String)
-        return cls(series.cast(pl.String).drop_nulls().unique().sort())
+        return cls(_id_series(ids).drop_nulls().unique().sort())
 
     def __len__(self) -> int:
         return int(self._ids.shape[0])
@@ -65,6 +80,9 @@ class IdMap:
         return self._frame["id"]
 
     def id_of(self, idx: int) -> str:
+        """The id at one idx; IndexError outside 0..len-1 (-1 is not the last id)."""
+        if not 0 <= idx < len(self):
+            raise IndexError(f"idx {idx} out of range 0..{len(self) - 1}")
         return str(self._ids[idx])
 
     def idx_of(self, id_: str) -> int:
@@ -84,20 +102,25 @@ class IdMap:
         """External ids for an array of idx (any shape)."""
         arr = np.asarray(idx)
         if arr.size and (arr.min() < 0 or arr.max() >= len(self)):
-            raise IndexError(f"idx out of range 0..{len(self) - 1}")
+            padding = (
+                " (-1 pads a short top-k row: TopK.row(r) drops it)" if arr.min() == -1 else ""
+            )
+            raise IndexError(f"idx out of range 0..{len(self) - 1}{padding}")
         out: npt.NDArray[np.object_] = self._ids[arr]
         return out
 
     def to_idx(
         self,
-        ids: Sequence[str] | pl.Series | npt.NDArray[np.object_],
+        ids: IdsLike,
         missing: Literal["error", "ignore"] = "error",
     ) -> npt.NDArray[np.int32]:
-        """Idx for an array of external ids (vectorized through a hash join).
+        """Idx for an array of external ids (vectorized through a hash join; idx_of takes one).
 
         missing="error" raises KeyError naming an unknown id; "ignore" returns -1 for it.
         """
-        query = pl.DataFrame({"id": pl.Series(ids).cast(pl.String)})
+        if missing not in ("error", "ignore"):  # anything else acted as "ignore"
+            raise ValueError(f"missing must be 'error' or 'ignore', not {missing!r}")
+        query = pl.DataFrame({"id": _id_series(ids)})
         joined = query.join(self._frame, on="id", how="left", maintain_order="left")
         idx = joined["idx"]
         if idx.null_count():
@@ -107,10 +130,9 @@ class IdMap:
             idx = idx.fill_null(-1)
         return idx.to_numpy().astype(np.int32, copy=False)
 
-    def extend(self, ids: Iterable[str] | pl.Series) -> IdMap:
+    def extend(self, ids: IdsLike) -> IdMap:
         """A new map with the unseen ids appended (sorted among themselves); never renumbers."""
-        series = ids if isinstance(ids, pl.Series) else pl.Series("id", list(ids), dtype=pl.String)
-        new = series.cast(pl.String).drop_nulls().unique().sort()
+        new = _id_series(ids).drop_nulls().unique().sort()
         new = new.filter(~new.is_in(self._frame["id"].implode()))
         if new.len() == 0:
             return self

@@ -352,7 +352,12 @@ def parse_categories(table: Table, column: str) -> pl.Series:
     series = table.frame[column]
     if isinstance(series.dtype, pl.List):
         return series.cast(pl.List(pl.String)).alias("categories")
-    text = parse_strings(table, column, "categories", required=False)
+    return split_categories(parse_strings(table, column, "categories", required=False))
+
+
+def split_categories(text: pl.Series) -> pl.Series:
+    """Category text ("Action|Comedy", or "a, b") as lists: split on "|" if any value has one,
+    else on ","; blanks dropped."""
     sep = "|" if text.str.contains("|", literal=True).any() else ","
     parts = text.str.split(sep).list.eval(pl.element().str.strip_chars())
     return parts.list.eval(pl.element().filter(pl.element() != "")).alias("categories")

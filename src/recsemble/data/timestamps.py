@@ -21,7 +21,7 @@ def parse_timestamps(table: Table, column: str, field: str, *, required: bool) -
     seconds = _epoch_seconds(series)
     if seconds is None:
         raise table.error(f"{field} cannot be read from {series.dtype} values", None, column)
-    units = _unit_class(series)
+    units = unit_class(series)
     if units is not None and units.drop_nulls().n_unique() > 1:  # one scale would misread some
         usual = units.drop_nulls().mode().sort()[-1]
         table.check(
@@ -53,10 +53,10 @@ def _epoch_seconds(series: pl.Series) -> pl.Series | None:
         if dates is not None:
             return dates
     if dtype.is_numeric():
-        return _scaled_numbers(series)
+        return scaled_numbers(series)
     if dtype != pl.String:
         return None
-    numbers = _scaled_numbers(series)
+    numbers = scaled_numbers(series)
     if numbers.null_count() == series.null_count():
         return numbers
     return pl.select(pl.coalesce(numbers, _iso_seconds(series))).to_series()
@@ -80,7 +80,7 @@ def _iso_seconds(text: pl.Series) -> pl.Series:
 _UNIT_NAMES = ("seconds", "milliseconds", "microseconds", "nanoseconds")
 
 
-def _unit_class(series: pl.Series) -> pl.Series | None:
+def unit_class(series: pl.Series) -> pl.Series | None:
     """0..3 per epoch number: the magnitude of a date since 1973 in seconds, ms, us or ns;
     null for smaller numbers, which read right in any unit (None: not numbers)."""
     if not (series.dtype.is_numeric() or series.dtype == pl.String):
@@ -106,7 +106,7 @@ def _compact_dates(series: pl.Series) -> pl.Series | None:
     return dates.cast(pl.Datetime("us")).dt.epoch("s")
 
 
-def _scaled_numbers(series: pl.Series) -> pl.Series:
+def scaled_numbers(series: pl.Series) -> pl.Series:
     """Epoch numbers to seconds: magnitudes beyond 1e11 / 1e14 / 1e17 are ms / us / ns."""
     floats = series.cast(pl.Float64, strict=False)
     floats = floats.set(~floats.is_finite(), None)

@@ -20,7 +20,7 @@ from recsemble.evaluation.metrics import CatalogStats, MetricResult, compute_met
 from recsemble.evaluation.protocol import Split
 from recsemble.evaluation.slices import history_slice_labels, longtail_hit_share, sliced_summary
 from recsemble.generators.history import Histories
-from recsemble.types import PAD_IDX, TopK
+from recsemble.types import PAD_IDX, TopK, check_k
 
 #: progress(model name, stage, done, total): stage is "fit" or "recommend".
 Progress = Callable[[str, str, int, int], None]
@@ -98,6 +98,11 @@ class Evaluation:
     ks: tuple[int, ...]
 
     def summary(self, name: str, k: int) -> dict[str, float]:
+        """The metrics of model `name` at cutoff k (both among those evaluated)."""
+        if name not in self.runs:
+            raise KeyError(f"no model {name!r} was evaluated; models: {list(self.runs)}")
+        if k not in self.ks:
+            raise KeyError(f"k={k} was not evaluated; evaluated: {list(self.ks)}")
         result = self.runs[name].metrics[k]
         out = result.summary()
         out[f"longtail_hit_share@{k}"] = longtail_hit_share(result)
@@ -146,8 +151,9 @@ def evaluate(
     progress: Progress | None = None,
 ) -> Evaluation:
     """Fit each model on split.train and measure it on split.test at every k."""
-    if not ks or min(ks) < 1:
-        raise ValueError(f"k values must be >= 1, got {list(ks)}")
+    if not ks:
+        raise ValueError("ks is empty: give the cutoffs to measure, e.g. (10,)")
+    ks = [check_k(k) for k in ks]  # whole numbers >= 1
     users = split.evaluated_users
     stats = catalog_stats(split)
     truth = truth_matrix(split, users)

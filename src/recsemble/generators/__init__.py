@@ -6,6 +6,7 @@ libraries (implicit, torch, scikit-learn) load only when their member is used.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Iterator, Mapping
 
@@ -33,6 +34,10 @@ _REGISTRY: dict[str, str] = {
 
 class _Registry(Mapping[str, type[CandidateGenerator]]):
     def __getitem__(self, name: str) -> type[CandidateGenerator]:
+        if name not in _REGISTRY:  # a KeyError (a Mapping's), naming what there is
+            close = difflib.get_close_matches(str(name), _REGISTRY, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise KeyError(f"unknown generator {name!r}{hint} (known: {', '.join(_REGISTRY)})")
         module_name, _, class_name = _REGISTRY[name].partition(":")
         cls: type[CandidateGenerator] = getattr(importlib.import_module(module_name), class_name)
         return cls

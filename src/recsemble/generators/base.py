@@ -23,7 +23,7 @@ from recsemble.generators.history import Histories, history_values
 from recsemble.generators.npz import read_npz
 from recsemble.generators.score_cache import ScoreCache
 from recsemble.generators.topk import topk_rows
-from recsemble.types import PAD_IDX, TopK
+from recsemble.types import PAD_IDX, TopK, check_k, idx_array, moments, user_idx
 
 #: Dense score blocks are kept under this many cells (float32: 64 MB).
 _BLOCK_CELLS = 16_000_000
@@ -152,18 +152,12 @@ class CandidateGenerator(ABC):
         self, users: npt.ArrayLike, at: npt.ArrayLike | None, histories: Histories | None
     ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64], Histories]:
         self._check_fitted()
-        user_arr = np.atleast_1d(np.asarray(users, dtype=np.int32))
-        if at is None:
-            at_arr = np.full(user_arr.shape[0], self.now_, dtype=np.int64)
-        else:
-            at_arr = np.ascontiguousarray(np.broadcast_to(np.asarray(at, np.int64), user_arr.shape))
+        user_arr = user_idx(users)
+        at_arr = moments(at, user_arr.shape[0], self.now_)
         if histories is None:
             histories = self.histories_.rows(user_arr)
-        elif histories.n_rows != user_arr.shape[0] or histories.n_items != self.n_items_:
-            raise ValueError(
-                f"histories must have one row per user ({user_arr.shape[0]}) over "
-                f"{self.n_items_} items; got {histories.n_rows} rows, {histories.n_items} items"
-            )
+        else:
+            histories.check_batch(user_arr.shape[0], self.n_items_)
         return user_arr, at_arr, histories
 
     def score(
@@ -176,7 +170,7 @@ class CandidateGenerator(ABC):
     ) -> npt.NDArray[np.float32]:
         """Scores (len(users), len(items)) of the given candidate items for each user."""
         user_arr, at_arr, hist = self._request(users, at, histories)
-        item_arr = np.asarray(items, dtype=np.intp)
+        item_arr = idx_array(items, "items", self.n_items_).astype(np.intp)
         out = np.empty((user_arr.size, item_arr.size), dtype=np.float32)
         for lo, hi in self._blocks(user_arr.size):
             block = self._scores(user_arr[lo:hi], at_arr[lo:hi], hist.rows(range(lo, hi)))
@@ -193,8 +187,7 @@ class CandidateGenerator(ABC):
         histories: Histories | None = None,
     ) -> TopK:
         """Top-k items per user, best first; ties go to the lower item idx."""
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        k = check_k(k)
         user_arr, at_arr, hist = self._request(users, at, histories)
         items = np.full((user_arr.size, k), PAD_IDX, dtype=np.int32)
         scores = np.full((user_arr.size, k), -np.inf, dtype=np.float32)
@@ -228,6 +221,12 @@ class CandidateGenerator(ABC):
         """The k items most similar to each given item (itself excluded), where the model has
         an item-item notion of similarity; others raise NotImplementedError."""
         raise NotImplementedError(f"{type(self).__name__} has no item-item similarity")
+
+    def _similar_request(self, items: npt.ArrayLike, k: int) -> npt.NDArray[np.intp]:
+        """similar_items' checked arguments: a fitted model, k >= 1, items within the catalog."""
+        self._check_fitted()
+        check_k(k)
+        return idx_array(items, "items", self.n_items_).astype(np.intp)
 
     def _blocks(self, n: int) -> list[tuple[int, int]]:
         step = max(1, _BLOCK_CELLS // max(1, self.n_items_))
@@ -270,17 +269,10 @@ class CandidateGenerator(ABC):
 
         verified: every file was checked against its checksum moments ago (the model registry
         does before it serves a version), so they are not hashed a second time."""
-        from recsemble.generators import GENERATORS
-
         folder = Path(path)
         manifest = _read_manifest(folder, check_files=not verified)
-        kind = GENERATORS.get(manifest["generator"])
-        if kind is None or (cls is not CandidateGenerator and kind is not cls):
-            raise DataError(f"{folder} holds a {manifest['generator']!r} generator, not {cls.name}")
-        model = kind(kind.Config.model_validate(manifest["config"]))
+        model = _empty_model(cls, folder, manifest)
         arrays = read_npz(folder / "arrays.npz")
-        model.n_users_, model.n_items_ = int(manifest["n_users"]), int(manifest["n_items"])
-        model.now_ = int(manifest["now"])
         model.histories_ = Histories(
             indptr=arrays["history.indptr"],
             items=arrays["history.items"],
@@ -305,11 +297,37 @@ class CandidateGenerator(ABC):
         return model
 
 
+def _empty_model(
+    cls: type[CandidateGenerator], folder: Path, manifest: dict[str, Any]
+) -> CandidateGenerator:
+    """The manifest's generator with its config and sizes, before its arrays are read."""
+    from recsemble.generators import GENERATORS
+
+    name = manifest.get("generator")
+    kind = GENERATORS.get(name) if isinstance(name, str) else None
+    if kind is None or (cls is not CandidateGenerator and kind is not cls):
+        wanted = "a known generator" if cls is CandidateGenerator else cls.name
+        raise DataError(f"holds a {name!r} generator, not {wanted}", source=str(folder))
+    try:  # a pydantic ValidationError is a ValueError
+        model = kind(kind.Config.model_validate(manifest["config"]))
+        model.n_users_, model.n_items_ = int(manifest["n_users"]), int(manifest["n_items"])
+        model.now_ = int(manifest["now"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(
+            f"malformed manifest ({type(exc).__name__}: {exc})", source=str(folder)
+        ) from None
+    return model
+
+
 def _read_manifest(folder: Path, check_files: bool = True) -> dict[str, Any]:
     try:
         manifest: dict[str, Any] = json.loads((folder / "manifest.json").read_text())
     except FileNotFoundError:
         raise DataError("no manifest.json: not a saved generator", source=str(folder)) from None
+    except NotADirectoryError:
+        raise DataError(
+            "not a folder: give a saved generator's folder", source=str(folder)
+        ) from None
     except json.JSONDecodeError as exc:
         raise DataError(f"manifest is not valid JSON ({exc.msg})", source=str(folder)) from None
     if manifest.get("format") != FORMAT or manifest.get("version") != FORMAT_VERSION:

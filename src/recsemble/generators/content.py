@@ -227,6 +227,5 @@ class Content(CandidateGenerator):
 
     def similar_items(self, items: npt.ArrayLike, k: int) -> TopK:
         """The items with the most similar text (cosine)."""
-        self._check_fitted()
-        item_arr = np.atleast_1d(np.asarray(items, dtype=np.intp))
+        item_arr = self._similar_request(items, k)
         return top_similar(item_arr, self._similarities(self.vectors_[item_arr]), k)

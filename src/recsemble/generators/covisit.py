@@ -222,8 +222,7 @@ class CoVisitation(CandidateGenerator):
 
     def similar_items(self, items: npt.ArrayLike, k: int) -> TopK:
         """The items users went to most after each given item."""
-        self._check_fitted()
-        rows = self.transitions_[np.asarray(items, dtype=np.int64)].toarray()
+        rows = self.transitions_[self._similar_request(items, k)].toarray()
         rows = rows.astype(np.float32)
         rows[rows <= 0] = -np.inf
         return TopK(*topk_rows(rows, k))

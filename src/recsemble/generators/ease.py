@@ -338,8 +338,7 @@ class EASE(CandidateGenerator):
 
     def similar_items(self, items: npt.ArrayLike, k: int) -> TopK:
         """Items j with the largest B[i, j]: how much having item i adds to j's score."""
-        self._check_fitted()
-        item_arr = np.atleast_1d(np.asarray(items, dtype=np.intp))
+        item_arr = self._similar_request(items, k)
         return top_similar(item_arr, self._weight_rows(item_arr), k)
 
     def _weight_rows(self, items: npt.NDArray[np.intp]) -> npt.NDArray[np.float32]:

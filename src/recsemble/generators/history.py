@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 from recsemble.data.dataset import Dataset
 from recsemble.generators.config import RecencyConfig
+from recsemble.types import integer_values
 
 #: the smallest recency factor: far above float32's underflow, far below any weight that counts.
 _FADED = 1e-30
@@ -44,6 +45,7 @@ class Histories:
     origin_rows: npt.NDArray[np.int64] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        integer_values(self.items, "history items")  # not ids, not fractions
         object.__setattr__(self, "indptr", _readonly(self.indptr, np.int64))
         for name, dtype in (("items", np.int32), ("timestamps", np.int64), ("weights", np.float32)):
             object.__setattr__(self, name, _readonly(getattr(self, name), dtype))
@@ -54,6 +56,8 @@ class Histories:
             raise ValueError("items, timestamps and weights must have one entry per event")
         if n and (self.items.min() < 0 or self.items.max() >= self.n_items):
             raise ValueError(f"item idx out of range 0..{self.n_items - 1}")
+        if n and not (np.isfinite(self.weights).all() and self.weights.min() >= 0):
+            raise ValueError("event weights must be finite numbers >= 0 (as a Dataset's are)")
 
     @classmethod
     def from_dataset(cls, dataset: Dataset) -> Histories:
@@ -74,6 +78,9 @@ class Histories:
     ) -> Histories:
         """Small batches built by hand (e.g. an anonymous session's recent items)."""
         lengths = [len(row) for row in items]
+        for name, given in (("timestamps", timestamps), ("weights", weights)):
+            if given and [len(row) for row in given] != lengths:
+                raise ValueError(f"{name} need one row per history and one entry per item")
         flat_ts = (
             [t for row in timestamps for t in row]
             if timestamps is not None
@@ -81,10 +88,19 @@ class Histories:
         )
         flat_w = [w for row in weights for w in row] if weights else [1.0] * sum(lengths)
         indptr = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
-        flat_items = np.array([i for row in items for i in row], dtype=np.int32)
+        flat = integer_values([i for row in items for i in row], "history items")
+        flat_items = flat.astype(np.int32)
         ts = np.array(flat_ts, dtype=np.int64)
         order = np.lexsort((flat_items, ts, np.repeat(np.arange(len(items)), lengths)))
         return cls(indptr, flat_items[order], ts[order], np.array(flat_w)[order], n_items)
+
+    def check_batch(self, n_rows: int, n_items: int) -> None:
+        """Request histories: one row per requested user, over the model's catalog."""
+        if self.n_rows != n_rows or self.n_items != n_items:
+            raise ValueError(
+                f"histories must have one row per user ({n_rows}) over {n_items} items; "
+                f"got {self.n_rows} rows, {self.n_items} items"
+            )
 
     @property
     def n_rows(self) -> int:

@@ -217,10 +217,7 @@ class ItemKNN(CandidateGenerator):
 
     def similar_items(self, items: npt.ArrayLike, k: int) -> TopK:
         """The k items most similar to each given item (its stored neighbours), best first."""
-        self._check_fitted()
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        item_arr = np.atleast_1d(np.asarray(items, dtype=np.int64))
+        item_arr = self._similar_request(items, k)
         # Neighbour lists are the columns of S (target pruning) or its rows (source pruning).
         lists = self.similarity_.T if self.config.prune == "target" else self.similarity_
         rows = csr32(csr32(lists)[item_arr])

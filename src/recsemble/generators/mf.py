@@ -24,10 +24,12 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 from implicit.cpu.bpr import BayesianPersonalizedRanking
+from implicit.recommender_base import ModelFitError
 from pydantic import Field
 from threadpoolctl import ThreadpoolController
 
 from recsemble.data.dataset import Dataset
+from recsemble.errors import ConfigError
 from recsemble.generators.config import GeneratorConfig, RecencyConfig
 from recsemble.generators.history import Histories, profile_matrix
 from recsemble.generators.retrieval import VectorRetrieval
@@ -116,6 +118,8 @@ def fold_in(profile: sp.csr_array, solver: Any, alpha: float) -> npt.NDArray[np.
 class _MatrixFactorization(VectorRetrieval):
     """Shared by the MF members: fold-in scoring, cosine item similarity, save/load."""
 
+    _unstable_hint: ClassVar[str] = "raise regularization"
+
     config: IALSConfig | BPRConfig
     history_only_scores: ClassVar[bool] = True
 
@@ -126,7 +130,10 @@ class _MatrixFactorization(VectorRetrieval):
             return
         with _one_blas_thread():
             model = self._implicit_model()
-            model.fit(sp.csr_matrix(self._training_matrix(x)), show_progress=False)
+            try:
+                model.fit(sp.csr_matrix(self._training_matrix(x)), show_progress=False)
+            except ModelFitError as exc:  # implicit's "NaN encountered in factors"
+                raise ConfigError(f"{self.name}: {exc}: {self._unstable_hint}") from None
         self._set_item_factors(model.item_factors)
 
     def _set_item_factors(self, item_factors: npt.NDArray[Any]) -> None:
@@ -170,7 +177,7 @@ class _MatrixFactorization(VectorRetrieval):
         if self.config.half_life_days is not None or n_users * self._width() > _CACHED_CELLS:
             return
         profile = profile_matrix(self.histories_, self.config, None)
-        self.fitted_user_factors_ = fold_in(profile, self._solver, self.config.alpha)
+        self.fitted_user_factors_ = self._fold_in(profile)
 
     def user_factors(
         self, histories: Histories, at: npt.NDArray[np.int64] | None = None
@@ -185,7 +192,19 @@ class _MatrixFactorization(VectorRetrieval):
             out[rows >= 0] = cached[rows[rows >= 0]]  # unknown users: empty, zeros
             return out
         profile = profile_matrix(histories, self.config, at)
-        return fold_in(profile, self._solver, self.config.alpha)
+        return self._fold_in(profile)
+
+    def _fold_in(self, profile: sp.csr_array) -> npt.NDArray[np.float32]:
+        """fold_in, with implicit's failed solve ("increase the regularization parameter", even
+        where none was meant) turned into an error naming this model's settings."""
+        try:
+            return fold_in(profile, self._solver, self.config.alpha)
+        except ValueError as exc:
+            largest = float(np.abs(self.item_factors_).max(initial=0.0))
+            raise ConfigError(
+                f"{self.name}: solving user factors failed ({exc}); the item factors reach "
+                f"{largest:.3g} in magnitude: {self._unstable_hint}"
+            ) from None
 
     def retrieval_items(self) -> npt.NDArray[np.float32]:
         return self.item_factors_
@@ -207,8 +226,7 @@ class _MatrixFactorization(VectorRetrieval):
 
     def similar_items(self, items: npt.ArrayLike, k: int) -> TopK:
         """The k items with the highest cosine similarity of item factors."""
-        self._check_fitted()
-        item_arr = np.atleast_1d(np.asarray(items, dtype=np.intp))
+        item_arr = self._similar_request(items, k)
         factors = self._similarity_factors()
         norms = np.linalg.norm(factors, axis=1, keepdims=True)
         unit = np.asarray(factors / np.where(norms > 0, norms, 1.0), dtype=np.float32)
@@ -250,6 +268,10 @@ class IALS(_MatrixFactorization):
 
 class BPR(_MatrixFactorization):
     """Bayesian personalized ranking; the last factor column is implicit's item bias."""
+
+    _unstable_hint: ClassVar[str] = (
+        "the training diverged? lower learning_rate, or raise fold_in_regularization"
+    )
 
     name: ClassVar[str] = "bpr"
     Config: ClassVar[type[GeneratorConfig]] = BPRConfig

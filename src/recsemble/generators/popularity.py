@@ -48,11 +48,30 @@ class TrendingConfig(PopularityConfig):
 class RatingPopularityConfig(PopularityConfig):
     prior_count: float = Field(10.0, ge=0)  # strength of the pull towards the global mean
 
+    @model_validator(mode="after")
+    def _ratings_are_counted(self) -> Self:
+        """Every rating counts once (the average's denominator): `count` would be ignored."""
+        if self.count != "users":
+            raise ValueError(
+                f"pop-rating averages every rating: count = {self.count!r} does not apply to it"
+            )
+        return self
+
 
 class SegmentPopularityConfig(PopularityConfig):
     attribute: str | None = None  # required: the user attribute that defines segments
     bins: list[float] | None = None  # cut points for a numeric attribute, e.g. ages
     min_segment_users: int = Field(20, ge=1)
+
+    @model_validator(mode="after")
+    def _rising_cut_points(self) -> Self:
+        """np.digitize reads NaN or unordered cut points without a word (or fails inside)."""
+        bins = self.bins
+        if bins is not None and (
+            not bins or not np.isfinite(bins).all() or np.any(np.diff(bins) <= 0)
+        ):
+            raise ValueError(f"bins must be finite cut points in rising order, got {bins}")
+        return self
 
 
 #: Decayed sums are kept at checkpoints of the event log while they hold at most this many

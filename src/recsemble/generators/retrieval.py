@@ -17,7 +17,7 @@ import scipy.sparse as sp
 
 from recsemble.generators.base import CandidateGenerator
 from recsemble.generators.history import Histories
-from recsemble.types import TopK
+from recsemble.types import TopK, check_k
 
 if TYPE_CHECKING:
     from recsemble.generators.ann import InnerProductIndex
@@ -82,8 +82,7 @@ class VectorRetrieval(CandidateGenerator):
             return super().recommend(
                 users, k, exclude_seen=exclude_seen, at=at, histories=histories
             )
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        k = check_k(k)
         from recsemble.generators.ann import search_users
 
         _, at_arr, hist = self._request(users, at, histories)

@@ -355,8 +355,7 @@ class SASRec(CandidateGenerator):
 
     def similar_items(self, items: npt.ArrayLike, k: int) -> TopK:
         """The k items with the highest cosine similarity of their (input = output) embeddings."""
-        self._check_fitted()
-        item_arr = np.atleast_1d(np.asarray(items, dtype=np.intp))
+        item_arr = self._similar_request(items, k)
         table = item_table(self.network_)[1:].detach().float().cpu().numpy()
         norms = np.linalg.norm(table, axis=1, keepdims=True)
         unit = np.asarray(table / np.where(norms > 0, norms, 1.0), dtype=np.float32)

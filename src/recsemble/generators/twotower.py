@@ -204,8 +204,7 @@ class TwoTower(VectorRetrieval):
 
     def similar_items(self, items: npt.ArrayLike, k: int) -> TopK:
         """The k items with the most similar item-tower vectors (cosine)."""
-        self._check_fitted()
-        item_arr = np.atleast_1d(np.asarray(items, dtype=np.intp))
+        item_arr = self._similar_request(items, k)
         unit = self.item_vectors_
         if not self._uses_ann():
             sims = np.asarray(unit[item_arr] @ unit.T, dtype=np.float32)

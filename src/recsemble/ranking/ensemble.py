@@ -43,7 +43,7 @@ from recsemble.ranking.trainingset import (
     _stack_training,
     validation_source,
 )
-from recsemble.types import PAD_IDX, TopK
+from recsemble.types import PAD_IDX, TopK, check_k, moments, user_idx
 
 I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
@@ -224,12 +224,10 @@ class Ensemble:
         all_candidates: score the whole union, including the pairs serving_top keeps from the
         ranker (for analyses of what the members propose)."""
         self._check_fitted()
-        user_arr = np.atleast_1d(np.asarray(users, dtype=np.int32))
-        at_arr = (
-            np.full(user_arr.size, self.now_, np.int64)
-            if at is None
-            else np.ascontiguousarray(np.broadcast_to(np.asarray(at, np.int64), user_arr.shape))
-        )
+        user_arr = user_idx(users)
+        at_arr = moments(at, user_arr.size, self.now_)
+        if histories is not None:  # a short batch answered the other users from its rows
+            histories.check_batch(user_arr.size, self.n_items_)
         hist = self.histories_.rows(user_arr) if histories is None else histories
         yield from self._ranked_blocks(
             self.members_,
@@ -257,8 +255,7 @@ class Ensemble:
         """Top-k per user by the meta-ranker's score over the members' candidate union.
 
         probabilities: the scores returned are calibrated P(interaction), not ranker scores."""
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        k = check_k(k)
         if probabilities and self.blend_ is None and self.calibrator_ is None:
             raise ValueError("probabilities need a calibrator: set ensemble.calibration")
         n = np.atleast_1d(np.asarray(users)).size

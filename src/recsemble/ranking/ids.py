@@ -72,8 +72,11 @@ class Catalog:
             dict(dataset.event_weights),
         )
 
-    def write(self, folder: Path) -> Path:
-        """Write `folder/ids.json` (and the attribute tables when present); returns its path."""
+    def write(self, folder: Path, *, n_users: int, n_items: int) -> Path:
+        """Write `folder/ids.json` (and the attribute tables when present); returns its path.
+
+        n_users, n_items: the model's; a catalog of other data is refused (it would not load)."""
+        _check_sizes(self.users, self.items, n_users, n_items, None)
         path = folder / CATALOG_FILE
         payload = {
             "format": CATALOG_FORMAT,
@@ -105,12 +108,7 @@ class Catalog:
             weights = {str(k): float(v) for k, v in (payload.get("event_weights") or {}).items()}
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise DataError(f"malformed id lists ({exc})", source=str(path)) from None
-        if len(users) != n_users or len(items) != n_items:
-            raise DataError(
-                f"holds {len(users)} users and {len(items)} items; the model has "
-                f"{n_users} and {n_items}",
-                source=str(path),
-            )
+        _check_sizes(users, items, n_users, n_items, str(path))
         if titles is not None and len(titles) != n_items:
             raise DataError(f"{len(titles)} titles for {n_items} items", source=str(path))
         return cls(
@@ -156,8 +154,19 @@ class IdRecommendation:
     titles: tuple[str | None, ...] | None
 
 
+def _check_sizes(users: IdMap, items: IdMap, n_users: int, n_items: int, where: str | None) -> None:
+    if len(users) != n_users or len(items) != n_items:
+        raise DataError(
+            f"the catalog holds {len(users)} users and {len(items)} items; the model has "
+            f"{n_users} and {n_items} (Catalog.from_dataset of the data it was fitted on)",
+            source=where,
+        )
+
+
 def user_idx(catalog: Catalog, user_ids: Sequence[str]) -> npt.NDArray[np.int32]:
     """Idx of each external user id; UNKNOWN_USER_IDX for ids the model never saw."""
+    if isinstance(user_ids, str):  # its characters would be read as one user id each
+        raise TypeError(f"user_ids must be a sequence of ids, got the single id {user_ids!r}")
     if not user_ids:
         return np.zeros(0, np.int32)
     idx = catalog.users.to_idx([str(u) for u in user_ids], missing="ignore")

@@ -101,7 +101,7 @@ def save_ensemble(ens: Ensemble, path: str | Path, *, catalog: Catalog | None = 
 def _write_generator(model: CandidateGenerator, folder: Path, catalog: Catalog | None) -> None:
     model.save(folder)
     if catalog is not None:
-        catalog.write(folder)
+        catalog.write(folder, n_users=model.n_users_, n_items=model.n_items_)
 
 
 def _write_ensemble(ens: Ensemble, folder: Path, catalog: Catalog | None) -> None:
@@ -119,7 +119,7 @@ def _write_ensemble(ens: Ensemble, folder: Path, catalog: Catalog | None) -> Non
     values = getattr(ens, "history_values_", None)
     np.savez(folder / HISTORIES_FILE, **histories, **({} if values is None else {"values": values}))
     if catalog is not None:
-        catalog.write(folder)
+        catalog.write(folder, n_users=ens.n_users_, n_items=ens.n_items_)
     manifest = {
         "format": FORMAT,
         "version": FORMAT_VERSION,

@@ -244,10 +244,17 @@ class ServingModel:
         )
 
     def similar(self, item: int) -> ItemList:
-        """The item's stored neighbours, best first (empty before warm() or without them)."""
-        if self.neighbours is None:
-            return ItemList(np.zeros(0, np.int32), np.zeros(0, np.float32))
-        return self.neighbours.row(item)
+        """The item's stored neighbours, best first; before warm() the member is asked for this
+        item alone (as a pool is computed for a user asked before warm()); empty without them."""
+        if self.neighbours is not None:
+            return self.neighbours.row(item)
+        if self.pools is None and self.neighbour_member is not None:
+            k = min(NEIGHBOURS, max(1, self.n_items - 1))
+            try:
+                return self.neighbour_member[1].similar_items([item], k).row(0)
+            except NotImplementedError:
+                pass
+        return ItemList(np.zeros(0, np.int32), np.zeros(0, np.float32))
 
 
 @dataclass(frozen=True)

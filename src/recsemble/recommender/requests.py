@@ -18,6 +18,11 @@ class RequestOptions:
     explain: bool = False
     at: int | None = None  # epoch seconds; None = now (time.time())
 
+    def __post_init__(self) -> None:
+        for name in ("exclude", "categories", "rerank"):
+            if isinstance(getattr(self, name), str):  # its characters would be the entries
+                raise TypeError(f"{name} takes a tuple, got the string {getattr(self, name)!r}")
+
 
 @dataclass(frozen=True)
 class Explanation:

@@ -20,7 +20,7 @@ from pydantic import ConfigDict
 from recsemble.data.dataset import Dataset
 from recsemble.errors import NotFittedError
 from recsemble.strict import StrictConfig
-from recsemble.types import ItemList
+from recsemble.types import ItemList, integer_values
 
 F64 = npt.NDArray[np.float64]
 I32 = npt.NDArray[np.int32]
@@ -52,7 +52,7 @@ class Query:
     history_events: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        history = np.asarray(self.history, dtype=np.int32)
+        history = np.array(integer_values(self.history, "Query history"), dtype=np.int32)
         history.flags.writeable = False
         object.__setattr__(self, "history", history)
         events = tuple(self.history_events) or ("",) * history.size
@@ -91,8 +91,9 @@ class Reranker(ABC):
             raise NotFittedError(f"{type(self).__name__} is not fitted: call fit(dataset) first")
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        if len(items) and (items.items.min() < 0 or items.items.max() >= self.n_items_):
-            raise ValueError(f"item idx out of range 0..{self.n_items_ - 1}")
+        for what, idx in (("item", items.items), ("history item", query.history)):
+            if idx.size and (idx.min() < 0 or idx.max() >= self.n_items_):
+                raise ValueError(f"{what} idx out of range 0..{self.n_items_ - 1}")
         return self._rerank(query, items, k)
 
     @abstractmethod

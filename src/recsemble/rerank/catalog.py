@@ -50,6 +50,7 @@ def _scalar_mask(column: pl.Series, op: Op, value: Any) -> pl.Series:
     else:
         if isinstance(value, list):
             raise ConfigError(f"rule op {op!r} takes one value, got a list {value!r}")
+        _check_ordering(column, op, value)
         compare = {
             "==": column.__eq__,
             "!=": column.__ne__,
@@ -65,6 +66,18 @@ def _scalar_mask(column: pl.Series, op: Op, value: Any) -> pl.Series:
         if op == "!=":
             return hit.fill_null(True)
     return ~hit.fill_null(False) if op == "not in" else hit.fill_null(False)
+
+
+def _check_ordering(column: pl.Series, op: Op, value: Any) -> None:
+    """<, <=, >, >= between a number and text would compare text ("100" < "20")."""
+    if op in ("==", "!="):
+        return
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if number and column.dtype == pl.String:
+        raise ConfigError(
+            f"rule {column.name} {op} {value!r}: {column.name!r} holds text, which would be "
+            "compared as text; convert the attribute to numbers"
+        )
 
 
 def _list_mask(column: pl.Series, op: Op, value: Any) -> pl.Series:

@@ -88,6 +88,8 @@ class RerankConfig(StrictConfig):
 def check_stage_names(names: Sequence[str]) -> list[str]:
     """The names, validated: each a stage or "diverse", none twice."""
     valid = [*RERANKERS, DIVERSE]
+    if isinstance(names, str):  # its characters would be the stage names
+        raise ConfigError(f"re-rankers are a list of names, not the string {names!r}")
     for name in names:
         if name not in valid:
             close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)

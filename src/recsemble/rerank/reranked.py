@@ -18,7 +18,7 @@ from recsemble.data.dataset import Dataset
 from recsemble.generators.history import Histories
 from recsemble.rerank.base import Query, Reranker
 from recsemble.rerank.filters import SeenFilter
-from recsemble.types import PAD_IDX, ItemList, TopK
+from recsemble.types import PAD_IDX, ItemList, TopK, check_k, idx_array
 
 I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
@@ -82,9 +82,8 @@ class Reranked:
         histories: Histories | None = None,
     ) -> list[ItemList]:
         """Each user's final list with every stage's score and feature columns."""
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        user_arr = np.atleast_1d(np.asarray(users, dtype=np.int64))
+        k = check_k(k)
+        user_arr = idx_array(users, "users")
         at_arr = None if at is None else np.broadcast_to(np.asarray(at), user_arr.shape)
         stage_drops_seen = exclude_seen and any(isinstance(s, SeenFilter) for s in self.stages)
         extra = 0

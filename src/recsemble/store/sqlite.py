@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from recsemble.errors import DataError
+from recsemble.errors import ConfigError, DataError
 from recsemble.store.base import AppendResult, Event, Record, StoredEvent
 from recsemble.store.precomputed import (
     CachedList,
@@ -117,6 +117,8 @@ class SQLiteStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        if self.path.is_dir():  # sqlite3 would say only "unable to open database file"
+            raise ConfigError(f"store path {self.path} is a folder: name a database file in it")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []

@@ -50,6 +50,8 @@ def check_id(value: object, field: str) -> str:
 
 
 def check_ids(values: Sequence[object], field: str) -> list[str]:
+    if isinstance(values, str):  # its characters would be looked up as ids
+        raise ValueError(f"{field}: must be a list of ids, not the string {values!r}")
     return [check_id(value, f"{field}[{position}]") for position, value in enumerate(values)]
 
 

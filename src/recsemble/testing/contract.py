@@ -320,6 +320,28 @@ def check_similar_items(factory: Factory) -> None:
     assert_valid_topk(wide, 2, data.n_items + 2, data.n_items, "similar_items, large k")
 
 
+def check_bad_arguments(factory: Factory) -> None:
+    """Ids where idx belong, idx outside the catalog and a bad k are refused by name."""
+    data = tiny_dataset()
+    model = _fit(factory, data)
+    users, n = _all_users(data), data.n_items
+    for call, error in (
+        (lambda: model.recommend(data.users.ids[:2], 3), TypeError),  # external ids
+        (lambda: model.recommend(users, 2.5), TypeError),  # type: ignore[arg-type]
+        (lambda: model.score(users, [n]), IndexError),
+        (lambda: model.score(users, [-1]), IndexError),  # not the last item
+        (lambda: model.similar_items([-1], 3), (IndexError, NotImplementedError)),
+        (lambda: model.similar_items([0], 0), (ValueError, NotImplementedError)),
+    ):
+        try:
+            call()
+        except error:
+            continue
+        raise AssertionError(f"bad arguments were not refused with {error}")
+    wrapped = model.recommend(np.array([2**32], dtype=np.int64), 3)  # int32 would wrap to 0
+    assert np.array_equal(wrapped.items, model.recommend([-1], 3).items), "user 2**32 wrapped"
+
+
 def check_config_rejects_unknown_keys(factory: Factory) -> None:
     """Config is frozen pydantic with extra='forbid': a misspelled key is a ValidationError."""
     cls = type(factory())
@@ -351,6 +373,7 @@ CONTRACT_CHECKS: dict[str, Check] = {
     "single_item": check_single_item,
     "k_beyond_catalog": check_k_beyond_catalog,
     "similar_items": check_similar_items,
+    "bad_arguments": check_bad_arguments,
     "config_rejects_unknown_keys": check_config_rejects_unknown_keys,
 }
 
