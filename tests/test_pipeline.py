@@ -94,6 +94,7 @@ def test_known_user_answer_excludes_seen_items_and_a_removed_item(
     assert (answer.source, answer.user_known, answer.model_version) == ("model", True, "v1")
     assert len(set(_ids(answer))) == 10
     assert not set(_ids(answer)) & _history_ids(data, 3)
+    assert len(rec.recommend(user, RequestOptions(k=np.int64(3))).items) == 3  # numpy's k
     removed = answer.items[0].item_id
     rec.remove_item(removed)
     assert removed not in _ids(rec.recommend(user, RequestOptions(k=10)))

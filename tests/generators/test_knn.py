@@ -300,6 +300,14 @@ def test_a_damaged_manifest_is_a_data_error_naming_the_folder(
         CandidateGenerator.load(folder / "arrays.npz")  # was NotADirectoryError
 
 
+def test_saving_onto_a_file_is_a_data_error(toy: Dataset, tmp_path: Path) -> None:
+    taken = tmp_path / "model.txt"
+    taken.write_text("mine")
+    with pytest.raises(DataError, match="is a file, not a folder"):  # was FileExistsError
+        ItemKNN().fit(toy).save(taken)
+    assert taken.read_text() == "mine"
+
+
 def test_registry_and_config_validation() -> None:
     assert GENERATORS["itemknn"] is ItemKNN
     assert GENERATORS["itemknn-recent"] is ItemKNNRecent

@@ -237,6 +237,8 @@ class CandidateGenerator(ABC):
         """Write `path/manifest.json` and `path/arrays.npz`; returns the folder."""
         self._check_fitted()
         folder = Path(path)
+        if folder.exists() and not folder.is_dir():
+            raise DataError("is a file, not a folder to save a model in", source=str(folder))
         folder.mkdir(parents=True, exist_ok=True)
         arrays = {f"model.{key}": value for key, value in self._state().items()}
         for key in _HISTORY_KEYS:
