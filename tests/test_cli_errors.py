@@ -159,3 +159,12 @@ def test_help_texts_keep_their_brackets() -> None:
         result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "400"})
         shown = "".join(result.output.split())
         assert all(token in shown for token in tokens), (path, tokens)
+
+
+def test_report_and_compare_name_an_analysis_file_given_for_results(tmp_path: Path) -> None:
+    analysis = tmp_path / "analysis.json"  # the keys `recsemble analyze --json` writes
+    analysis.write_text('{"members": ["pop"], "k": 10, "leave_one_out_delta": {}, '
+                        '"prune_line": "prune = []", "meta": {}}')  # fmt: skip
+    for args in (["report", str(analysis)], ["compare", str(analysis)]):
+        said = _fails(*args)  # was "expected an object of model name -> results"
+        assert "this is `recsemble analyze --json` output" in said, said

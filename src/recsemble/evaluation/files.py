@@ -82,6 +82,12 @@ def read_results(path: Path) -> dict[str, Any]:
         raise DataError("not a results file (not UTF-8 text)", source=str(path)) from None
     except OSError as exc:  # e.g. a folder
         raise DataError(f"cannot read it ({exc.strerror or exc})", source=str(path)) from None
+    if isinstance(data, dict) and {"prune_line", "leave_one_out_delta"} <= set(data):
+        raise DataError(
+            "this is `recsemble analyze --json` output; give the results.json written by "
+            "`recsemble evaluate --json` (with evaluate.analyze = true it holds the analysis too)",
+            source=str(path),
+        )
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise DataError("expected an object of model name -> results", source=str(path))
     if not data:
