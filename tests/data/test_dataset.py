@@ -162,6 +162,9 @@ def test_pandas_frames_are_accepted() -> None:
     data = Dataset.from_frames(frame, items)
     assert data.n_items == 3 and list(data.users.ids) == ["1001", "1002"]
     assert data.interactions["value"].to_list() == [4.0, None]
+    indexed = Dataset.from_frames(frame.set_index("user_id"), items.set_index("item_id"))
+    assert list(indexed.users.ids) == ["1001", "1002"]  # "no user_id column" before
+    assert indexed.item_attributes["title"].to_list() == data.item_attributes["title"].to_list()
     mixed = frame.assign(item_id=[5001, "x5002"])  # pyarrow's ArrowInvalid
     with pytest.raises(DataError, match=r"interactions: the pandas frame cannot be converted"):
         Dataset.from_frames(mixed)

@@ -27,7 +27,7 @@ def as_frame(frame: Any, what: str) -> pl.DataFrame:
         return frame
     if type(frame).__module__.startswith("pandas") and type(frame).__name__ == "DataFrame":
         try:
-            return pl.from_pandas(frame)
+            return pl.from_pandas(frame, include_index=True)  # a named index is a column
         except (TypeError, ValueError) as exc:  # pyarrow's ArrowInvalid / ArrowTypeError
             raise DataError(
                 f"{what}: the pandas frame cannot be converted ({exc}); a column mixing "
