@@ -33,6 +33,11 @@ def integer_values(array: npt.ArrayLike, what: str) -> np.ndarray:
     return out
 
 
+def _repeated(items: IntArray) -> list[int]:
+    values, counts = np.unique(items, return_counts=True)
+    return [int(v) for v in values[counts > 1][:5]]
+
+
 @dataclass(frozen=True)
 class ItemList:
     """An ordered list of item idx with scores and named feature columns: every stage's currency.
@@ -52,6 +57,8 @@ class ItemList:
                 f"ItemList needs 1-d items and scores of one length, got {items.shape} "
                 f"and {scores.shape}"
             )
+        if np.unique(items).size != items.size:  # a stage would show the item twice
+            raise ValueError(f"ItemList items repeat: {_repeated(items)}")
         features = {}
         for name, column in self.features.items():
             col = _frozen(column, np.float32)

@@ -126,6 +126,8 @@ def test_external_ids_in_place_of_idx_are_refused(shop: Dataset) -> None:
         ItemList(np.array(["i903"]), np.ones(1))  # both were read as numbers, or failed in numpy
     with pytest.raises(TypeError, match="integer idx, got float64"):
         ItemList([1.7], [1.0])  # was item 1
+    with pytest.raises(ValueError, match=r"ItemList items repeat: \[3\]"):
+        ItemList([3, 1, 3], [0.9, 0.5, 0.1])  # a list a stage would show item 3 twice in
     with pytest.raises(ValueError, match="history item idx out of range"):
         stage.rerank(Query(user=0, history=[903]), _catalog(shop), 3)  # was silently nothing
 
