@@ -74,6 +74,19 @@ def test_decision_names_won_lost_and_tied_slices() -> None:
     assert "worth an A/B test: yes" in text
 
 
+def test_decision_names_the_slices_too_small_to_compare() -> None:
+    results = _results({"5-19": (0.02, 0.2)}, (0.05, 0.15))
+    sizes = {"all": 101, "cold": 0, "1-4": 1, "5-19": 100}
+    results["ensemble"]["slices"] = {name: {"n_users": n} for name, n in sizes.items()}
+    record = decide(results, "ensemble", "ndcg@10")
+    assert record["slices_too_small"] == ["1-4"]  # an empty slice is not named
+    # it read "wins in every user slice" with the one-user slice never compared
+    assert (
+        "wins in every user slice (history length; 1-4 too small to compare)"
+        in (record["statement"])
+    )
+
+
 def test_decision_says_no_when_the_interval_includes_zero() -> None:
     record = decide(_results({"5-19": (-0.01, 0.2)}, (-0.02, 0.2)), "ensemble", "ndcg@10")
     assert record["ab_test"] is False

@@ -56,6 +56,7 @@ def decide(results: Mapping[str, Any], model: str, metric: str) -> dict[str, Any
         "slices_won": won,
         "slices_lost": lost,
         "slices_tied": tied,
+        "slices_too_small": _too_small(entry, by_slice),
     }
     record["ab_test"], record["reasons"] = _verdict(record)
     record["statement"] = statement(record)
@@ -130,13 +131,25 @@ def statement(record: Mapping[str, Any]) -> str:
     )
 
 
+def _too_small(entry: Mapping[str, Any], by_slice: Mapping[str, Any]) -> list[str]:
+    """Slices with evaluated users but none of the paired comparison (under 2 users)."""
+    sizes = entry.get("slices", {})
+    return [
+        name
+        for name, metrics in sizes.items()
+        if name != ALL and name not in by_slice and (metrics or {}).get("n_users")
+    ]
+
+
 def _slices_phrase(record: Mapping[str, Any]) -> str:
     won, lost, tied = record["slices_won"], record["slices_lost"], record["slices_tied"]
+    small = record.get("slices_too_small") or []
+    unseen = f"; {', '.join(small)} too small to compare" if small else ""
     if not (won or lost or tied):
         return "no user slice large enough to compare"
     if not (lost or tied):
-        return "wins in every user slice (history length)"
+        return f"wins in every user slice (history length{unseen})"
     others = [f"{s} (loses)" for s in lost] + [f"{s} (no significant difference)" for s in tied]
     if not won:
-        return "wins in no user slice: " + ", ".join(others)
-    return "wins in every user slice except " + ", ".join(others)
+        return "wins in no user slice: " + ", ".join(others) + unseen
+    return "wins in every user slice except " + ", ".join(others) + unseen
