@@ -100,3 +100,23 @@ def test_calibration_folds_beyond_the_users_are_one_line(tmp_path: Path) -> None
     said = _fails("train", "--dataset", str(data), "--out", out, "--set", CALIBRATED)
     assert "1 validation user(s) cannot fill 3 folds" in said  # was a ValueError traceback
     assert "ensemble.calibration_folds" in said
+
+
+def test_a_store_that_cannot_be_opened_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow.parquet as pq
+
+    from recsemble.spark.scoring import SCHEMA
+
+    monkeypatch.chdir(tmp_path)
+    pq.write_table(SCHEMA.empty_table(), "lists.parquet")
+    Path("notes.db").write_text("not a database")
+    said = _fails("load-recs", "--input", "lists.parquet", "--model-version", "v1",
+                  "--store", "sqlite:///notes.db")  # fmt: skip
+    assert "notes.db: cannot open it as a store: the file is not an SQLite database" in said
+    assert Path("notes.db").read_text() == "not a database"
+    unreachable = f"postgresql://u@/db?host={tmp_path}&port=1"  # was a ConnectionError traceback
+    said = _fails("load-recs", "--input", "lists.parquet", "--model-version", "v1",
+                  "--store", unreachable)  # fmt: skip
+    assert "--store: cannot connect to PostgreSQL" in said

@@ -6,7 +6,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -86,6 +86,28 @@ def test_a_file_of_another_program_is_refused(tmp_path: Path) -> None:
         raw.execute("CREATE TABLE notes (x)")
     with pytest.raises(DataError, match="not a recsemble store"):
         open_store(f"sqlite:///{path}")
+
+
+@pytest.mark.parametrize(
+    ("make", "said"),
+    [
+        (lambda p: p.write_text("user_id,item_id\n1,2\n"), "not an SQLite database"),
+        (lambda p: p.mkdir(), "is a folder"),
+        (lambda p: (p.parent / "parent").write_text("x"), "File exists"),
+    ],
+    ids=["text file", "folder", "parent is a file"],
+)
+def test_a_path_that_cannot_hold_a_store_is_one_clear_error(
+    tmp_path: Path, make: Callable[[Path], object], said: str
+) -> None:
+    path = tmp_path / "store.db"
+    make(path)
+    target = tmp_path / "parent" / "store.db" if said == "File exists" else path
+    with pytest.raises(DataError, match=f"cannot open it as a store: .*{said}") as caught:
+        open_store(f"sqlite:///{target}")
+    assert str(target) in str(caught.value)
+    if path.is_file():
+        assert path.read_text().startswith("user_id")  # the file is left as it was
 
 
 def test_a_newer_schema_version_is_refused(tmp_path: Path) -> None:

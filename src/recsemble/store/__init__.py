@@ -34,7 +34,8 @@ __all__ = [
 
 def open_store(url: str) -> Store:
     """Open (creating its tables when new) the store a URL names; ConfigError for a bad URL,
-    ConnectionError when a PostgreSQL server cannot be reached."""
+    DataError for a path or database that cannot hold a store (a folder, another file, another
+    schema), ConnectionError when a PostgreSQL server cannot be reached."""
     if url.startswith(SQLITE_PREFIX):
         path = url[len(SQLITE_PREFIX) :]
         if not path or path == ":memory:" or path.startswith("file:"):
