@@ -22,7 +22,9 @@ def serve(
     model: Annotated[
         Path | None,
         typer.Option(
-            "--model", help="Folder written by `recsemble train`; registered and published if new."
+            "--model",
+            help="Folder written by `recsemble train`; registered and published unless the "
+            "registry holds it already (then the current version serves).",
         ),
     ] = None,
     store: Annotated[

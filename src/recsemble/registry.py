@@ -134,6 +134,17 @@ class ModelRegistry:
             raise
         return version
 
+    def find(self, model_dir: str | Path) -> str | None:
+        """The version holding exactly this saved model folder's files (None: none does), so a
+        server restarted with the same --model does not add a copy of it each time."""
+        source = Path(model_dir)
+        digests = {rel: sha256_file(source / rel) for rel in _model_files(source)}
+        content = _content_hash(digests)
+        for info in self.versions():
+            if info.version.endswith(content[:12]) and _content_hash(info.files) == content:
+                return info.version
+        return None
+
     def versions(self) -> list[VersionInfo]:
         """Every complete version, oldest first (an unreadable one is logged and left out)."""
         found = []

@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import random
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 
+from recsemble.registry import ModelRegistry
+from recsemble.serving.state import ServeSettings, ServingState
 from recsemble.store import open_store
 
 from .conftest import start_server
@@ -112,3 +115,31 @@ def test_a_deleted_training_item_stays_deleted_after_a_restart(
 
 def _items(answer: dict[str, list[dict[str, str]]]) -> list[str]:
     return [entry["item_id"] for entry in answer["items"]]
+
+
+def test_a_restart_with_the_same_model_adds_no_copy_and_a_new_model_is_served(
+    tmp_path: Path, model_dirs: tuple[Path, Path]
+) -> None:
+    """`serve --model` on every start (a service unit): the registry holds the folder once;
+    a folder it does not hold is published (it was registered and the old one kept serving);
+    the same folder again after that does not undo the publish."""
+    settings = ServeSettings(store_url=f"sqlite:///{tmp_path / 'store.db'}",
+                             registry_dir=tmp_path / "registry")  # fmt: skip
+
+    def started(model: Path) -> str:
+        state = ServingState(replace(settings, model_dir=model))
+        try:
+            state.start()
+            assert state.recommender is not None
+            return state.recommender.version
+        finally:
+            state.close()
+
+    first = started(model_dirs[0])
+    assert started(model_dirs[0]) == first
+    registry = ModelRegistry(settings.registry_dir)
+    assert [v.version for v in registry.versions()] == [first]
+    second = started(model_dirs[1])
+    assert second != first and registry.current() == second
+    assert started(model_dirs[0]) == second  # registered before: the published one stays
+    assert len(registry.versions()) == 2

@@ -74,13 +74,22 @@ class ServingState:
 
     # -- start-up ---------------------------------------------------------------------------
     def start(self) -> None:
-        """Register the given model (first start), then serve the registry's current version."""
-        if self.settings.model_dir is not None:
-            version = self.registry.add(
-                self.settings.model_dir, metrics=self.settings.model_metrics
-            )
-            if self.registry.current() is None:
-                self.registry.publish(version)
+        """Serve the registry's current version; a --model the registry does not hold yet is
+        added and published first (one it holds, e.g. on a restart, is not copied again, and a
+        version published since, e.g. a retrained one, keeps serving)."""
+        model_dir = self.settings.model_dir
+        if model_dir is not None:
+            known = self.registry.find(model_dir)
+            version = known or self.registry.add(model_dir, metrics=self.settings.model_metrics)
+            current = self.registry.current()
+            if known is None or current is None:
+                self.publish(version)  # loaded first: a version that cannot serve is not current
+                return
+            if version != current:
+                log.warning(
+                    "--model %s is version %s, registered before; serving the current version "
+                    "%s (publish %s to serve it)", model_dir, version, current, version
+                )  # fmt: skip
         current = self.registry.current()
         if current is None:
             raise RecsembleError("no model to serve: pass --model or publish a version")
