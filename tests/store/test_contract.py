@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
@@ -33,11 +35,28 @@ def test_events_come_back_in_batch_order_with_every_field(store: Store) -> None:
         Event("e3", "u1", "i2", "rating", -5, 0.0),
         Event("e4", "u3", "i3", "view", 2**62, -1e300),
     ]
+    before = int(time.time())
     assert store.append_events(batch).accepted == 4
     stored = _all_events(store)
-    assert [s.event for s in stored] == batch
+    assert [s.event for s in stored[1:]] == batch[1:]
+    untimed = stored[0].event  # no time given: the append's clock, stored with it
+    assert replace(untimed, timestamp=0) == batch[0]
+    assert before <= untimed.timestamp <= time.time()
     seqs = [s.seq for s in stored]
     assert seqs == sorted(seqs) and len(set(seqs)) == 4 and seqs[0] >= 1
+
+
+def test_an_event_without_a_time_keeps_the_one_stored_for_it(
+    open_test_store: StoreFactory,
+) -> None:
+    first = open_test_store()
+    first.append_events([Event("untimed", "u1", "i1", "purchase")])
+    stamped = _all_events(first)[0].event.timestamp
+    assert stamped > 0
+    again = open_test_store()  # a restart replays the log: the same time, not a new "now"
+    assert _all_events(again)[0].event.timestamp == stamped
+    again.append_events([Event("untimed", "u1", "i1", "purchase")])  # a retry: unchanged
+    assert [s.event.timestamp for s in _all_events(again)] == [stamped]
 
 
 def test_a_retried_batch_changes_nothing(store: Store) -> None:
@@ -56,7 +75,8 @@ def test_a_retried_batch_changes_nothing(store: Store) -> None:
 
 
 def test_a_repeated_event_id_inside_one_batch_is_a_duplicate(store: Store) -> None:
-    first, other, again = Event("x", "u1", "i1"), Event("y", "u1", "i2"), Event("x", "u2", "i3")
+    first, other = Event("x", "u1", "i1", "view", 1), Event("y", "u1", "i2", "view", 2)
+    again = Event("x", "u2", "i3", "view", 3)
     result = store.append_events([first, other, again, other])
     assert (result.accepted, result.duplicates) == (2, 2)
     assert [s.event for s in _all_events(store)] == [first, other]  # the first occurrence wins
@@ -170,7 +190,7 @@ def test_items_and_users_are_separate_but_share_one_change_counter(store: Store)
 
 def test_unicode_and_longest_ids_round_trip(store: Store) -> None:
     ids = ["ユーザー", "🎬 film", "cafe\u0301", "a" * MAX_ID_LENGTH, "with space/and?query=1"]
-    events = [Event(f"ev-{x}"[:MAX_ID_LENGTH], x, x, "view") for x in ids]
+    events = [Event(f"ev-{x}"[:MAX_ID_LENGTH], x, x, "view", 1_700_000_000) for x in ids]
     assert store.append_events(events).accepted == len(ids)
     assert [s.event for s in _all_events(store)] == events
     store.upsert("item", [Record(x, {"title": x, "ü": "ß"}) for x in ids])

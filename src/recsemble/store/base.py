@@ -27,7 +27,8 @@ MAX_ID_LENGTH = 256
 
 @dataclass(frozen=True)
 class Event:
-    """One interaction as the application reports it (external ids, epoch seconds)."""
+    """One interaction as the application reports it (external ids, epoch seconds; a
+    timestamp of 0 means "not given": the store records the time of the append)."""
 
     event_id: str
     user_id: str

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from numbers import Real
 from typing import Any
 
@@ -54,15 +55,18 @@ def check_ids(values: Sequence[object], field: str) -> list[str]:
 
 
 def unique_events(events: Sequence[Event]) -> UniqueEvents:
-    """Check every event of a batch, then drop repeats of an event_id within it."""
+    """Check every event of a batch, then drop repeats of an event_id within it. An event
+    without a time (timestamp 0) is stored with the append's clock, as the API stamps one: the
+    time must be stored, or a restart and a retraining would each give it another."""
     for position, event in enumerate(events):
         check_event(event, f"events[{position}]")
     seen: set[str] = set()
     kept = []
+    now = int(time.time())
     for event in events:
         if event.event_id not in seen:
             seen.add(event.event_id)
-            kept.append(event)
+            kept.append(event if event.timestamp else replace(event, timestamp=now))
     return UniqueEvents(kept, len(events) - len(kept))
 
 
