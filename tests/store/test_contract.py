@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
+from fractions import Fraction
 
 import pytest
 
@@ -199,6 +200,19 @@ def test_unicode_and_longest_ids_round_trip(store: Store) -> None:
     assert all(got[x].attributes == {"title": x, "ü": "ß"} for x in ids)
 
 
+def test_values_of_any_number_type_come_back_as_floats(store: Store) -> None:
+    """numpy's float32 and int64 and a Fraction are numbers (a value read from an array); SQLite
+    could not bind them (IntegrityError, ProgrammingError) while PostgreSQL stored them."""
+    import numpy as np
+
+    values = [np.float32(1.5), np.int64(3), Fraction(1, 4), 2**64, 4]
+    events = [Event(f"v{n}", "u", "i", "rating", 1_700_000_000, v) for n, v in enumerate(values)]
+    assert store.append_events(events).accepted == len(values)
+    stored = [s.event.value for s in _all_events(store)]
+    assert stored == [float(v) for v in values]
+    assert all(type(v) is float for v in stored)
+
+
 # -- bad input -------------------------------------------------------------------------------
 BAD_EVENTS = [
     (Event("x" * (MAX_ID_LENGTH + 1), "u", "i"), "event_id"),
@@ -211,6 +225,7 @@ BAD_EVENTS = [
     (Event("e", "u", "i", value=math.nan), "value"),
     (Event("e", "u", "i", value=math.inf), "value"),
     (Event("e", "u", "i", value=-math.inf), "value"),
+    (Event("e", "u", "i", value=10**400), "value"),  # was OverflowError, not naming the field
     (Event("e", "u", "i", timestamp=1.5), "timestamp"),  # type: ignore[arg-type]
     (Event("e", "u", "i", timestamp=2**63), "timestamp"),
     (Event(7, "u", "i"), "event_id"),  # type: ignore[arg-type]

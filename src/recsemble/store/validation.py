@@ -66,8 +66,17 @@ def unique_events(events: Sequence[Event]) -> UniqueEvents:
     for event in events:
         if event.event_id not in seen:
             seen.add(event.event_id)
-            kept.append(event if event.timestamp else replace(event, timestamp=now))
+            kept.append(_as_stored(event, now))
     return UniqueEvents(kept, len(events) - len(kept))
+
+
+def _as_stored(event: Event, now: int) -> Event:
+    """The event as both backends store it: a time (see unique_events) and a float value (a
+    numpy float32 or a Fraction is a number too, but not one SQLite can bind)."""
+    value = None if event.value is None else float(event.value)
+    if event.timestamp and (value is None or type(event.value) is float):
+        return event
+    return replace(event, timestamp=event.timestamp or now, value=value)
 
 
 def check_event(event: object, where: str) -> None:
@@ -84,7 +93,11 @@ def check_event(event: object, where: str) -> None:
     if value is not None:
         if isinstance(value, bool) or not isinstance(value, Real):
             raise ValueError(f"{where}.value: must be a number or null")
-        if not math.isfinite(float(value)):
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond the float range
+            raise ValueError(f"{where}.value: out of the floating-point range") from None
+        if not math.isfinite(number):
             raise ValueError(f"{where}.value: must be finite, not {value!r}")
 
 
