@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from numbers import Real
 from typing import Any
 
+from recsemble.data.tables import id_problem
 from recsemble.store.base import MAX_ID_LENGTH, Event, Record
 
 #: The two record kinds a store keeps.
@@ -47,6 +48,17 @@ def check_id(value: object, field: str) -> str:
     if len(value) > MAX_ID_LENGTH:
         raise ValueError(f"{field}: longer than {MAX_ID_LENGTH} characters ({len(value)})")
     _check_text(value, field)
+    return value
+
+
+def check_entity_id(value: str, field: str) -> str:
+    """A user or item id that a data file can hold too: retraining reads the store's events
+    and records back from one, so an id it would strip or read as missing ("None") would
+    fail every retraining (the HTTP API refuses the same ids)."""
+    problem = id_problem(value)
+    if problem is not None:
+        said = problem if problem.startswith(repr(value)) else f"{value!r} {problem}"
+        raise ValueError(f"{field}: {said}")
     return value
 
 
@@ -84,6 +96,8 @@ def check_event(event: object, where: str) -> None:
         raise ValueError(f"{where}: must be an Event, not {type(event).__name__}")
     for field in ("event_id", "user_id", "item_id", "type"):
         check_id(getattr(event, field), f"{where}.{field}")
+    for field in ("user_id", "item_id"):
+        check_entity_id(getattr(event, field), f"{where}.{field}")
     timestamp = event.timestamp
     if isinstance(timestamp, bool) or not isinstance(timestamp, int):
         raise ValueError(f"{where}.timestamp: must be an integer (epoch seconds)")
@@ -108,7 +122,7 @@ def unique_records(records: Sequence[Record]) -> list[tuple[str, str]]:
         where = f"records[{position}]"
         if not isinstance(record, Record):
             raise ValueError(f"{where}: must be a Record, not {type(record).__name__}")
-        record_id = check_id(record.id, f"{where}.id")
+        record_id = check_entity_id(check_id(record.id, f"{where}.id"), f"{where}.id")
         latest[record_id] = encode_attributes(record.attributes, f"{where}.attributes")
     return list(latest.items())
 
