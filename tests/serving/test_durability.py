@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -143,3 +144,36 @@ def test_a_restart_with_the_same_model_adds_no_copy_and_a_new_model_is_served(
     assert second != first and registry.current() == second
     assert started(model_dirs[0]) == second  # registered before: the published one stays
     assert len(registry.versions()) == 2
+
+
+def test_what_another_writer_commits_reaches_the_served_model(
+    tmp_path: Path, model_dirs: tuple[Path, Path]
+) -> None:
+    """An ingest job (or a second server) writing to the same store: its events and item
+    deletions are served without waiting for this server's next write or a restart."""
+    from fastapi.testclient import TestClient
+
+    from recsemble.serving.app import create_app
+    from recsemble.store import Event
+
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    settings = ServeSettings(store_url=store_url, registry_dir=tmp_path / "registry",
+                             model_dir=model_dirs[0])  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        item = _items(client.get("/users/x/recommendations", params={"k": 5}).json())[0]
+        other = open_store(store_url)
+        try:
+            other.append_events([Event("ext-1", "newcomer", item, "view", 1_800_000_000)])
+            other.delete("item", item)
+        finally:
+            other.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            history = client.get("/users/newcomer/history")
+            answer = client.get("/users/x/recommendations", params={"k": 5}).json()
+            if history.status_code == 200 and item not in _items(answer):
+                break
+            time.sleep(0.05)
+        assert history.status_code == 200, history.text  # was 404: unknown user
+        assert [e["item_id"] for e in history.json()["events"]] == [item]
+        assert item not in _items(answer)  # was still recommended after its deletion

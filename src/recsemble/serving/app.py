@@ -130,6 +130,7 @@ def create_app(settings: ServeSettings, loader: Loader = load_recommender) -> Fa
             state.start()
         except Exception as exc:  # serve /health/ready (503 with the reason) rather than die
             log.error("start-up: %s", exc)
+        stop_following = state.follow_store()
         schedule = None
         if settings.retrain_every_s:
             from recsemble.serving.retrain import schedule_retraining
@@ -138,6 +139,7 @@ def create_app(settings: ServeSettings, loader: Loader = load_recommender) -> Fa
         yield
         if schedule is not None:
             schedule.set()
+        stop_following()
         state.close()
 
     # The docs page's Swagger UI files are served by the app itself (fastapi-offline), not a

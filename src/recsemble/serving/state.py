@@ -55,6 +55,7 @@ class ServeSettings:
     config: RecsembleConfig | None = None  # [rerank] stages and settings; None: defaults
     model_metrics: dict[str, Any] | None = None  # stored with model_dir's version (--results)
     report_path: Path | None = None  # the HTML report served at GET /report (--report)
+    follow_every_s: float = 1.0  # how often the store is read for what other writers committed
 
 
 class ServingState:
@@ -161,6 +162,29 @@ class ServingState:
             if recommender is not self.recommender:
                 return  # swapped meanwhile: the new one caught up by itself
             self.cursor = self._catch_up_events(recommender, self.cursor)
+
+    def follow_store(self) -> Callable[[], None]:
+        """Follow, every `follow_every_s`, what other writers commit to the store (another
+        server on the same database, an ingest job): their events, items and users reach the
+        served model now, not at this server's next write or restart. Returns the stop call."""
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(self.settings.follow_every_s):
+                try:
+                    self.follow()
+                    self._follow_records()
+                except Exception as exc:  # the store is down for a moment: try again later
+                    log.warning("following the store: %s", exc)
+
+        thread = threading.Thread(target=loop, name="follow-store", daemon=True)
+        thread.start()
+
+        def stopped() -> None:
+            stop.set()
+            thread.join()
+
+        return stopped
 
     def upsert(self, kind: str, record: Record) -> None:
         self.store.upsert(kind, [record])
