@@ -120,3 +120,13 @@ def test_a_store_that_cannot_be_opened_is_one_line(
     said = _fails("load-recs", "--input", "lists.parquet", "--model-version", "v1",
                   "--store", unreachable)  # fmt: skip
     assert "--store: cannot connect to PostgreSQL" in said
+
+
+def test_a_registry_path_that_cannot_be_a_folder_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("notes.txt").write_text("keep me")
+    said = _fails("serve", "--registry", "notes.txt", "--store", "sqlite:///s.db")
+    assert "notes.txt: cannot create the registry folder (Not a directory" in said
+    assert Path("notes.txt").read_text() == "keep me"  # was a NotADirectoryError traceback

@@ -102,6 +102,12 @@ def test_versions_are_listed_oldest_first_and_name_their_content(
     assert suffixes[0] == suffixes[2] != suffixes[1]  # same files, same content hash
 
 
+def test_a_root_that_cannot_be_a_folder_is_a_data_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DataError, match="cannot create the registry folder"):
+        ModelRegistry(tmp_path / "file" / "registry")
+
+
 def test_find_names_the_version_holding_a_folder(
     registry: ModelRegistry, two_versions: tuple[str, str], tmp_path: Path
 ) -> None:

@@ -96,7 +96,7 @@ def serve(
         if train_config is not None:  # retraining reads it much later: a bad one fails now
             cfg.resolve(train_config)
         model_metrics = _model_metrics(results, model)
-        _check_start(store, model)
+        _check_start(store, model, registry)
     settings = ServeSettings(
         store_url=store,
         registry_dir=registry,
@@ -123,16 +123,19 @@ def serve(
     )
 
 
-def _check_start(store_url: str, model: Path | None) -> None:
+def _check_start(store_url: str, model: Path | None, registry: Path) -> None:
     """What would fail the server's start-up, as one line before it starts: the store (a bad
-    URL, an unreachable PostgreSQL) and a --model folder that holds no saved model."""
+    URL, an unreachable PostgreSQL), a --model folder that holds no saved model and a
+    --registry folder that cannot be made."""
     from recsemble.errors import DataError, RecsembleError
     from recsemble.ranking.model_folder import MANIFEST
+    from recsemble.registry import ModelRegistry
     from recsemble.store import open_store
 
     if model is not None and not (model / MANIFEST).is_file():
         raise DataError(f"--model: no {MANIFEST}: not a folder written by `recsemble train`",
                         source=str(model))  # fmt: skip
+    ModelRegistry(registry)
     try:
         open_store(store_url).close()
     except ConnectionError as exc:

@@ -86,7 +86,11 @@ class ModelRegistry:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.versions_dir = self.root / VERSIONS_DIR
-        self.versions_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.versions_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file in the way, no permission: one line, not a traceback
+            raise DataError(f"cannot create the registry folder ({exc.strerror}: "
+                            f"{exc.filename})", source=str(self.root)) from None  # fmt: skip
 
     # -- versions --------------------------------------------------------------------------
     def add(
