@@ -3,6 +3,7 @@ paths or names printed as written (rich would read "[x]" in them as markup and d
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,15 @@ def test_a_registry_path_that_cannot_be_a_folder_is_one_line(
     said = _fails("serve", "--registry", "notes.txt", "--store", "sqlite:///s.db")
     assert "notes.txt: cannot create the registry folder (Not a directory" in said
     assert Path("notes.txt").read_text() == "keep me"  # was a NotADirectoryError traceback
+
+
+@pytest.mark.parametrize("every", ["0", "-60"])
+def test_a_retraining_period_below_a_second_is_refused(tmp_path: Path, every: str) -> None:
+    store = f"sqlite:///{tmp_path / 's.db'}"
+    with socket.socket() as taken:  # were it accepted, the server would stop at once
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        said = _fails("serve", "--registry", str(tmp_path / "r"), "--store", store,
+                      "--port", port, "--retrain-every", every)  # fmt: skip
+    assert "retrain-every" in said and "greater than or equal" in said  # -60: back to back

@@ -56,7 +56,9 @@ def serve(
     ] = None,
     retrain_every: Annotated[
         float | None,
-        typer.Option(help="Retrain in the background every N seconds.", show_default=False),
+        typer.Option(  # 0 or less was a retraining after another without a pause
+            min=1.0, help="Retrain in the background every N seconds.", show_default=False
+        ),
     ] = None,
     results: Annotated[
         Path | None,
