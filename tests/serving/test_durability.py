@@ -177,3 +177,32 @@ def test_what_another_writer_commits_reaches_the_served_model(
         assert history.status_code == 200, history.text  # was 404: unknown user
         assert [e["item_id"] for e in history.json()["events"]] == [item]
         assert item not in _items(answer)  # was still recommended after its deletion
+
+
+def test_a_store_that_cannot_answer_is_a_503_to_retry_and_the_retry_is_stored(
+    tmp_path: Path, model_dirs: tuple[Path, Path]
+) -> None:
+    """Another process holds SQLite's write lock past the busy timeout (PostgreSQL down is
+    the same answer): a JSON 503 with Retry-After, not a plain-text 500."""
+    import sqlite3
+
+    from fastapi.testclient import TestClient
+
+    from recsemble.serving.app import create_app
+
+    path = tmp_path / "store.db"
+    settings = ServeSettings(store_url=f"sqlite:///{path}", registry_dir=tmp_path / "registry",
+                             model_dir=model_dirs[0])  # fmt: skip
+    body = {"events": [{"event_id": "locked-1", "user_id": "u1", "item_id": "i1"}]}
+    with TestClient(create_app(settings)) as client:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another writer, holding the lock
+        try:
+            refused = client.post("/events", json=body)
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "store_unavailable"
+        assert refused.headers["Retry-After"] == "1"
+        assert client.post("/events", json=body).json() == {"accepted": 1, "duplicates": 0}

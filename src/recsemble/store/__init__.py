@@ -29,7 +29,19 @@ __all__ = [
     "Store",
     "StoredEvent",
     "open_store",
+    "unavailable_errors",
 ]
+
+
+def unavailable_errors() -> tuple[type[Exception], ...]:
+    """What a store call raises when the database cannot answer now (PostgreSQL down or its
+    pool exhausted, SQLite locked by another writer past the busy timeout, a full disk): the
+    server answers 503, and the client retries (events are idempotent by event_id)."""
+    import sqlite3
+
+    import psycopg  # PoolTimeout is an OperationalError too
+
+    return (sqlite3.OperationalError, psycopg.OperationalError)
 
 
 def open_store(url: str) -> Store:
