@@ -136,6 +136,16 @@ def test_an_in_memory_database_is_refused(url: str) -> None:
         open_store(url)
 
 
+@pytest.mark.parametrize("url", ["sqlite:///out/x.db?mode=ro", "sqlite:///x.db?timeout=5"])
+def test_options_after_a_question_mark_are_refused(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="take no options"):
+        open_store(url)
+    assert list(tmp_path.rglob("*.db*")) == []  # no file named "x.db?mode=ro" was made
+
+
 @pytest.mark.parametrize("url", ["mysql://u@h/db", "store.db", "sqlite://relative.db", ""])
 def test_an_unknown_scheme_names_the_two_that_work(url: str) -> None:
     with pytest.raises(ConfigError, match=r"sqlite:///.*postgresql://"):

@@ -55,6 +55,11 @@ def open_store(url: str) -> Store:
                 f"store URL {url!r}: give a database file path after {SQLITE_PREFIX!r} "
                 "(an in-memory database would lose every event)"
             )
+        if "?" in path:  # it was a file named "x.db?mode=ro", opened for writing
+            raise ConfigError(
+                f"store URL {url!r}: SQLite store URLs take no options after '?'; give only "
+                "the database file path"
+            )
         from recsemble.store.sqlite import SQLiteStore
 
         return SQLiteStore(path)
