@@ -17,7 +17,7 @@ from numbers import Real
 from typing import Any
 
 from recsemble.data.tables import id_problem
-from recsemble.store.base import MAX_ID_LENGTH, Event, Record
+from recsemble.store.base import MAX_ID_LENGTH, MAX_TIMESTAMP, Event, Record
 
 #: The two record kinds a store keeps.
 KINDS = ("item", "user")
@@ -103,6 +103,11 @@ def check_event(event: object, where: str) -> None:
         raise ValueError(f"{where}.timestamp: must be an integer (epoch seconds)")
     if not -_INT64 <= timestamp < _INT64:
         raise ValueError(f"{where}.timestamp: out of the 64-bit range")
+    if abs(timestamp) > MAX_TIMESTAMP:
+        raise ValueError(
+            f"{where}.timestamp: {timestamp} is after 2200 as epoch seconds (milliseconds?); "
+            "give epoch seconds"
+        )
     value = event.value
     if value is not None:
         if isinstance(value, bool) or not isinstance(value, Real):
