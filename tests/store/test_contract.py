@@ -35,7 +35,7 @@ def test_events_come_back_in_batch_order_with_every_field(store: Store) -> None:
         Event("e1", "u1", "i1"),
         Event("e2", "u2", "i9", "purchase", 1_700_000_123, 4.5),
         Event("e3", "u1", "i2", "rating", -5, 0.0),
-        Event("e4", "u3", "i3", "view", MAX_TIMESTAMP, -1e300),
+        Event("e4", "u3", "i3", "view", MAX_TIMESTAMP, -3.4e38),
     ]
     before = int(time.time())
     assert store.append_events(batch).accepted == 4
@@ -231,6 +231,7 @@ BAD_EVENTS = [
     (Event("e", "u", "i", value=math.inf), "value"),
     (Event("e", "u", "i", value=-math.inf), "value"),
     (Event("e", "u", "i", value=10**400), "value"),  # was OverflowError, not naming the field
+    (Event("e", "u", "i", value=1e39), "value"),  # inf as float32: every retraining failed
     (Event("e", "u", "i", timestamp=1.5), "timestamp"),  # type: ignore[arg-type]
     (Event("e", "u", "i", timestamp=2**63), "timestamp"),
     (Event("e", "u", "i", timestamp=1_795_000_000_000), "timestamp"),  # ms: failed retraining

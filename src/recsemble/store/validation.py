@@ -23,6 +23,8 @@ from recsemble.store.base import MAX_ID_LENGTH, MAX_TIMESTAMP, Event, Record
 KINDS = ("item", "user")
 
 _INT64 = 2**63
+#: The largest float32: models and retraining's file keep explicit values (ratings) as float32.
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,11 @@ def check_event(event: object, where: str) -> None:
             raise ValueError(f"{where}.value: out of the floating-point range") from None
         if not math.isfinite(number):
             raise ValueError(f"{where}.value: must be finite, not {value!r}")
+        if abs(number) > FLOAT32_MAX:  # retraining keeps values as float32: inf, refused
+            raise ValueError(
+                f"{where}.value: {value!r} is beyond the float32 range the models keep values "
+                f"in (at most {FLOAT32_MAX:.4g} in size)"
+            )
 
 
 def unique_records(records: Sequence[Record]) -> list[tuple[str, str]]:
