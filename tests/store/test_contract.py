@@ -109,6 +109,10 @@ def test_events_since_pages_through_the_log(store: Store) -> None:
         store.events_since(0, limit=0)
     with pytest.raises(ValueError, match="cursor"):
         store.events_since(-1)
+    assert store.events_since(0, limit=2**63 - 1) == everything  # sys.maxsize: "all of them"
+    for cursor, limit in ((0, 2**63), (2**63, 5)):  # SQLite: OverflowError, PostgreSQL: not
+        with pytest.raises(ValueError, match="64-bit"):
+            store.events_since(cursor, limit)
 
 
 def test_seq_keeps_growing_across_batches(store: Store) -> None:

@@ -167,14 +167,15 @@ def decode_attributes(text: str | Mapping[str, Any]) -> dict[str, Any]:
 
 
 def check_limit(limit: object) -> int:
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ValueError(f"limit: must be a positive integer, not {limit!r}")
+    """A positive 64-bit integer (SQLite could not bind a larger one: OverflowError)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit < _INT64:
+        raise ValueError(f"limit: must be a positive 64-bit integer, not {limit!r}")
     return limit
 
 
 def check_cursor(cursor: object) -> int:
-    if isinstance(cursor, bool) or not isinstance(cursor, int) or cursor < 0:
-        raise ValueError(f"cursor: must be a non-negative integer, not {cursor!r}")
+    if isinstance(cursor, bool) or not isinstance(cursor, int) or not 0 <= cursor < _INT64:
+        raise ValueError(f"cursor: must be a non-negative 64-bit integer, not {cursor!r}")
     return cursor
 
 
