@@ -27,6 +27,7 @@ from psycopg_pool import ConnectionPool
 from recsemble.errors import ConfigError, DataError
 from recsemble.store.base import AppendResult, Event, Record, StoredEvent
 from recsemble.store.precomputed import (
+    DUPLICATE_RANK,
     CachedList,
     PrecomputedInfo,
     PrecomputedRow,
@@ -241,8 +242,11 @@ class PostgresStore:
         try:
             for chunk in chunks:
                 columns = [list(column) for column in zip(*chunk, strict=True)]
-                with self._pool.connection() as conn, conn.transaction():
-                    conn.execute(_INSERT_LISTS, (batch, *columns))
+                try:
+                    with self._pool.connection() as conn, conn.transaction():
+                        conn.execute(_INSERT_LISTS, (batch, *columns))
+                except psycopg.errors.UniqueViolation:
+                    raise DataError(DUPLICATE_RANK) from None
             with self._pool.connection() as conn, conn.transaction():
                 _activate(conn, batch, model_version)
         except BaseException:

@@ -24,6 +24,7 @@ from typing import Any
 from recsemble.errors import DataError
 from recsemble.store.base import AppendResult, Event, Record, StoredEvent
 from recsemble.store.precomputed import (
+    DUPLICATE_RANK,
     CachedList,
     PrecomputedInfo,
     PrecomputedRow,
@@ -229,10 +230,13 @@ class SQLiteStore:
         try:
             for chunk in chunks:
                 with self._write() as conn:
-                    conn.executemany(
-                        "INSERT INTO precomputed_lists VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        [(batch, *row) for row in chunk],
-                    )
+                    try:
+                        conn.executemany(
+                            "INSERT INTO precomputed_lists VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            [(batch, *row) for row in chunk],
+                        )
+                    except sqlite3.IntegrityError:
+                        raise DataError(DUPLICATE_RANK) from None
             with self._write() as conn:
                 _activate(conn, batch, model_version)
         except BaseException:
