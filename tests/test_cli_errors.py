@@ -4,6 +4,7 @@ paths or names printed as written (rich would read "[x]" in them as markup and d
 from __future__ import annotations
 
 import io
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -168,3 +169,45 @@ def test_report_and_compare_name_an_analysis_file_given_for_results(tmp_path: Pa
     for args in (["report", str(analysis)], ["compare", str(analysis)]):
         said = _fails(*args)  # was "expected an object of model name -> results"
         assert "this is `recsemble analyze --json` output" in said, said
+
+
+def test_a_store_that_cannot_be_opened_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow.parquet as pq
+
+    from recsemble.spark.scoring import SCHEMA
+
+    monkeypatch.chdir(tmp_path)
+    pq.write_table(SCHEMA.empty_table(), "lists.parquet")
+    Path("notes.db").write_text("not a database")
+    said = _fails("load-recs", "--input", "lists.parquet", "--model-version", "v1",
+                  "--store", "sqlite:///notes.db")  # fmt: skip
+    assert "notes.db: cannot open it as a store: the file is not an SQLite database" in said
+    assert Path("notes.db").read_text() == "not a database"
+    unreachable = f"postgresql://u@/db?host={tmp_path}&port=1"  # was a ConnectionError traceback
+    said = _fails("load-recs", "--input", "lists.parquet", "--model-version", "v1",
+                  "--store", unreachable)  # fmt: skip
+    assert "--store: cannot connect to PostgreSQL" in said
+
+
+def test_a_registry_path_that_cannot_be_a_folder_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("notes.txt").write_text("keep me")
+    said = _fails("serve", "--registry", "notes.txt", "--store", "sqlite:///s.db")
+    assert "notes.txt: cannot create the registry folder (Not a directory" in said
+    assert Path("notes.txt").read_text() == "keep me"  # was a NotADirectoryError traceback
+
+
+@pytest.mark.parametrize("every", ["0", "-60"])
+def test_a_retraining_period_below_a_second_is_refused(tmp_path: Path, every: str) -> None:
+    store = f"sqlite:///{tmp_path / 's.db'}"
+    with socket.socket() as taken:  # were it accepted, the server would stop at once
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        said = _fails("serve", "--registry", str(tmp_path / "r"), "--store", store,
+                      "--port", port, "--retrain-every", every)  # fmt: skip
+    assert "retrain-every" in said and "greater than or equal" in said  # -60: back to back

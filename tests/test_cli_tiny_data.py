@@ -46,3 +46,22 @@ def test_batch_needs_the_users_and_says_when_it_knows_none(tmp_path: Path) -> No
                                   "--dataset", str(strangers)])  # fmt: skip
     assert unknown.exit_code == 2 and "none of the 6 users" in " ".join(unknown.output.split())
     _ok("batch", "--model", str(model), "--output", out, "--dataset", str(data))
+
+
+def test_batch_lists_a_user_with_fewer_interactions_than_evaluation_needs(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    data = tmp_path / "d.csv"
+    rows = [f"u{u},i{(u * 3 + n) % 15},{1_700_000_000 + n}" for u in range(6) for n in range(6)]
+    rows += ["light,i1,1700000100", "light,i2,1700000101"]  # 2 items: the server answers them
+    data.write_text("user_id,item_id,timestamp\n" + "\n".join(rows))
+    model = tmp_path / "model"
+    _ok("train", "--dataset", str(data), "--model", "itemknn", "--out", str(model))
+    out = tmp_path / "lists"
+    _ok("batch", "--model", str(model), "--output", str(out), "--dataset", str(data))
+    lists = pq.read_table(out)
+    users = set(lists.column("user").to_pylist())
+    assert users == {f"u{u}" for u in range(6)} | {"light"}
+    light = [i for u, i in zip(lists.column("user").to_pylist(), lists.column("item").to_pylist(),
+                               strict=True) if u == "light"]  # fmt: skip
+    assert light and not {"i1", "i2"} & set(light)  # their own items are not recommended

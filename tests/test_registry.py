@@ -102,6 +102,22 @@ def test_versions_are_listed_oldest_first_and_name_their_content(
     assert suffixes[0] == suffixes[2] != suffixes[1]  # same files, same content hash
 
 
+def test_a_root_that_cannot_be_a_folder_is_a_data_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DataError, match="cannot create the registry folder"):
+        ModelRegistry(tmp_path / "file" / "registry")
+
+
+def test_find_names_the_version_holding_a_folder(
+    registry: ModelRegistry, two_versions: tuple[str, str], tmp_path: Path
+) -> None:
+    assert registry.find(tmp_path / "m1") == two_versions[0]
+    assert registry.find(tmp_path / "m2") == two_versions[1]
+    assert registry.find(fake_model(tmp_path / "m3", 3)) is None
+    (tmp_path / "m1" / "ranker.txt").write_text("retrained\n")  # same folder, new content
+    assert registry.find(tmp_path / "m1") is None
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [

@@ -22,7 +22,9 @@ def serve(
     model: Annotated[
         Path | None,
         typer.Option(
-            "--model", help="Folder written by `recsemble train`; registered and published if new."
+            "--model",
+            help="Folder written by `recsemble train`; registered and published unless the "
+            "registry holds it already (then the current version serves).",
         ),
     ] = None,
     store: Annotated[
@@ -54,7 +56,9 @@ def serve(
     ] = None,
     retrain_every: Annotated[
         float | None,
-        typer.Option(help="Retrain in the background every N seconds.", show_default=False),
+        typer.Option(  # 0 or less was a retraining after another without a pause
+            min=1.0, help="Retrain in the background every N seconds.", show_default=False
+        ),
     ] = None,
     results: Annotated[
         Path | None,
@@ -94,7 +98,7 @@ def serve(
         if train_config is not None:  # retraining reads it much later: a bad one fails now
             cfg.resolve(train_config)
         model_metrics = _model_metrics(results, model)
-        _check_start(store, model)
+        _check_start(store, model, registry)
     settings = ServeSettings(
         store_url=store,
         registry_dir=registry,
@@ -121,16 +125,19 @@ def serve(
     )
 
 
-def _check_start(store_url: str, model: Path | None) -> None:
+def _check_start(store_url: str, model: Path | None, registry: Path) -> None:
     """What would fail the server's start-up, as one line before it starts: the store (a bad
-    URL, an unreachable PostgreSQL) and a --model folder that holds no saved model."""
+    URL, an unreachable PostgreSQL), a --model folder that holds no saved model and a
+    --registry folder that cannot be made."""
     from recsemble.errors import DataError, RecsembleError
     from recsemble.ranking.model_folder import MANIFEST
+    from recsemble.registry import ModelRegistry
     from recsemble.store import open_store
 
     if model is not None and not (model / MANIFEST).is_file():
         raise DataError(f"--model: no {MANIFEST}: not a folder written by `recsemble train`",
                         source=str(model))  # fmt: skip
+    ModelRegistry(registry)
     try:
         open_store(store_url).close()
     except ConnectionError as exc:

@@ -86,7 +86,11 @@ class ModelRegistry:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.versions_dir = self.root / VERSIONS_DIR
-        self.versions_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.versions_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file in the way, no permission: one line, not a traceback
+            raise DataError(f"cannot create the registry folder ({exc.strerror}: "
+                            f"{exc.filename})", source=str(self.root)) from None  # fmt: skip
 
     # -- versions --------------------------------------------------------------------------
     def add(
@@ -133,6 +137,17 @@ class ModelRegistry:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return version
+
+    def find(self, model_dir: str | Path) -> str | None:
+        """The version holding exactly this saved model folder's files (None: none does), so a
+        server restarted with the same --model does not add a copy of it each time."""
+        source = Path(model_dir)
+        digests = {rel: sha256_file(source / rel) for rel in _model_files(source)}
+        content = _content_hash(digests)
+        for info in self.versions():
+            if info.version.endswith(content[:12]) and _content_hash(info.files) == content:
+                return info.version
+        return None
 
     def versions(self) -> list[VersionInfo]:
         """Every complete version, oldest first (an unreadable one is logged and left out)."""

@@ -6,10 +6,14 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 
+from recsemble.registry import ModelRegistry
+from recsemble.serving.state import ServeSettings, ServingState
 from recsemble.store import open_store
 
 from .conftest import start_server
@@ -112,3 +116,93 @@ def test_a_deleted_training_item_stays_deleted_after_a_restart(
 
 def _items(answer: dict[str, list[dict[str, str]]]) -> list[str]:
     return [entry["item_id"] for entry in answer["items"]]
+
+
+def test_a_restart_with_the_same_model_adds_no_copy_and_a_new_model_is_served(
+    tmp_path: Path, model_dirs: tuple[Path, Path]
+) -> None:
+    """`serve --model` on every start (a service unit): the registry holds the folder once;
+    a folder it does not hold is published (it was registered and the old one kept serving);
+    the same folder again after that does not undo the publish."""
+    settings = ServeSettings(store_url=f"sqlite:///{tmp_path / 'store.db'}",
+                             registry_dir=tmp_path / "registry")  # fmt: skip
+
+    def started(model: Path) -> str:
+        state = ServingState(replace(settings, model_dir=model))
+        try:
+            state.start()
+            assert state.recommender is not None
+            return state.recommender.version
+        finally:
+            state.close()
+
+    first = started(model_dirs[0])
+    assert started(model_dirs[0]) == first
+    registry = ModelRegistry(settings.registry_dir)
+    assert [v.version for v in registry.versions()] == [first]
+    second = started(model_dirs[1])
+    assert second != first and registry.current() == second
+    assert started(model_dirs[0]) == second  # registered before: the published one stays
+    assert len(registry.versions()) == 2
+
+
+def test_what_another_writer_commits_reaches_the_served_model(
+    tmp_path: Path, model_dirs: tuple[Path, Path]
+) -> None:
+    """An ingest job (or a second server) writing to the same store: its events and item
+    deletions are served without waiting for this server's next write or a restart."""
+    from fastapi.testclient import TestClient
+
+    from recsemble.serving.app import create_app
+    from recsemble.store import Event
+
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    settings = ServeSettings(store_url=store_url, registry_dir=tmp_path / "registry",
+                             model_dir=model_dirs[0])  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        item = _items(client.get("/users/x/recommendations", params={"k": 5}).json())[0]
+        other = open_store(store_url)
+        try:
+            other.append_events([Event("ext-1", "newcomer", item, "view", 1_800_000_000)])
+            other.delete("item", item)
+        finally:
+            other.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            history = client.get("/users/newcomer/history")
+            answer = client.get("/users/x/recommendations", params={"k": 5}).json()
+            if history.status_code == 200 and item not in _items(answer):
+                break
+            time.sleep(0.05)
+        assert history.status_code == 200, history.text  # was 404: unknown user
+        assert [e["item_id"] for e in history.json()["events"]] == [item]
+        assert item not in _items(answer)  # was still recommended after its deletion
+
+
+def test_a_store_that_cannot_answer_is_a_503_to_retry_and_the_retry_is_stored(
+    tmp_path: Path, model_dirs: tuple[Path, Path]
+) -> None:
+    """Another process holds SQLite's write lock past the busy timeout (PostgreSQL down is
+    the same answer): a JSON 503 with Retry-After, not a plain-text 500."""
+    import sqlite3
+
+    from fastapi.testclient import TestClient
+
+    from recsemble.serving.app import create_app
+
+    path = tmp_path / "store.db"
+    settings = ServeSettings(store_url=f"sqlite:///{path}", registry_dir=tmp_path / "registry",
+                             model_dir=model_dirs[0])  # fmt: skip
+    body = {"events": [{"event_id": "locked-1", "user_id": "u1", "item_id": "i1"}]}
+    with TestClient(create_app(settings)) as client:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another writer, holding the lock
+        try:
+            refused = client.post("/events", json=body)
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "store_unavailable"
+        assert refused.headers["Retry-After"] == "1"
+        assert client.post("/events", json=body).json() == {"accepted": 1, "duplicates": 0}

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
+from fractions import Fraction
 
 import pytest
 
 from recsemble.store import MAX_ID_LENGTH, Event, Record, Store, StoredEvent
+from recsemble.store.base import MAX_TIMESTAMP
 
 StoreFactory = Callable[[], Store]  # the open_test_store fixture (conftest.py)
 
@@ -31,13 +35,30 @@ def test_events_come_back_in_batch_order_with_every_field(store: Store) -> None:
         Event("e1", "u1", "i1"),
         Event("e2", "u2", "i9", "purchase", 1_700_000_123, 4.5),
         Event("e3", "u1", "i2", "rating", -5, 0.0),
-        Event("e4", "u3", "i3", "view", 2**62, -1e300),
+        Event("e4", "u3", "i3", "view", MAX_TIMESTAMP, -3.4e38),
     ]
+    before = int(time.time())
     assert store.append_events(batch).accepted == 4
     stored = _all_events(store)
-    assert [s.event for s in stored] == batch
+    assert [s.event for s in stored[1:]] == batch[1:]
+    untimed = stored[0].event  # no time given: the append's clock, stored with it
+    assert replace(untimed, timestamp=0) == batch[0]
+    assert before <= untimed.timestamp <= time.time()
     seqs = [s.seq for s in stored]
     assert seqs == sorted(seqs) and len(set(seqs)) == 4 and seqs[0] >= 1
+
+
+def test_an_event_without_a_time_keeps_the_one_stored_for_it(
+    open_test_store: StoreFactory,
+) -> None:
+    first = open_test_store()
+    first.append_events([Event("untimed", "u1", "i1", "purchase")])
+    stamped = _all_events(first)[0].event.timestamp
+    assert stamped > 0
+    again = open_test_store()  # a restart replays the log: the same time, not a new "now"
+    assert _all_events(again)[0].event.timestamp == stamped
+    again.append_events([Event("untimed", "u1", "i1", "purchase")])  # a retry: unchanged
+    assert [s.event.timestamp for s in _all_events(again)] == [stamped]
 
 
 def test_a_retried_batch_changes_nothing(store: Store) -> None:
@@ -56,7 +77,8 @@ def test_a_retried_batch_changes_nothing(store: Store) -> None:
 
 
 def test_a_repeated_event_id_inside_one_batch_is_a_duplicate(store: Store) -> None:
-    first, other, again = Event("x", "u1", "i1"), Event("y", "u1", "i2"), Event("x", "u2", "i3")
+    first, other = Event("x", "u1", "i1", "view", 1), Event("y", "u1", "i2", "view", 2)
+    again = Event("x", "u2", "i3", "view", 3)
     result = store.append_events([first, other, again, other])
     assert (result.accepted, result.duplicates) == (2, 2)
     assert [s.event for s in _all_events(store)] == [first, other]  # the first occurrence wins
@@ -87,6 +109,10 @@ def test_events_since_pages_through_the_log(store: Store) -> None:
         store.events_since(0, limit=0)
     with pytest.raises(ValueError, match="cursor"):
         store.events_since(-1)
+    assert store.events_since(0, limit=2**63 - 1) == everything  # sys.maxsize: "all of them"
+    for cursor, limit in ((0, 2**63), (2**63, 5)):  # SQLite: OverflowError, PostgreSQL: not
+        with pytest.raises(ValueError, match="64-bit"):
+            store.events_since(cursor, limit)
 
 
 def test_seq_keeps_growing_across_batches(store: Store) -> None:
@@ -170,13 +196,26 @@ def test_items_and_users_are_separate_but_share_one_change_counter(store: Store)
 
 def test_unicode_and_longest_ids_round_trip(store: Store) -> None:
     ids = ["ユーザー", "🎬 film", "cafe\u0301", "a" * MAX_ID_LENGTH, "with space/and?query=1"]
-    events = [Event(f"ev-{x}"[:MAX_ID_LENGTH], x, x, "view") for x in ids]
+    events = [Event(f"ev-{x}"[:MAX_ID_LENGTH], x, x, "view", 1_700_000_000) for x in ids]
     assert store.append_events(events).accepted == len(ids)
     assert [s.event for s in _all_events(store)] == events
     store.upsert("item", [Record(x, {"title": x, "ü": "ß"}) for x in ids])
     got = store.get("item", ids)
     assert set(got) == set(ids)
     assert all(got[x].attributes == {"title": x, "ü": "ß"} for x in ids)
+
+
+def test_values_of_any_number_type_come_back_as_floats(store: Store) -> None:
+    """numpy's float32 and int64 and a Fraction are numbers (a value read from an array); SQLite
+    could not bind them (IntegrityError, ProgrammingError) while PostgreSQL stored them."""
+    import numpy as np
+
+    values = [np.float32(1.5), np.int64(3), Fraction(1, 4), 2**64, 4]
+    events = [Event(f"v{n}", "u", "i", "rating", 1_700_000_000, v) for n, v in enumerate(values)]
+    assert store.append_events(events).accepted == len(values)
+    stored = [s.event.value for s in _all_events(store)]
+    assert stored == [float(v) for v in values]
+    assert all(type(v) is float for v in stored)
 
 
 # -- bad input -------------------------------------------------------------------------------
@@ -188,11 +227,18 @@ BAD_EVENTS = [
     (Event("e", "u", "i\x00"), "item_id"),
     (Event("e", "u\ud800", "i"), "user_id"),
     (Event("e", "u", "i", ""), "type"),
+    # ids a data file cannot hold back: every retraining failed on them ("missing user_id")
+    (Event("e", " u", "i"), "user_id"),
+    (Event("e", "u", "None"), "item_id"),
+    (Event("e", "nan", "i"), "user_id"),
     (Event("e", "u", "i", value=math.nan), "value"),
     (Event("e", "u", "i", value=math.inf), "value"),
     (Event("e", "u", "i", value=-math.inf), "value"),
+    (Event("e", "u", "i", value=10**400), "value"),  # was OverflowError, not naming the field
+    (Event("e", "u", "i", value=1e39), "value"),  # inf as float32: every retraining failed
     (Event("e", "u", "i", timestamp=1.5), "timestamp"),  # type: ignore[arg-type]
     (Event("e", "u", "i", timestamp=2**63), "timestamp"),
+    (Event("e", "u", "i", timestamp=1_795_000_000_000), "timestamp"),  # ms: failed retraining
     (Event(7, "u", "i"), "event_id"),  # type: ignore[arg-type]
 ]
 
@@ -214,10 +260,14 @@ BAD_RECORDS = [
     (Record("b", {"when": object()}), r"records\[1\]\.attributes"),
     (Record("b", {1: "x"}), r"records\[1\]\.attributes"),  # type: ignore[dict-item]
     (Record("b", {"t": "nul\x00"}), r"records\[1\]\.attributes"),
+    (Record("null"), r"records\[1\]\.id: 'null' means a missing value"),
+    (Record("b\u3000"), r"records\[1\]\.id: .* whitespace"),
 ]
 
 
-@pytest.mark.parametrize(("bad", "field"), BAD_RECORDS, ids=[f"r{i}" for i in range(7)])
+@pytest.mark.parametrize(
+    ("bad", "field"), BAD_RECORDS, ids=[f"r{i}" for i, _ in enumerate(BAD_RECORDS)]
+)
 def test_a_bad_record_rejects_its_whole_batch(store: Store, bad: Record, field: str) -> None:
     with pytest.raises(ValueError, match=field):
         store.upsert("item", [Record("ok"), bad, Record("ok2")])

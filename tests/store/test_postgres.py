@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from recsemble.errors import DataError
+from recsemble.errors import ConfigError, DataError
 from recsemble.store import Event, Record, open_store
 from recsemble.store.postgres import PostgresStore
 
@@ -84,6 +84,13 @@ def test_an_unreachable_server_is_a_clear_error_without_the_password(tmp_path: o
     with pytest.raises(ConnectionError, match="cannot connect to PostgreSQL") as caught:
         open_store(url)
     assert "s3cret" not in str(caught.value)
+
+
+@pytest.mark.parametrize("url", ["postgresql://u:pa%zzss@h/db", "postgresql://h/db?bogus=1"])
+def test_a_url_libpq_cannot_parse_is_a_config_error_without_the_password(url: str) -> None:
+    with pytest.raises(ConfigError, match="store URL: invalid") as caught:
+        open_store(url)
+    assert "pa%zzss" not in str(caught.value)
 
 
 def test_tables_recsemble_did_not_create_are_refused(postgres_url: str) -> None:

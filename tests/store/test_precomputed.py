@@ -72,6 +72,18 @@ def test_a_failed_load_keeps_the_previous_batch(store: Store) -> None:
     assert store.replace_precomputed("v1", _chunks(_rows(1, 1, "n"), 1)).rows == 1
 
 
+@pytest.mark.parametrize("chunk", [2, 100], ids=["across chunks", "in one chunk"])
+def test_a_users_rank_twice_is_a_data_error_and_the_previous_batch_stays(
+    store: Store, chunk: int
+) -> None:
+    store.replace_precomputed("v1", _chunks(_rows(3, 2, "good"), 2))
+    twice = _rows(2, 2, "a") + _rows(2, 2, "b")  # two batches' lists in one folder
+    with pytest.raises(DataError, match="two rows of the same rank"):  # was IntegrityError
+        store.replace_precomputed("v1", _chunks(twice, chunk))
+    cached = store.precomputed("v1", "u2")
+    assert cached is not None and cached.entries[0].item_id == "good-i2-1"
+
+
 def _table(**overrides: pa.Array) -> pa.Table:
     columns = {
         "user": pa.array(["u1", "u1"]),

@@ -6,7 +6,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -88,6 +88,28 @@ def test_a_file_of_another_program_is_refused(tmp_path: Path) -> None:
         open_store(f"sqlite:///{path}")
 
 
+@pytest.mark.parametrize(
+    ("make", "said"),
+    [
+        (lambda p: p.write_text("user_id,item_id\n1,2\n"), "not an SQLite database"),
+        (lambda p: p.mkdir(), "is a folder"),
+        (lambda p: (p.parent / "parent").write_text("x"), "File exists"),
+    ],
+    ids=["text file", "folder", "parent is a file"],
+)
+def test_a_path_that_cannot_hold_a_store_is_one_clear_error(
+    tmp_path: Path, make: Callable[[Path], object], said: str
+) -> None:
+    path = tmp_path / "store.db"
+    make(path)
+    target = tmp_path / "parent" / "store.db" if said == "File exists" else path
+    with pytest.raises(DataError, match=f"cannot open it as a store: .*{said}") as caught:
+        open_store(f"sqlite:///{target}")
+    assert str(target) in str(caught.value)
+    if path.is_file():
+        assert path.read_text().startswith("user_id")  # the file is left as it was
+
+
 def test_a_newer_schema_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
     open_store(f"sqlite:///{path}").close()
@@ -108,15 +130,20 @@ def test_relative_and_absolute_paths(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert absolute.is_file()
 
 
-def test_a_folder_for_the_database_file_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="is a folder"):  # was sqlite3's "unable to open"
-        open_store(f"sqlite:///{tmp_path}")
-
-
 @pytest.mark.parametrize("url", ["sqlite:///", "sqlite:///:memory:", "sqlite:///file::memory:"])
 def test_an_in_memory_database_is_refused(url: str) -> None:
     with pytest.raises(ConfigError, match="file path"):
         open_store(url)
+
+
+@pytest.mark.parametrize("url", ["sqlite:///out/x.db?mode=ro", "sqlite:///x.db?timeout=5"])
+def test_options_after_a_question_mark_are_refused(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="take no options"):
+        open_store(url)
+    assert list(tmp_path.rglob("*.db*")) == []  # no file named "x.db?mode=ro" was made
 
 
 @pytest.mark.parametrize("url", ["mysql://u@h/db", "store.db", "sqlite://relative.db", ""])

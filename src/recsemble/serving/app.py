@@ -32,6 +32,7 @@ from recsemble.serving import dashboard, dashboard_api, routes
 from recsemble.serving.guard import Guard, Keys
 from recsemble.serving.schemas import ErrorOut, HealthOut
 from recsemble.serving.state import Loader, ServeSettings, ServingState, load_recommender
+from recsemble.store import unavailable_errors
 
 log = logging.getLogger("recsemble.serving")
 #: Every error status a route may answer, documented on every route (JSON ErrorOut body).
@@ -43,7 +44,7 @@ ERROR_STATUSES = {
     409: "Conflict (e.g. a model version that cannot be served).",
     413: "Body too large.",
     422: "Invalid request.",
-    503: "No model loaded yet.",
+    503: "No model loaded yet, or the store cannot answer now (retry).",
 }
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -99,6 +100,17 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def domain_error(_: Request, exc: RecsembleError) -> JSONResponse:
         return _error(409, "conflict", str(exc))
 
+    async def store_down(_: Request, exc: Exception) -> JSONResponse:
+        said = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+        log.warning("store unavailable: %s", said)
+        response = _error(503, "store_unavailable", f"the store cannot answer now ({said}); "
+                          "retry: events are idempotent by event_id")  # fmt: skip
+        response.headers["Retry-After"] = "1"
+        return response
+
+    for error in unavailable_errors():  # was a plain-text 500 while the database was down
+        app.add_exception_handler(error, store_down)
+
 
 def _allowed_methods(request: Request) -> list[str]:
     methods: set[str] = set()
@@ -130,6 +142,7 @@ def create_app(settings: ServeSettings, loader: Loader = load_recommender) -> Fa
             state.start()
         except Exception as exc:  # serve /health/ready (503 with the reason) rather than die
             log.error("start-up: %s", exc)
+        stop_following = state.follow_store()
         schedule = None
         if settings.retrain_every_s:
             from recsemble.serving.retrain import schedule_retraining
@@ -138,6 +151,7 @@ def create_app(settings: ServeSettings, loader: Loader = load_recommender) -> Fa
         yield
         if schedule is not None:
             schedule.set()
+        stop_following()
         state.close()
 
     # The docs page's Swagger UI files are served by the app itself (fastapi-offline), not a

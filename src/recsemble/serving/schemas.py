@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from recsemble.data.tables import id_problem
-from recsemble.store.base import MAX_ID_LENGTH
+from recsemble.store.base import MAX_ID_LENGTH, MAX_TIMESTAMP
 
 MAX_BATCH = 1000
 MAX_K = 1000
@@ -59,7 +59,7 @@ def _whole_number(value: Any) -> Any:
 # Constraints go before the validator: after it, pydantic leaves them out of the JSON schema.
 # Epoch seconds after 1970-01-01 and before 2200: beyond that it is a unit mistake
 # (milliseconds); 0 is refused, as an Event's timestamp 0 means "not given: now".
-Timestamp = Annotated[int, Field(ge=1, le=7_258_118_400), BeforeValidator(_whole_number)]
+Timestamp = Annotated[int, Field(ge=1, le=MAX_TIMESTAMP), BeforeValidator(_whole_number)]
 ListSize = Annotated[int, Field(ge=1, le=MAX_K), BeforeValidator(_whole_number)]
 StageName = Literal[
     "seen", "available", "rules", "quality", "fresh", "boost", "calibrated", "mmr", "dpp", "cap",

@@ -55,6 +55,7 @@ class ServeSettings:
     config: RecsembleConfig | None = None  # [rerank] stages and settings; None: defaults
     model_metrics: dict[str, Any] | None = None  # stored with model_dir's version (--results)
     report_path: Path | None = None  # the HTML report served at GET /report (--report)
+    follow_every_s: float = 1.0  # how often the store is read for what other writers committed
 
 
 class ServingState:
@@ -74,13 +75,22 @@ class ServingState:
 
     # -- start-up ---------------------------------------------------------------------------
     def start(self) -> None:
-        """Register the given model (first start), then serve the registry's current version."""
-        if self.settings.model_dir is not None:
-            version = self.registry.add(
-                self.settings.model_dir, metrics=self.settings.model_metrics
-            )
-            if self.registry.current() is None:
-                self.registry.publish(version)
+        """Serve the registry's current version; a --model the registry does not hold yet is
+        added and published first (one it holds, e.g. on a restart, is not copied again, and a
+        version published since, e.g. a retrained one, keeps serving)."""
+        model_dir = self.settings.model_dir
+        if model_dir is not None:
+            known = self.registry.find(model_dir)
+            version = known or self.registry.add(model_dir, metrics=self.settings.model_metrics)
+            current = self.registry.current()
+            if known is None or current is None:
+                self.publish(version)  # loaded first: a version that cannot serve is not current
+                return
+            if version != current:
+                log.warning(
+                    "--model %s is version %s, registered before; serving the current version "
+                    "%s (publish %s to serve it)", model_dir, version, current, version
+                )  # fmt: skip
         current = self.registry.current()
         if current is None:
             raise RecsembleError("no model to serve: pass --model or publish a version")
@@ -152,6 +162,29 @@ class ServingState:
             if recommender is not self.recommender:
                 return  # swapped meanwhile: the new one caught up by itself
             self.cursor = self._catch_up_events(recommender, self.cursor)
+
+    def follow_store(self) -> Callable[[], None]:
+        """Follow, every `follow_every_s`, what other writers commit to the store (another
+        server on the same database, an ingest job): their events, items and users reach the
+        served model now, not at this server's next write or restart. Returns the stop call."""
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(self.settings.follow_every_s):
+                try:
+                    self.follow()
+                    self._follow_records()
+                except Exception as exc:  # the store is down for a moment: try again later
+                    log.warning("following the store: %s", exc)
+
+        thread = threading.Thread(target=loop, name="follow-store", daemon=True)
+        thread.start()
+
+        def stopped() -> None:
+            stop.set()
+            thread.join()
+
+        return stopped
 
     def upsert(self, kind: str, record: Record) -> None:
         self.store.upsert(kind, [record])

@@ -29,18 +29,36 @@ __all__ = [
     "Store",
     "StoredEvent",
     "open_store",
+    "unavailable_errors",
 ]
+
+
+def unavailable_errors() -> tuple[type[Exception], ...]:
+    """What a store call raises when the database cannot answer now (PostgreSQL down or its
+    pool exhausted, SQLite locked by another writer past the busy timeout, a full disk): the
+    server answers 503, and the client retries (events are idempotent by event_id)."""
+    import sqlite3
+
+    import psycopg  # PoolTimeout is an OperationalError too
+
+    return (sqlite3.OperationalError, psycopg.OperationalError)
 
 
 def open_store(url: str) -> Store:
     """Open (creating its tables when new) the store a URL names; ConfigError for a bad URL,
-    ConnectionError when a PostgreSQL server cannot be reached."""
+    DataError for a path or database that cannot hold a store (a folder, another file, another
+    schema), ConnectionError when a PostgreSQL server cannot be reached."""
     if url.startswith(SQLITE_PREFIX):
         path = url[len(SQLITE_PREFIX) :]
         if not path or path == ":memory:" or path.startswith("file:"):
             raise ConfigError(
                 f"store URL {url!r}: give a database file path after {SQLITE_PREFIX!r} "
                 "(an in-memory database would lose every event)"
+            )
+        if "?" in path:  # it was a file named "x.db?mode=ro", opened for writing
+            raise ConfigError(
+                f"store URL {url!r}: SQLite store URLs take no options after '?'; give only "
+                "the database file path"
             )
         from recsemble.store.sqlite import SQLiteStore
 

@@ -23,11 +23,15 @@ if TYPE_CHECKING:
 
 #: Longest external id (user, item, event) accepted anywhere.
 MAX_ID_LENGTH = 256
+#: Latest event time accepted anywhere, epoch seconds (2200-01-01): beyond it a timestamp is
+#: a unit mistake (milliseconds), which would fail retraining's file (one unit per column).
+MAX_TIMESTAMP = 7_258_118_400
 
 
 @dataclass(frozen=True)
 class Event:
-    """One interaction as the application reports it (external ids, epoch seconds)."""
+    """One interaction as the application reports it (external ids, epoch seconds; a
+    timestamp of 0 means "not given": the store records the time of the append)."""
 
     event_id: str
     user_id: str

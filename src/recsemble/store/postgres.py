@@ -18,14 +18,16 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
-from recsemble.errors import DataError
+from recsemble.errors import ConfigError, DataError
 from recsemble.store.base import AppendResult, Event, Record, StoredEvent
 from recsemble.store.precomputed import (
+    DUPLICATE_RANK,
     CachedList,
     PrecomputedInfo,
     PrecomputedRow,
@@ -240,8 +242,11 @@ class PostgresStore:
         try:
             for chunk in chunks:
                 columns = [list(column) for column in zip(*chunk, strict=True)]
-                with self._pool.connection() as conn, conn.transaction():
-                    conn.execute(_INSERT_LISTS, (batch, *columns))
+                try:
+                    with self._pool.connection() as conn, conn.transaction():
+                        conn.execute(_INSERT_LISTS, (batch, *columns))
+                except psycopg.errors.UniqueViolation:
+                    raise DataError(DUPLICATE_RANK) from None
             with self._pool.connection() as conn, conn.transaction():
                 _activate(conn, batch, model_version)
         except BaseException:
@@ -290,6 +295,8 @@ class PostgresStore:
         """Create the tables on first use (one connection at a time: an advisory lock)."""
         try:
             conn = psycopg.connect(self.url, autocommit=True, connect_timeout=int(timeout_s))
+        except psycopg.ProgrammingError as exc:  # libpq cannot parse the URL
+            raise ConfigError(f"store URL: {_without_password(str(exc), self.url)}") from None
         except psycopg.OperationalError as exc:
             message = (str(exc).strip() or type(exc).__name__).splitlines()[0]
             raise ConnectionError(
@@ -336,6 +343,16 @@ def describe(url: str) -> str:
     host = params.get("host") or "localhost"
     port = params.get("port") or "5432"
     return f"postgresql://{host}:{port}/{params.get('dbname') or ''}"
+
+
+def _without_password(message: str, url: str) -> str:
+    """libpq's message about a URL it cannot parse, which may quote the password."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    message = message.strip().splitlines()[0] if message.strip() else "cannot be parsed"
+    return message.replace(password, "***") if password else message
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:

@@ -27,6 +27,11 @@ from recsemble.store.base import MAX_ID_LENGTH
 PrecomputedRow = tuple[str, int, str, float, str | None, int, int]
 #: Rows per insert transaction.
 CHUNK_ROWS = 20_000
+#: What a load hitting the (batch, user, rank) key says.
+DUPLICATE_RANK = (
+    "batch lists: a user has two rows of the same rank (the lists of two batches in one "
+    "folder?); load the output of one `recsemble batch`"
+)
 #: Column -> what it must hold; explanation is optional.
 REQUIRED = {
     "user": "string",

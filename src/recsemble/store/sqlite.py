@@ -21,9 +21,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from recsemble.errors import ConfigError, DataError
+from recsemble.errors import DataError
 from recsemble.store.base import AppendResult, Event, Record, StoredEvent
 from recsemble.store.precomputed import (
+    DUPLICATE_RANK,
     CachedList,
     PrecomputedInfo,
     PrecomputedRow,
@@ -117,18 +118,21 @@ class SQLiteStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        if self.path.is_dir():  # sqlite3 would say only "unable to open database file"
-            raise ConfigError(f"store path {self.path} is a folder: name a database file in it")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._registry_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._closed = False
-        self._create_schema(self._connection())
-        with self._write() as conn:
-            for statement in filter(str.strip, _PRECOMPUTED_SCHEMA.split(";")):
-                conn.execute(statement)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._create_schema(self._connection())
+            with self._write() as conn:
+                for statement in filter(str.strip, _PRECOMPUTED_SCHEMA.split(";")):
+                    conn.execute(statement)
+        except (sqlite3.DatabaseError, OSError) as exc:  # one line, not sqlite3's traceback
+            self.close()
+            raise DataError(f"cannot open it as a store: {_why(exc, self.path)}",
+                            source=str(self.path)) from None  # fmt: skip
 
     # -- events ----------------------------------------------------------------------------
     def append_events(self, events: Sequence[Event]) -> AppendResult:
@@ -226,10 +230,13 @@ class SQLiteStore:
         try:
             for chunk in chunks:
                 with self._write() as conn:
-                    conn.executemany(
-                        "INSERT INTO precomputed_lists VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        [(batch, *row) for row in chunk],
-                    )
+                    try:
+                        conn.executemany(
+                            "INSERT INTO precomputed_lists VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            [(batch, *row) for row in chunk],
+                        )
+                    except sqlite3.IntegrityError:
+                        raise DataError(DUPLICATE_RANK) from None
             with self._write() as conn:
                 _activate(conn, batch, model_version)
         except BaseException:
@@ -343,6 +350,17 @@ class SQLiteStore:
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _why(exc: Exception, path: Path) -> str:
+    """What an open failure means for the user (sqlite3 says "unable to open database file")."""
+    if path.is_dir():
+        return "it is a folder; give a database file path"
+    if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
+        return "the file is not an SQLite database"
+    if isinstance(exc, OSError):  # making the folder: its parent is a file, no permission
+        return f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
+    return f"{exc} (is the folder writable?)" if "unable to open" in str(exc) else str(exc)
 
 
 def _next_change(conn: sqlite3.Connection) -> int:

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from numbers import Real
 from typing import Any
 
-from recsemble.store.base import MAX_ID_LENGTH, Event, Record
+from recsemble.data.tables import id_problem
+from recsemble.store.base import MAX_ID_LENGTH, MAX_TIMESTAMP, Event, Record
 
 #: The two record kinds a store keeps.
 KINDS = ("item", "user")
 
 _INT64 = 2**63
+#: The largest float32: models and retraining's file keep explicit values (ratings) as float32.
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,17 @@ def check_id(value: object, field: str) -> str:
     return value
 
 
+def check_entity_id(value: str, field: str) -> str:
+    """A user or item id that a data file can hold too: retraining reads the store's events
+    and records back from one, so an id it would strip or read as missing ("None") would
+    fail every retraining (the HTTP API refuses the same ids)."""
+    problem = id_problem(value)
+    if problem is not None:
+        said = problem if problem.startswith(repr(value)) else f"{value!r} {problem}"
+        raise ValueError(f"{field}: {said}")
+    return value
+
+
 def check_ids(values: Sequence[object], field: str) -> list[str]:
     if isinstance(values, str):  # its characters would be looked up as ids
         raise ValueError(f"{field}: must be a list of ids, not the string {values!r}")
@@ -56,16 +71,28 @@ def check_ids(values: Sequence[object], field: str) -> list[str]:
 
 
 def unique_events(events: Sequence[Event]) -> UniqueEvents:
-    """Check every event of a batch, then drop repeats of an event_id within it."""
+    """Check every event of a batch, then drop repeats of an event_id within it. An event
+    without a time (timestamp 0) is stored with the append's clock, as the API stamps one: the
+    time must be stored, or a restart and a retraining would each give it another."""
     for position, event in enumerate(events):
         check_event(event, f"events[{position}]")
     seen: set[str] = set()
     kept = []
+    now = int(time.time())
     for event in events:
         if event.event_id not in seen:
             seen.add(event.event_id)
-            kept.append(event)
+            kept.append(_as_stored(event, now))
     return UniqueEvents(kept, len(events) - len(kept))
+
+
+def _as_stored(event: Event, now: int) -> Event:
+    """The event as both backends store it: a time (see unique_events) and a float value (a
+    numpy float32 or a Fraction is a number too, but not one SQLite can bind)."""
+    value = None if event.value is None else float(event.value)
+    if event.timestamp and (value is None or type(event.value) is float):
+        return event
+    return replace(event, timestamp=event.timestamp or now, value=value)
 
 
 def check_event(event: object, where: str) -> None:
@@ -73,17 +100,33 @@ def check_event(event: object, where: str) -> None:
         raise ValueError(f"{where}: must be an Event, not {type(event).__name__}")
     for field in ("event_id", "user_id", "item_id", "type"):
         check_id(getattr(event, field), f"{where}.{field}")
+    for field in ("user_id", "item_id"):
+        check_entity_id(getattr(event, field), f"{where}.{field}")
     timestamp = event.timestamp
     if isinstance(timestamp, bool) or not isinstance(timestamp, int):
         raise ValueError(f"{where}.timestamp: must be an integer (epoch seconds)")
     if not -_INT64 <= timestamp < _INT64:
         raise ValueError(f"{where}.timestamp: out of the 64-bit range")
+    if abs(timestamp) > MAX_TIMESTAMP:
+        raise ValueError(
+            f"{where}.timestamp: {timestamp} is after 2200 as epoch seconds (milliseconds?); "
+            "give epoch seconds"
+        )
     value = event.value
     if value is not None:
         if isinstance(value, bool) or not isinstance(value, Real):
             raise ValueError(f"{where}.value: must be a number or null")
-        if not math.isfinite(float(value)):
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond the float range
+            raise ValueError(f"{where}.value: out of the floating-point range") from None
+        if not math.isfinite(number):
             raise ValueError(f"{where}.value: must be finite, not {value!r}")
+        if abs(number) > FLOAT32_MAX:  # retraining keeps values as float32: inf, refused
+            raise ValueError(
+                f"{where}.value: {value!r} is beyond the float32 range the models keep values "
+                f"in (at most {FLOAT32_MAX:.4g} in size)"
+            )
 
 
 def unique_records(records: Sequence[Record]) -> list[tuple[str, str]]:
@@ -93,7 +136,7 @@ def unique_records(records: Sequence[Record]) -> list[tuple[str, str]]:
         where = f"records[{position}]"
         if not isinstance(record, Record):
             raise ValueError(f"{where}: must be a Record, not {type(record).__name__}")
-        record_id = check_id(record.id, f"{where}.id")
+        record_id = check_entity_id(check_id(record.id, f"{where}.id"), f"{where}.id")
         latest[record_id] = encode_attributes(record.attributes, f"{where}.attributes")
     return list(latest.items())
 
@@ -126,14 +169,15 @@ def decode_attributes(text: str | Mapping[str, Any]) -> dict[str, Any]:
 
 
 def check_limit(limit: object) -> int:
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ValueError(f"limit: must be a positive integer, not {limit!r}")
+    """A positive 64-bit integer (SQLite could not bind a larger one: OverflowError)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit < _INT64:
+        raise ValueError(f"limit: must be a positive 64-bit integer, not {limit!r}")
     return limit
 
 
 def check_cursor(cursor: object) -> int:
-    if isinstance(cursor, bool) or not isinstance(cursor, int) or cursor < 0:
-        raise ValueError(f"cursor: must be a non-negative integer, not {cursor!r}")
+    if isinstance(cursor, bool) or not isinstance(cursor, int) or not 0 <= cursor < _INT64:
+        raise ValueError(f"cursor: must be a non-negative 64-bit integer, not {cursor!r}")
     return cursor
 
 
