@@ -26,7 +26,7 @@ from recsemble.generators.history import Histories
 from recsemble.pipeline import Answer, Recommender, RequestOptions
 from recsemble.ranking import Ensemble, EnsembleConfig, MemberConfig, RankerConfig
 from recsemble.ranking.ids import Catalog
-from recsemble.ranking.persistence import save_ensemble, save_model
+from recsemble.ranking.persistence import load_model, save_ensemble, save_model
 from recsemble.store.base import Event, Record
 
 MEMBERS = [
@@ -251,6 +251,39 @@ def test_explanations_name_the_members_and_history_items_behind_the_scores(
         assert max(v for k, v in drop.items() if k not in named) <= weights[-1] + 1e-6
     single = rec.explain(data.users.id_of(user), answer.items[0].item_id)
     assert single == answer.items[0].explanation
+
+
+def _refreshed(rec: Recommender, done: int) -> None:
+    deadline = time.monotonic() + 20
+    while rec.stats()["refresh_done"] < done and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert rec.stats()["refresh_done"] >= done
+
+
+def test_explanations_fold_in_events_the_pool_refresh_has_not_reached(
+    saved: Path, data: Dataset
+) -> None:
+    """The answer follows an event at once (the session signal); its explanation must too,
+    not wait for the background refresh: the same explanation before and after it."""
+    slow = Recommender(load_model(saved), refresh_per_second=0.05)  # 20 s between refreshes
+    fast = Recommender(load_model(saved))
+    user = data.users.id_of(20)
+    fresh = [str(i) for i in data.items.ids if str(i) not in _history_ids(data, 20)][:3]
+    events = [Event(f"x-{n}", user, item, "purchase", 1_900_000_000 + n) for n, item in
+              enumerate(fresh)]  # fmt: skip
+    slow.observe([Event("busy", data.users.id_of(1), fresh[0], "view", 1_900_000_000)])
+    _refreshed(slow, 1)  # its worker now waits 20 s before the next refresh
+    for recommender in (slow, fast):
+        recommender.warm()
+        recommender.observe(events)
+    _refreshed(fast, 1)
+    assert slow.stats()["refresh_pending"] == 1 and fast.refreshed[user].version == 3
+    listed = _ids(fast.recommend(user, RequestOptions(k=5)))
+    explained = [slow.explain(user, item) for item in listed]
+    assert explained == [fast.explain(user, item) for item in listed]
+    assert any(set(fresh) & {item for item, _ in e.because} for e in explained)
+    slow.close()
+    fast.close()
 
 
 def test_request_options_filter_and_bad_requests_fail_clearly(

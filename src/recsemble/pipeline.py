@@ -310,10 +310,12 @@ class Recommender:
     def _evidence(
         self, user: int, pool: Pool | None, live: LiveUser | None, items: list[int]
     ) -> list[Evidence]:
-        if pool is not None:
-            histories = pool.histories
-        elif live is not None:
+        """The evidence from the history the answer came from: the live events too, also
+        those a refresh has not folded into the pool yet (the session signal showed them)."""
+        if live is not None and live.version > (0 if pool is None else pool.version):
             histories = self._histories(user, live)
+        elif pool is not None:
+            histories = pool.histories
         else:
             histories = None if user >= 0 else self.serving.history(user, *_no_events())
         return self.explainer.evidence(user, histories, items, pool)
