@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import polars as pl
 from typer.testing import CliRunner
 
 from recsemble.cli import app
@@ -46,3 +47,18 @@ def test_batch_needs_the_users_and_says_when_it_knows_none(tmp_path: Path) -> No
                                   "--dataset", str(strangers)])  # fmt: skip
     assert unknown.exit_code == 2 and "none of the 6 users" in " ".join(unknown.output.split())
     _ok("batch", "--model", str(model), "--output", out, "--dataset", str(data))
+
+
+def test_batch_lists_every_user_the_trained_model_serves(tmp_path: Path) -> None:
+    """A user with fewer interactions than the protocol evaluates is known to the served
+    model (train keeps every user), so the batch has a list for them too."""
+    data = tmp_path / "d.csv"
+    rows = [f"u{u},i{(u * 3 + n) % 15},{1_700_000_000 + n}" for u in range(6) for n in range(u + 1)]
+    data.write_text("user_id,item_id,timestamp\n" + "\n".join(rows))
+    model = tmp_path / "model"
+    _ok("train", "--dataset", str(data), "--model", "itemknn", "--out", str(model))
+    out = tmp_path / "lists"
+    _ok("batch", "--model", str(model), "--output", str(out), "--dataset", str(data), "--k", "3")
+    written = pl.read_parquet(out)
+    served = json.loads((model / "ids.json").read_text())["users"]
+    assert sorted(set(written["user"].to_list())) == sorted(served) == [f"u{u}" for u in range(6)]

@@ -286,18 +286,18 @@ def _prepared_on_spark(
     from recsemble.spark.workflow import load_source
 
     source = load_source(spark, config, input_path)
-    prepared = spark_data.prepare(
-        source.interactions,
-        min_user_interactions=config.protocol.min_user_interactions,
-        min_value=config.data.min_value,
+    prepared = spark_data.prepare(  # every user, as training for serving keeps them
+        source.interactions, min_user_interactions=1, min_value=config.data.min_value
     )
     return prepared.select("user_id", "item_id", "timestamp", "weight")
 
 
 def _prepared_locally(config: RecsembleConfig, input_path: Path | None) -> pl.DataFrame:
-    from recsemble.evaluation.workflow import load_prepared
+    from recsemble.evaluation.workflow import load_training_data
 
     if input_path is not None:
         data = config.data.model_copy(update={"dataset": str(input_path)})
         config = config.model_copy(update={"data": data})
-    return load_prepared(config).external_interactions()
+    # As `recsemble train` prepares them: a user with fewer interactions than the protocol
+    # evaluates is still one the served model knows and answers.
+    return load_training_data(config).external_interactions()
