@@ -259,6 +259,19 @@ class Recommender:
             self.items, seen, options.exclude, options.categories, seen_new | extra_ids
         )
 
+    def with_new_item(self, user_id: str, answer: Answer, k: int) -> Answer:
+        """A list computed before (a precomputed one) with the new-item slot that an on-line
+        answer to a plain request for `k` items has now (explained when the list is)."""
+        user, live = self._user_idx(user_id), self.live.get(user_id)
+        filt = self._filter(live, RequestOptions(k=k))
+        found = self._with_new_item(answer, self._history_items(user, live), filt, live, k)
+        if found is answer or not any(r.explanation for r in answer.items):
+            return found
+        new = found.items[-1]
+        reason = Explanation(new.item_id, {}, [], NEW_ITEM_TEXT)
+        items = [*found.items[:-1], Recommendation(new.item_id, new.score, new.title, reason)]
+        return Answer(items, found.model_version, found.source, found.user_known)
+
     def _with_new_item(
         self, answer: Answer, history: np.ndarray, filt: Filter, live: LiveUser | None, k: int
     ) -> Answer:
