@@ -286,6 +286,16 @@ def test_explanations_fold_in_events_the_pool_refresh_has_not_reached(
     fast.close()
 
 
+def test_the_explanation_of_an_item_is_the_one_its_answer_gave(
+    rec: Recommender, data: Dataset
+) -> None:
+    """GET .../explanation and explain=true word an item alike, cold users' items too."""
+    for user in ("never-seen-user", data.users.id_of(20)):
+        answer = rec.recommend(user, RequestOptions(k=60, explain=True))
+        for entry in answer.items:
+            assert rec.explain(user, entry.item_id) == entry.explanation, (user, entry.item_id)
+
+
 def test_request_options_filter_and_bad_requests_fail_clearly(
     rec: Recommender, data: Dataset
 ) -> None:

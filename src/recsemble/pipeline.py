@@ -317,6 +317,8 @@ class Recommender:
         user = self._user_idx(user_id)
         live = self.live.get(user_id)
         _, pool, source = self._candidates(user_id, user, live)
+        if source == "cold":  # named as the answer names it ("cold:trending", ...)
+            source = self.cold.for_user(self._segment(user_id, user))[1]
         evidence = self._evidence(user, pool, live, [idx])[0]
         return explanation(evidence, source, self.items)
 
