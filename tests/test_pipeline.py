@@ -127,6 +127,32 @@ def test_an_observed_event_drops_its_item_at_once_and_the_pool_is_refreshed(
     assert clicked not in _ids(rec.recommend(user, RequestOptions(k=10)))
 
 
+def _refreshed(rec: Recommender, done: int) -> None:
+    deadline = time.monotonic() + 20
+    while rec.stats()["refresh_done"] < done and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert rec.stats()["refresh_done"] >= done
+
+
+def test_a_viewed_item_may_return_after_the_refresh_too(saved: Path, data: Dataset) -> None:
+    """[rerank] seen counting purchases only: a viewed item stays a candidate, before the
+    background refresh (the live seen rule) and after it (the refreshed pool)."""
+    config = RecsembleConfig.model_validate({"rerank": {"seen": {"event_types": ["purchase"]}}})
+    rec = Recommender.load(saved, config=config)
+    rec.warm()
+    user = data.users.id_of(int(np.argmax(data.user_history_lengths)))
+    viewed, bought = _ids(rec.recommend(user, RequestOptions(k=20)))[:2]
+    rec.observe([Event("v-1", user, viewed, "view", 1_900_000_000),
+                 Event("b-1", user, bought, "purchase", 1_900_000_001)])  # fmt: skip
+    before = _ids(rec.recommend(user, RequestOptions(k=20)))
+    _refreshed(rec, 1)
+    after = _ids(rec.recommend(user, RequestOptions(k=20)))
+    assert viewed in before and viewed in after
+    assert bought not in before and bought not in after
+    assert data.items.idx_of(viewed) in rec.refreshed[user].items.tolist()
+    rec.close()
+
+
 def test_unknown_users_get_the_marked_cold_chain(
     rec: Recommender, ensemble: Ensemble, data: Dataset
 ) -> None:
@@ -251,13 +277,6 @@ def test_explanations_name_the_members_and_history_items_behind_the_scores(
         assert max(v for k, v in drop.items() if k not in named) <= weights[-1] + 1e-6
     single = rec.explain(data.users.id_of(user), answer.items[0].item_id)
     assert single == answer.items[0].explanation
-
-
-def _refreshed(rec: Recommender, done: int) -> None:
-    deadline = time.monotonic() + 20
-    while rec.stats()["refresh_done"] < done and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert rec.stats()["refresh_done"] >= done
 
 
 def test_explanations_fold_in_events_the_pool_refresh_has_not_reached(

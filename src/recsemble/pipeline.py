@@ -362,8 +362,10 @@ class Recommender:
         if live is None or live.items.size == 0:
             return
         user = self._user_idx(user_id)
-        pool = self.serving.pool_for(user, self._histories(user, live), live.version)
-        self.refreshed[user_id] = pool
+        # With a seen rule per event type, a viewed item may return: the pool keeps it.
+        keep = self.live.seen_types is not None
+        histories = self._histories(user, live)
+        self.refreshed[user_id] = self.serving.pool_for(user, histories, live.version, keep)
 
     def upsert_items(self, records: Sequence[Record]) -> None:
         self.items.upsert(records)

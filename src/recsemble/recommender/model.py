@@ -203,10 +203,20 @@ class ServingModel:
         row = pools.row(user)
         return Pool(row.items, row.scores, 0, None)
 
-    def pool_for(self, user: int, histories: Histories | None, version: int) -> Pool:
-        """One user's pool computed now (a refresh, or a request that came before warm())."""
-        top = self.top(np.array([user], np.int32), histories)
-        row = top.row(0)
+    def pool_for(
+        self, user: int, histories: Histories | None, version: int, keep_live: bool = False
+    ) -> Pool:
+        """One user's pool computed now (a refresh, or a request that came before warm()).
+        keep_live: the live events' items stay candidates (a seen rule per event type drops
+        those it counts at request time); the fitted items are dropped as warm() drops them."""
+        users = np.array([user], np.int32)
+        if not keep_live:
+            row = self.top(users, histories).row(0)
+            return Pool(row.items, row.scores, version, histories)
+        fitted = self.fitted_items(user)
+        wanted = min(self.pool + fitted.size, self.n_items)
+        row = self.model.recommend(users, wanted, exclude_seen=False, histories=histories).row(0)
+        row = row.take(np.flatnonzero(~np.isin(row.items, fitted))).top(self.pool)
         return Pool(row.items, row.scores, version, histories)
 
     # -- session ----------------------------------------------------------------------------
