@@ -442,6 +442,33 @@ def test_item_upserts_change_categories_and_availability_at_once(
     assert hidden in _ids(rec.recommend(user, RequestOptions(k=20)))
 
 
+def test_an_item_made_available_again_passes_the_available_stage(
+    data: Dataset, tmp_path: Path
+) -> None:
+    """An item unavailable in the trained catalog and PUT available later is shown at once,
+    with the `available` stage in the chain too (it checks expiry; availability is live)."""
+    knn = GENERATORS["itemknn"]().fit(data)
+    user = data.users.id_of(2)
+    item = data.items.id_of(int(knn.recommend([2], 1).items[0][0]))
+    attributes = data.item_attributes.with_columns(
+        available=pl.Series([i != item for i in data.items.to_ids(np.arange(data.n_items))])
+    )
+    catalog = Dataset(users=data.users, items=data.items, interactions=data.interactions,
+                      item_attributes=attributes, user_attributes=data.user_attributes,
+                      event_weights=data.event_weights)  # fmt: skip
+    config = RecsembleConfig.model_validate({"rerank": {"stages": ["available"]}})
+    rec = Recommender(load_model(save_model(knn, tmp_path / "knn", Catalog.from_dataset(catalog))),
+                      config=config)  # fmt: skip
+    rec.warm()
+    assert item not in _ids(rec.recommend(user, RequestOptions(k=5)))
+    rec.upsert_items([Record(item, {"available": True})])
+    assert _ids(rec.recommend(user, RequestOptions(k=5)))[0] == item
+    assert _ids(rec.recommend(user, RequestOptions(k=5, rerank=("available",))))[0] == item
+    rec.upsert_items([Record(item, {"available": False})])
+    assert item not in _ids(rec.recommend(user, RequestOptions(k=5, rerank=())))
+    rec.close()
+
+
 def test_a_replaced_recommender_stops_its_refresh_worker(saved: Path, data: Dataset) -> None:
     def workers() -> int:
         return sum(t.name == "recsemble-refresh" and t.is_alive() for t in threading.enumerate())
