@@ -362,10 +362,11 @@ class Recommender:
         if live is None or live.items.size == 0:
             return
         user = self._user_idx(user_id)
-        # With a seen rule per event type, a viewed item may return: the pool keeps it.
-        keep = self.live.seen_types is not None
+        drop = None  # the model drops every history item, unless a viewed one may return:
+        if self.live.seen_types is not None:  # a seen rule per event type
+            drop = np.union1d(self.serving.fitted_items(user), live.seen).astype(np.int32)
         histories = self._histories(user, live)
-        self.refreshed[user_id] = self.serving.pool_for(user, histories, live.version, keep)
+        self.refreshed[user_id] = self.serving.pool_for(user, histories, live.version, drop)
 
     def upsert_items(self, records: Sequence[Record]) -> None:
         self.items.upsert(records)

@@ -204,19 +204,19 @@ class ServingModel:
         return Pool(row.items, row.scores, 0, None)
 
     def pool_for(
-        self, user: int, histories: Histories | None, version: int, keep_live: bool = False
+        self, user: int, histories: Histories | None, version: int, drop: I32 | None = None
     ) -> Pool:
         """One user's pool computed now (a refresh, or a request that came before warm()).
-        keep_live: the live events' items stay candidates (a seen rule per event type drops
-        those it counts at request time); the fitted items are dropped as warm() drops them."""
+        drop: the items to leave out (the fitted ones and those a seen rule per event type
+        counts), the other history items staying candidates; None: every history item."""
         users = np.array([user], np.int32)
-        if not keep_live:
+        if drop is None:
             row = self.top(users, histories).row(0)
-            return Pool(row.items, row.scores, version, histories)
-        fitted = self.fitted_items(user)
-        wanted = min(self.pool + fitted.size, self.n_items)
-        row = self.model.recommend(users, wanted, exclude_seen=False, histories=histories).row(0)
-        row = row.take(np.flatnonzero(~np.isin(row.items, fitted))).top(self.pool)
+        else:
+            wanted = min(self.pool + drop.size, self.n_items)
+            top = self.model.recommend(users, wanted, exclude_seen=False, histories=histories)
+            row = top.row(0)
+            row = row.take(np.flatnonzero(~np.isin(row.items, drop))).top(self.pool)
         return Pool(row.items, row.scores, version, histories)
 
     # -- session ----------------------------------------------------------------------------
