@@ -26,7 +26,7 @@ from recsemble.generators.history import Histories
 from recsemble.pipeline import Answer, Recommender, RequestOptions
 from recsemble.ranking import Ensemble, EnsembleConfig, MemberConfig, RankerConfig
 from recsemble.ranking.ids import Catalog
-from recsemble.ranking.persistence import save_ensemble, save_model
+from recsemble.ranking.persistence import load_model, save_ensemble, save_model
 from recsemble.store.base import Event, Record
 
 MEMBERS = [
@@ -125,6 +125,33 @@ def test_an_observed_event_drops_its_item_at_once_and_the_pool_is_refreshed(
     assert rec.refreshed[user].version == 1  # the new history was folded into the pool
     assert clicked not in rec.refreshed[user].items.tolist()
     assert clicked not in _ids(rec.recommend(user, RequestOptions(k=10)))
+
+
+def _refreshed(rec: Recommender, done: int) -> None:
+    deadline = time.monotonic() + 20
+    while rec.stats()["refresh_done"] < done and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert rec.stats()["refresh_done"] >= done
+
+
+def test_a_viewed_item_may_return_after_the_refresh_too(saved: Path, data: Dataset) -> None:
+    """[rerank] seen counting purchases only: a viewed item stays a candidate, before the
+    background refresh (the live seen rule) and after it (the refreshed pool)."""
+    config = RecsembleConfig.model_validate({"rerank": {"seen": {"event_types": ["purchase"]}}})
+    rec = Recommender.load(saved, config=config)
+    rec.warm()
+    user = data.users.id_of(int(np.argmax(data.user_history_lengths)))
+    viewed, bought = _ids(rec.recommend(user, RequestOptions(k=20)))[:2]
+    rec.observe([Event("v-1", user, viewed, "view", 1_900_000_000),
+                 Event("b-1", user, bought, "purchase", 1_900_000_001)])  # fmt: skip
+    before = _ids(rec.recommend(user, RequestOptions(k=20)))
+    _refreshed(rec, 1)
+    after = _ids(rec.recommend(user, RequestOptions(k=20)))
+    assert viewed in before and viewed in after
+    assert bought not in before and bought not in after
+    pool = rec.refreshed[user].items.tolist()  # no room taken by what may not return
+    assert data.items.idx_of(viewed) in pool and data.items.idx_of(bought) not in pool
+    rec.close()
 
 
 def test_unknown_users_get_the_marked_cold_chain(
@@ -253,6 +280,42 @@ def test_explanations_name_the_members_and_history_items_behind_the_scores(
     assert single == answer.items[0].explanation
 
 
+def test_explanations_fold_in_events_the_pool_refresh_has_not_reached(
+    saved: Path, data: Dataset
+) -> None:
+    """The answer follows an event at once (the session signal); its explanation must too,
+    not wait for the background refresh: the same explanation before and after it."""
+    slow = Recommender(load_model(saved), refresh_per_second=0.05)  # 20 s between refreshes
+    fast = Recommender(load_model(saved))
+    user = data.users.id_of(20)
+    fresh = [str(i) for i in data.items.ids if str(i) not in _history_ids(data, 20)][:3]
+    events = [Event(f"x-{n}", user, item, "purchase", 1_900_000_000 + n) for n, item in
+              enumerate(fresh)]  # fmt: skip
+    slow.observe([Event("busy", data.users.id_of(1), fresh[0], "view", 1_900_000_000)])
+    _refreshed(slow, 1)  # its worker now waits 20 s before the next refresh
+    for recommender in (slow, fast):
+        recommender.warm()
+        recommender.observe(events)
+    _refreshed(fast, 1)
+    assert slow.stats()["refresh_pending"] == 1 and fast.refreshed[user].version == 3
+    listed = _ids(fast.recommend(user, RequestOptions(k=5)))
+    explained = [slow.explain(user, item) for item in listed]
+    assert explained == [fast.explain(user, item) for item in listed]
+    assert any(set(fresh) & {item for item, _ in e.because} for e in explained)
+    slow.close()
+    fast.close()
+
+
+def test_the_explanation_of_an_item_is_the_one_its_answer_gave(
+    rec: Recommender, data: Dataset
+) -> None:
+    """GET .../explanation and explain=true word an item alike, cold users' items too."""
+    for user in ("never-seen-user", data.users.id_of(20)):
+        answer = rec.recommend(user, RequestOptions(k=60, explain=True))
+        for entry in answer.items:
+            assert rec.explain(user, entry.item_id) == entry.explanation, (user, entry.item_id)
+
+
 def test_request_options_filter_and_bad_requests_fail_clearly(
     rec: Recommender, data: Dataset
 ) -> None:
@@ -378,6 +441,33 @@ def test_item_upserts_change_categories_and_availability_at_once(
     assert hidden not in _ids(rec.recommend(user, RequestOptions(k=20)))
     rec.upsert_items([Record(hidden, {"available": True})])
     assert hidden in _ids(rec.recommend(user, RequestOptions(k=20)))
+
+
+def test_an_item_made_available_again_passes_the_available_stage(
+    data: Dataset, tmp_path: Path
+) -> None:
+    """An item unavailable in the trained catalog and PUT available later is shown at once,
+    with the `available` stage in the chain too (it checks expiry; availability is live)."""
+    knn = GENERATORS["itemknn"]().fit(data)
+    user = data.users.id_of(2)
+    item = data.items.id_of(int(knn.recommend([2], 1).items[0][0]))
+    attributes = data.item_attributes.with_columns(
+        available=pl.Series([i != item for i in data.items.to_ids(np.arange(data.n_items))])
+    )
+    catalog = Dataset(users=data.users, items=data.items, interactions=data.interactions,
+                      item_attributes=attributes, user_attributes=data.user_attributes,
+                      event_weights=data.event_weights)  # fmt: skip
+    config = RecsembleConfig.model_validate({"rerank": {"stages": ["available"]}})
+    rec = Recommender(load_model(save_model(knn, tmp_path / "knn", Catalog.from_dataset(catalog))),
+                      config=config)  # fmt: skip
+    rec.warm()
+    assert item not in _ids(rec.recommend(user, RequestOptions(k=5)))
+    rec.upsert_items([Record(item, {"available": True})])
+    assert _ids(rec.recommend(user, RequestOptions(k=5)))[0] == item
+    assert _ids(rec.recommend(user, RequestOptions(k=5, rerank=("available",))))[0] == item
+    rec.upsert_items([Record(item, {"available": False})])
+    assert item not in _ids(rec.recommend(user, RequestOptions(k=5, rerank=())))
+    rec.close()
 
 
 def test_a_replaced_recommender_stops_its_refresh_worker(saved: Path, data: Dataset) -> None:

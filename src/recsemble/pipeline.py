@@ -259,6 +259,19 @@ class Recommender:
             self.items, seen, options.exclude, options.categories, seen_new | extra_ids
         )
 
+    def with_new_item(self, user_id: str, answer: Answer, k: int) -> Answer:
+        """A list computed before (a precomputed one) with the new-item slot that an on-line
+        answer to a plain request for `k` items has now (explained when the list is)."""
+        user, live = self._user_idx(user_id), self.live.get(user_id)
+        filt = self._filter(live, RequestOptions(k=k))
+        found = self._with_new_item(answer, self._history_items(user, live), filt, live, k)
+        if found is answer or not any(r.explanation for r in answer.items):
+            return found
+        new = found.items[-1]
+        reason = Explanation(new.item_id, {}, [], NEW_ITEM_TEXT)
+        items = [*found.items[:-1], Recommendation(new.item_id, new.score, new.title, reason)]
+        return Answer(items, found.model_version, found.source, found.user_known)
+
     def _with_new_item(
         self, answer: Answer, history: np.ndarray, filt: Filter, live: LiveUser | None, k: int
     ) -> Answer:
@@ -304,16 +317,20 @@ class Recommender:
         user = self._user_idx(user_id)
         live = self.live.get(user_id)
         _, pool, source = self._candidates(user_id, user, live)
+        if source == "cold":  # named as the answer names it ("cold:trending", ...)
+            source = self.cold.for_user(self._segment(user_id, user))[1]
         evidence = self._evidence(user, pool, live, [idx])[0]
         return explanation(evidence, source, self.items)
 
     def _evidence(
         self, user: int, pool: Pool | None, live: LiveUser | None, items: list[int]
     ) -> list[Evidence]:
-        if pool is not None:
-            histories = pool.histories
-        elif live is not None:
+        """The evidence from the history the answer came from: the live events too, also
+        those a refresh has not folded into the pool yet (the session signal showed them)."""
+        if live is not None and live.version > (0 if pool is None else pool.version):
             histories = self._histories(user, live)
+        elif pool is not None:
+            histories = pool.histories
         else:
             histories = None if user >= 0 else self.serving.history(user, *_no_events())
         return self.explainer.evidence(user, histories, items, pool)
@@ -345,8 +362,11 @@ class Recommender:
         if live is None or live.items.size == 0:
             return
         user = self._user_idx(user_id)
-        pool = self.serving.pool_for(user, self._histories(user, live), live.version)
-        self.refreshed[user_id] = pool
+        drop = None  # the model drops every history item, unless a viewed one may return:
+        if self.live.seen_types is not None:  # a seen rule per event type
+            drop = np.union1d(self.serving.fitted_items(user), live.seen).astype(np.int32)
+        histories = self._histories(user, live)
+        self.refreshed[user_id] = self.serving.pool_for(user, histories, live.version, drop)
 
     def upsert_items(self, records: Sequence[Record]) -> None:
         self.items.upsert(records)

@@ -124,3 +124,22 @@ def test_bad_files_are_refused_and_the_lists_stay(
     user = _users(lists_dir)[4]
     body = client.get(f"/users/{user}/recommendations", params={"k": K}).json()
     assert body["served_from"] == "precomputed"
+
+
+def test_an_item_added_since_the_batch_takes_the_slot_it_has_online(
+    served: tuple[TestClient, str, str], lists_dir: Path
+) -> None:
+    client, _, _ = served
+    recommender = client.app.state.serving.recommender  # type: ignore[attr-defined]
+    user = _users(lists_dir)[4]
+    cached = _cached(lists_dir, user)
+    like = recommender.items.titles[recommender.items.idx(cached[0])]  # in the user's taste
+    assert client.put("/items/added-later", json={"title": like}).status_code == 200
+    online = [r.item_id for r in recommender.recommend(user, RequestOptions(k=K)).items]
+    assert online == [*cached[:-1], "added-later"]
+    body = client.get(f"/users/{user}/recommendations", params={"k": K, "explain": "true"}).json()
+    assert body["served_from"] == "precomputed"
+    assert [i["item_id"] for i in body["items"]] == online
+    assert body["items"][-1]["explanation"]["text"].startswith("New item")
+    assert body["items"][0]["explanation"]["members"]  # the cached explanations stay
+    assert client.delete("/items/added-later").status_code == 200

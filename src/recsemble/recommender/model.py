@@ -203,10 +203,20 @@ class ServingModel:
         row = pools.row(user)
         return Pool(row.items, row.scores, 0, None)
 
-    def pool_for(self, user: int, histories: Histories | None, version: int) -> Pool:
-        """One user's pool computed now (a refresh, or a request that came before warm())."""
-        top = self.top(np.array([user], np.int32), histories)
-        row = top.row(0)
+    def pool_for(
+        self, user: int, histories: Histories | None, version: int, drop: I32 | None = None
+    ) -> Pool:
+        """One user's pool computed now (a refresh, or a request that came before warm()).
+        drop: the items to leave out (the fitted ones and those a seen rule per event type
+        counts), the other history items staying candidates; None: every history item."""
+        users = np.array([user], np.int32)
+        if drop is None:
+            row = self.top(users, histories).row(0)
+        else:
+            wanted = min(self.pool + drop.size, self.n_items)
+            top = self.model.recommend(users, wanted, exclude_seen=False, histories=histories)
+            row = top.row(0)
+            row = row.take(np.flatnonzero(~np.isin(row.items, drop))).top(self.pool)
         return Pool(row.items, row.scores, version, histories)
 
     # -- session ----------------------------------------------------------------------------

@@ -35,7 +35,11 @@ def serving_dataset(
     user_attributes: pl.DataFrame | None,
     event_weights: Mapping[str, float],
 ) -> Dataset:
-    """The fitted interactions (from the histories) with the catalog's attribute tables."""
+    """The fitted interactions (from the histories) with the catalog's attribute tables.
+
+    Every item is available here: availability is live (the request filter drops what
+    ItemState blocks now), so an item PUT available again is not kept out by the `available`
+    stage reading the catalog the model was saved with; that stage still checks expiry."""
     interactions = pl.DataFrame(
         {
             "user_idx": histories.row_of_event.astype(np.int32),
@@ -54,7 +58,7 @@ def serving_dataset(
         users=users,
         items=items,
         interactions=interactions,
-        item_attributes=item_attributes,
+        item_attributes=item_attributes.with_columns(pl.lit(True).alias("available")),
         user_attributes=user_frame,
         event_weights=dict(event_weights),
     )

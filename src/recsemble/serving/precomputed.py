@@ -12,6 +12,8 @@ request gets the cached list when all of these hold, else the on-line answer as 
   plus live, counted as they arrive) and the latest timestamp equal the cached marker;
 - none of the cached items has been removed or made unavailable since.
 
+An item added after training takes the last place of a cached list as it does on line.
+
 Store errors never fail a request: the request is answered on line and the error logged.
 """
 
@@ -80,7 +82,8 @@ class PrecomputedLists:
                 self.hits += 1
         if found is None:
             return None
-        return _answer(recommender, found, options)
+        # Items added since the batch: the on-line answer's new-item slot, as it has it now.
+        return recommender.with_new_item(user_id, _answer(recommender, found, options), options.k)
 
     def _usable(
         self, recommender: Recommender, user_id: str, options: RequestOptions

@@ -196,13 +196,11 @@ class ServingState:
         return found
 
     def _follow_records(self) -> None:
-        recommender = self.recommender
-        if recommender is None:
-            return
-        with self._observe_lock:
-            self.item_cursor, self.user_cursor = self._catch_up_records(
-                recommender, self.item_cursor, self.user_cursor
-            )
+        with self._observe_lock:  # the one served now: never a replaced one past the cursor
+            if self.recommender is not None:
+                self.item_cursor, self.user_cursor = self._catch_up_records(
+                    self.recommender, self.item_cursor, self.user_cursor
+                )
 
     def _catch_up_events(self, recommender: Recommender, cursor: int) -> int:
         while True:

@@ -1,0 +1,86 @@
+"""The serving state around a hot swap: what is written while a version is being switched to
+reaches the version that serves afterwards."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recsemble.config import RecsembleConfig
+from recsemble.pipeline import Recommender
+from recsemble.serving.state import ServeSettings, ServingState, load_recommender
+from recsemble.store.base import Event, Record
+
+from .conftest import _cli
+
+
+class PausedLoader:
+    """load_recommender, whose Recommender, once armed, waits inside the swap's catch-up
+    (`method`: replaying records or events, under the state's observe lock) until released,
+    so that a write can arrive meanwhile."""
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.armed = False
+        self.inside = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, folder: Path, version: str, config: RecsembleConfig | None) -> Recommender:
+        recommender = load_recommender(folder, version, config)
+        if self.armed:
+            real: Callable[..., None] = getattr(recommender, self.method)
+
+            def paused(*args: Any) -> None:
+                self.inside.set()
+                assert self.release.wait(30)
+                real(*args)
+
+            setattr(recommender, self.method, paused)
+        return recommender
+
+
+@pytest.mark.parametrize("method", ["upsert_items", "observe"])
+def test_writes_during_a_hot_swap_reach_the_new_version(tmp_path: Path, method: str) -> None:
+    rows = [f"u{u},i{(u * 3 + n) % 20},{1_700_000_000 + n}" for u in range(30) for n in range(6)]
+    (tmp_path / "d.csv").write_text("user_id,item_id,timestamp\n" + "\n".join(rows))
+    _cli("train", "--dataset", str(tmp_path / "d.csv"), "--model", "itemknn",
+         "--out", str(tmp_path / "model"))  # fmt: skip
+    loader = PausedLoader(method)
+    settings = ServeSettings(
+        store_url=f"sqlite:///{tmp_path / 'store.db'}",
+        registry_dir=tmp_path / "registry",
+        model_dir=tmp_path / "model",
+    )
+    state = ServingState(settings, loader)
+    state.start()
+    try:
+        state.upsert("item", Record("added", {"title": "new"}))  # the swap replays them
+        state.ingest([Event("e0", "u0", "i1", "view", 1)])
+        version, old = state.registry.current(), state.recommender
+        assert version is not None
+        loader.armed = True
+        swap = threading.Thread(target=state.publish, args=(version,))
+        swap.start()
+        assert loader.inside.wait(30)
+        writes = [
+            threading.Thread(target=state.delete, args=("item", "i3")),
+            threading.Thread(target=state.ingest, args=([Event("e1", "u1", "i5", "view", 1)],)),
+        ]
+        for write in writes:
+            write.start()
+        time.sleep(0.5)  # both are stored and wait for the lock the swap holds
+        loader.release.set()
+        for thread in (swap, *writes):
+            thread.join(30)
+        served = state.recommender
+        assert served is not None and served is not old  # the swapped-in one
+        assert served.items.removed[served.items.idx("i3")]
+        live = served.live.get("u1")
+        assert live is not None and served.items.idx("i5") in live.seen.tolist()
+    finally:
+        state.close()
