@@ -27,7 +27,6 @@ import numpy as np
 
 from recsemble.config import RecsembleConfig
 from recsemble.errors import DataError
-from recsemble.generators.history import Histories
 from recsemble.ranking.ids import Catalog
 from recsemble.ranking.persistence import LoadedModel, load_model
 from recsemble.recommender.browse import recommender_stats
@@ -37,15 +36,16 @@ from recsemble.recommender.explain import (
     Explainer,
     explained_answer,
     explanation,
+    new_item_explained,
 )
 from recsemble.recommender.items import ItemState, item_attributes
 from recsemble.recommender.lists import (
     Filter,
-    best_new_item,
     mix,
     request_filter,
     similar_items,
     top_up,
+    with_new_item,
 )
 from recsemble.recommender.model import (
     SESSION_ITEMS,
@@ -210,7 +210,9 @@ class Recommender:
         chosen = apply(stages, query, candidates, options.k)
         answer = self._answer(chosen, source, False)
         answer = self._with_new_item(answer, items, filt, None, options.k)
-        return self._session_explained(answer, histories) if options.explain else answer
+        if not options.explain:
+            return answer
+        return self.explainer.explain_session(answer, histories, self.items)
 
     def _candidates(
         self, user_id: str, user: int, live: LiveUser | None
@@ -267,26 +269,13 @@ class Recommender:
         found = self._with_new_item(answer, self._history_items(user, live), filt, live, k)
         if found is answer or not any(r.explanation for r in answer.items):
             return found
-        new = found.items[-1]
-        reason = Explanation(new.item_id, {}, [], NEW_ITEM_TEXT)
-        items = [*found.items[:-1], Recommendation(new.item_id, new.score, new.title, reason)]
-        return Answer(items, found.model_version, found.source, found.user_known)
+        return new_item_explained(found)
 
     def _with_new_item(
         self, answer: Answer, history: np.ndarray, filt: Filter, live: LiveUser | None, k: int
     ) -> Answer:
-        """An exploration slot: the last place goes to the new item (upserted after training)
-        closest in content to the user's latest items, if any is related at all."""
-        if not self.items.new_items or k < 2:
-            return answer
         seen_new = live.seen_new if live is not None else frozenset()
-        found = best_new_item(self.items, history, filt, seen_new)
-        if found is None:
-            return answer
-        item, similarity = found
-        entry = Recommendation(item.item_id, similarity, item.title)
-        items = [*answer.items[: k - 1], entry]
-        return Answer(items, answer.model_version, answer.source, answer.user_known)
+        return with_new_item(self.items, answer, history, filt, seen_new, k)
 
     def _answer(self, chosen: ItemList, source: str, known: bool) -> Answer:
         ids = [str(i) for i in self.items.ids.to_ids(chosen.items)] if len(chosen) else []
@@ -342,13 +331,6 @@ class Recommender:
         wanted = [i for i in model_items if i is not None]
         found = {e.item: e for e in self._evidence(user, pool, live, wanted)} if wanted else {}
         return explained_answer(answer, found, model_items, self.items)
-
-    def _session_explained(self, answer: Answer, session: Histories) -> Answer:
-        """An anonymous session's answer explained from its history."""
-        model_items = [self.items.idx(r.item_id) for r in answer.items]
-        wanted = [i for i in model_items if i is not None]
-        evidence = self.explainer.evidence(-1, session, wanted, None) if wanted else []
-        return explained_answer(answer, {e.item: e for e in evidence}, model_items, self.items)
 
     # -- real time -------------------------------------------------------------------------
     def observe(self, events: Sequence[Event]) -> None:

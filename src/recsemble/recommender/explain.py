@@ -59,6 +59,13 @@ class Explainer:
     def __init__(self, serving: ServingModel) -> None:
         self.serving = serving
 
+    def explain_session(self, answer: Answer, session: Histories, items: ItemState) -> Answer:
+        """An anonymous session's answer explained from its history."""
+        model_items = [items.idx(r.item_id) for r in answer.items]
+        wanted = [i for i in model_items if i is not None]
+        evidence = self.evidence(-1, session, wanted, None) if wanted else []
+        return explained_answer(answer, {e.item: e for e in evidence}, model_items, items)
+
     def evidence(
         self, user: int, histories: Histories | None, items: Sequence[int], pool: Pool | None
     ) -> list[Evidence]:
@@ -304,3 +311,11 @@ def explained_answer(
         )
         explained.append(Recommendation(rec.item_id, rec.score, rec.title, reason))
     return Answer(explained, answer.model_version, answer.source, answer.user_known)
+
+
+def new_item_explained(answer: Answer) -> Answer:
+    """`answer` with its last item (the new-item slot) explained as a new item."""
+    new = answer.items[-1]
+    reason = Explanation(new.item_id, {}, [], NEW_ITEM_TEXT)
+    items = [*answer.items[:-1], Recommendation(new.item_id, new.score, new.title, reason)]
+    return Answer(items, answer.model_version, answer.source, answer.user_known)

@@ -14,6 +14,7 @@ import scipy.sparse as sp
 
 from recsemble.recommender.items import ItemState, NewItem
 from recsemble.recommender.model import ServingModel, ranked
+from recsemble.recommender.requests import Answer, Recommendation
 from recsemble.types import ItemList
 
 I32 = npt.NDArray[np.int32]
@@ -119,6 +120,22 @@ def best_new_item(
         if item.item_id not in seen_new and filt.allows_new(item):
             return item, float(similarity[position] / norm)
     return None
+
+
+def with_new_item(
+    state: ItemState, answer: Answer, history: I32, filt: Filter, seen_new: frozenset[str], k: int
+) -> Answer:
+    """An exploration slot: the last place goes to the new item (upserted after training)
+    closest in content to the user's latest items, if any is related at all."""
+    if not state.new_items or k < 2:
+        return answer
+    found = best_new_item(state, history, filt, seen_new)
+    if found is None:
+        return answer
+    item, similarity = found
+    entry = Recommendation(item.item_id, similarity, item.title)
+    items = [*answer.items[: k - 1], entry]
+    return Answer(items, answer.model_version, answer.source, answer.user_known)
 
 
 def request_filter(
