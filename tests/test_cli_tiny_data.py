@@ -65,3 +65,31 @@ def test_batch_lists_a_user_with_fewer_interactions_than_evaluation_needs(tmp_pa
     light = [i for u, i in zip(lists.column("user").to_pylist(), lists.column("item").to_pylist(),
                                strict=True) if u == "light"]  # fmt: skip
     assert light and not {"i1", "i2"} & set(light)  # their own items are not recommended
+
+
+def test_batch_weighs_events_by_the_models_own_table(tmp_path: Path) -> None:
+    """Trained with purchase = 20, batched without repeating it: the lists are the API's (they
+    were computed with every event weighing 1, and load-recs served them as precomputed)."""
+    import pyarrow.parquet as pq
+
+    from recsemble.pipeline import Recommender, RequestOptions
+
+    data = tmp_path / "d.csv"
+    kinds = ("view", "view", "purchase")
+    rows = [f"u{u},i{(u * 5 + n * n) % 23},{1_700_000_000 + n},{kinds[(u + n) % 3]}"
+            for u in range(30) for n in range(7)]  # fmt: skip
+    data.write_text("user_id,item_id,timestamp,event\n" + "\n".join(rows))
+    model = tmp_path / "model"
+    _ok("train", "--dataset", str(data), "--model", "itemknn", "--out", str(model),
+        "--set", "data.event_weights={view=1,purchase=20}")  # fmt: skip
+    out = tmp_path / "lists"
+    _ok("batch", "--model", str(model), "--output", str(out), "--dataset", str(data), "--k", "5")
+    lists = pq.read_table(out).to_pylist()
+    recommender = Recommender.load(model)
+    try:
+        for user in {row["user"] for row in lists}:
+            served = recommender.recommend(user, RequestOptions(k=5)).items
+            batch = sorted((r for r in lists if r["user"] == user), key=lambda r: r["rank"])
+            assert [r["item"] for r in batch] == [i.item_id for i in served], user
+    finally:
+        recommender.close()

@@ -219,10 +219,13 @@ class ModelRegistry:
         history = self._read_pointer().history
         return history[-2]["version"] if len(history) >= 2 else None
 
-    def store_cursor(self, version: str) -> int:
-        """The last store event seq the version was trained on (0: trained from files only)."""
+    def store_cursor(self, version: str, store_id: str | None = None) -> int:
+        """The last store event seq the version was trained on (0: trained from files only,
+        or on another store's log than the one `store_id` names: its seqs mean nothing here)."""
         config = self._info(version).config or {}
-        cursor = config.get("store_cursor", 0)
+        cursor, trained_on = config.get("store_cursor", 0), config.get("store_id")
+        if store_id is not None and trained_on is not None and trained_on != store_id:
+            return 0
         return int(cursor) if isinstance(cursor, int) else 0
 
     def rollback(self) -> str:

@@ -14,7 +14,7 @@ import httpx
 
 from recsemble.registry import ModelRegistry
 from recsemble.serving.state import ServeSettings, ServingState
-from recsemble.store import open_store
+from recsemble.store import Event, open_store
 
 from .conftest import start_server
 
@@ -154,7 +154,6 @@ def test_what_another_writer_commits_reaches_the_served_model(
     from fastapi.testclient import TestClient
 
     from recsemble.serving.app import create_app
-    from recsemble.store import Event
 
     store_url = f"sqlite:///{tmp_path / 'store.db'}"
     settings = ServeSettings(store_url=store_url, registry_dir=tmp_path / "registry",
@@ -206,3 +205,25 @@ def test_a_store_that_cannot_answer_is_a_503_to_retry_and_the_retry_is_stored(
         assert refused.json()["error"]["code"] == "store_unavailable"
         assert refused.headers["Retry-After"] == "1"
         assert client.post("/events", json=body).json() == {"accepted": 1, "duplicates": 0}
+
+
+def test_a_version_trained_on_another_stores_log_observes_this_one_from_the_start(
+    tmp_path: Path, model_dirs: tuple[Path, Path]
+) -> None:
+    """A retrained version records the cursor of the store it was trained on (seq 5, say); on a
+    new store (moved, migrated to PostgreSQL) the events accepted there before seq 5 were
+    never observed, nor exported for retraining."""
+    registry = ModelRegistry(tmp_path / "registry")
+    elsewhere = {"store_cursor": 5, "store_id": "another-store", "parent": None}
+    registry.publish(registry.add(model_dirs[0], config=elsewhere))
+    settings = ServeSettings(store_url=f"sqlite:///{tmp_path / 'new.db'}",
+                             registry_dir=registry.root)  # fmt: skip
+    state = ServingState(settings)
+    try:
+        state.start()
+        assert state.ingest([Event("n1", "newcomer", "i1", "view", 1_800_000_000)]).accepted == 1
+        assert state.recommender is not None
+        assert state.recommender.live.get("newcomer") is not None  # was never observed
+        assert state.cursor == 1
+    finally:
+        state.close()

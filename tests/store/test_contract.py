@@ -218,6 +218,11 @@ def test_values_of_any_number_type_come_back_as_floats(store: Store) -> None:
     assert all(type(v) is float for v in stored)
 
 
+def test_the_store_id_is_made_once_and_kept(open_test_store: StoreFactory) -> None:
+    first = open_test_store().store_id()
+    assert first and open_test_store().store_id() == first  # reopened: the same store
+
+
 # -- bad input -------------------------------------------------------------------------------
 BAD_EVENTS = [
     (Event("x" * (MAX_ID_LENGTH + 1), "u", "i"), "event_id"),

@@ -110,6 +110,19 @@ def test_a_path_that_cannot_hold_a_store_is_one_clear_error(
         assert path.read_text().startswith("user_id")  # the file is left as it was
 
 
+def test_another_file_is_another_store_and_a_copy_the_same(tmp_path: Path) -> None:
+    ids = []
+    for name in ("a.db", "b.db"):
+        store = open_store(f"sqlite:///{tmp_path / name}")
+        ids.append(store.store_id())
+        store.close()
+    assert ids[0] != ids[1]
+    (tmp_path / "copy.db").write_bytes((tmp_path / "a.db").read_bytes())
+    copy = open_store(f"sqlite:///{tmp_path / 'copy.db'}")
+    assert copy.store_id() == ids[0]  # a moved or backed-up store keeps its identity
+    copy.close()
+
+
 def test_a_newer_schema_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
     open_store(f"sqlite:///{path}").close()

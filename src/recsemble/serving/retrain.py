@@ -97,7 +97,8 @@ def retrain(state: ServingState) -> str:
         done = subprocess.run(command, capture_output=True, text=True, timeout=_TRAIN_TIMEOUT_S)
         if done.returncode != 0:
             raise RecsembleError(f"training failed ({done.returncode}): {done.stderr[-2000:]}")
-        version = state.registry.add(out, config={"store_cursor": cursor, "parent": current})
+        trained_to = {"store_cursor": cursor, "store_id": state.store.store_id()}
+        version = state.registry.add(out, config={**trained_to, "parent": current})
     state.publish(version)
     return version
 
@@ -119,7 +120,7 @@ def export_training_data(state: ServingState, version: str, cursor: int, folder:
     folder.mkdir(parents=True)
     model_dir = state.registry.path(version)
     frames = [_saved_interactions(model_dir)]
-    start = state.registry.store_cursor(version)
+    start = state.registry.store_cursor(version, state.store.store_id())
     rows = []
     while page := state.store.events_since(start, 10_000):
         rows += [s.event for s in page if s.seq <= cursor]

@@ -109,7 +109,7 @@ class ServingState:
             try:
                 self.registry.verify(version)
                 fresh = self.loader(self.registry.path(version), version, self.settings.config)
-                start = self.registry.store_cursor(version)
+                start = self._start_cursor(version)
                 with self._observe_lock:
                     item_cursor, user_cursor = self._catch_up_records(fresh, 0, 0)
                     cursor = self._catch_up_events(fresh, start)
@@ -128,6 +128,15 @@ class ServingState:
             if old is not None:  # its refresh worker stops; requests holding it still finish
                 threading.Thread(target=old.close, name="close-old-model", daemon=True).start()
             return fresh
+
+    def _start_cursor(self, version: str) -> int:
+        """Where `version` takes up this store's log: after the events it was trained on, or
+        from the start when it was trained on another store's (a new or migrated store)."""
+        start = self.registry.store_cursor(version, self.store.store_id())
+        if start != self.registry.store_cursor(version):
+            log.warning("version %s was trained on another store's events: it observes this "
+                        "store's from the first", version)  # fmt: skip
+        return start
 
     def publish(self, version: str) -> None:
         self.swap(version)  # first: a version that cannot be served is never made current

@@ -256,6 +256,7 @@ def run_batch(
     """Read and prepare the interactions (as training does), score every user, write Parquet.
     on_progress(users done, users): the local engine's progress (Spark shows its own)."""
     check_output_folder(out)
+    config = _with_model_weights(config, folder)
     start = time.perf_counter()
     at = int(time.time())
     if engine == "spark":
@@ -277,6 +278,21 @@ def run_batch(
         users, scored = frame["user_id"].n_unique(), len(set(table.column("user").to_pylist()))
         rows = table.num_rows
     return BatchRun(users, scored, rows, time.perf_counter() - start, out)
+
+
+def _with_model_weights(config: RecsembleConfig, folder: Path) -> RecsembleConfig:
+    """The config with the model's own event weight table when it names none: the server
+    weighs a user's events by that table (a purchase 20, say), so the lists must too, or the
+    precomputed cache would serve lists the API would not give."""
+    from recsemble.ranking.ids import saved_event_weights
+
+    if config.data.event_weights is not None:
+        return config
+    weights = saved_event_weights(folder)
+    if not weights:
+        return config
+    data = config.data.model_copy(update={"event_weights": weights})
+    return config.model_copy(update={"data": data})
 
 
 def _prepared_on_spark(

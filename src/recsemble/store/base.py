@@ -1,10 +1,10 @@
 """Store: where events, items and users live while the service runs.
 
-A small interface (eight methods, and three for the precomputed cache) with two backends
-chosen by URL: `sqlite:///path/to/file.db` (the default) and `postgresql://user:pass@host/db`
-(psycopg 3). One contract test suite runs against both. Writes are durable when the call
-returns: an acknowledged event survives a crash of the process (and, with SQLite's
-synchronous=FULL, of the machine).
+A small interface (eight methods, the store's id, and three for the precomputed cache) with
+two backends chosen by URL: `sqlite:///path/to/file.db` (the default) and
+`postgresql://user:pass@host/db` (psycopg 3). One contract test suite runs against both.
+Writes are durable when the call returns: an acknowledged event survives a crash of the
+process (and, with SQLite's synchronous=FULL, of the machine).
 
 Events are idempotent by `event_id`: appending an event whose id is already stored is counted
 as a duplicate and changes nothing, so a client may retry a batch safely. Every stored event
@@ -94,6 +94,11 @@ class Store(Protocol):
 
     def ping(self) -> None:
         """Raise if the store cannot answer (what /health/ready asks)."""
+        ...
+
+    def store_id(self) -> str:
+        """This store's identity, made with it: a model version records it with the store
+        cursor it was trained to, so a cursor is never applied to another store's log."""
         ...
 
     # The precomputed cache (store/precomputed.py): batch lists the API serves first.

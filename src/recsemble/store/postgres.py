@@ -99,7 +99,10 @@ CREATE TABLE IF NOT EXISTS precomputed_lists (
     history_events bigint NOT NULL,
     history_latest bigint NOT NULL,
     PRIMARY KEY (batch_id, user_id, rank)
-)
+);
+CREATE TABLE IF NOT EXISTS store_meta (key text PRIMARY KEY, value text NOT NULL);
+INSERT INTO store_meta VALUES ('store_id', md5(random()::text || clock_timestamp()::text))
+    ON CONFLICT (key) DO NOTHING
 """
 _CACHED = (
     "SELECT l.item_id, l.score, l.explanation, l.history_events, l.history_latest "
@@ -270,6 +273,9 @@ class PostgresStore:
         return PrecomputedInfo(model_version, *(int(v) for v in rows[0])) if rows else None
 
     # -- service ---------------------------------------------------------------------------
+    def store_id(self) -> str:
+        return str(self._read("SELECT value FROM store_meta WHERE key = 'store_id'", ())[0][0])
+
     def ping(self) -> None:
         # a short wait: /health/ready asks, and a server that is down should say so quickly
         with self._pool.connection(timeout=PING_TIMEOUT_S) as conn:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -101,13 +102,16 @@ CREATE TABLE IF NOT EXISTS precomputed_lists (
     history_events INTEGER NOT NULL,
     history_latest INTEGER NOT NULL,
     PRIMARY KEY (batch_id, user_id, rank)
-) STRICT, WITHOUT ROWID
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT
 """
 _CACHED = (
     "SELECT l.item_id, l.score, l.explanation, l.history_events, l.history_latest "
     "FROM precomputed_batches b JOIN precomputed_lists l ON l.batch_id = b.batch_id "
     "WHERE b.model_version = ? AND b.active = 1 AND l.user_id = ? ORDER BY l.rank"
 )
+#: This store's identity, made once (a copy of the file keeps it; another store has its own).
+_NEW_STORE_ID = "INSERT INTO store_meta VALUES ('store_id', ?) ON CONFLICT (key) DO NOTHING"
 _EVENT_COLUMNS = "seq, event_id, user_id, item_id, type, timestamp, value"
 _RECORD_COLUMNS = "id, attributes, deleted, updated_seq"
 _IDS_PER_QUERY = 500  # well under SQLite's limit on bound parameters
@@ -129,6 +133,7 @@ class SQLiteStore:
             with self._write() as conn:
                 for statement in filter(str.strip, _PRECOMPUTED_SCHEMA.split(";")):
                     conn.execute(statement)
+                conn.execute(_NEW_STORE_ID, (uuid.uuid4().hex,))
         except (sqlite3.DatabaseError, OSError) as exc:  # one line, not sqlite3's traceback
             self.close()
             raise DataError(f"cannot open it as a store: {_why(exc, self.path)}",
@@ -263,6 +268,9 @@ class SQLiteStore:
     # -- service ---------------------------------------------------------------------------
     def ping(self) -> None:
         self._read("SELECT count(*) FROM sqlite_master", ())
+
+    def store_id(self) -> str:
+        return str(self._read("SELECT value FROM store_meta WHERE key = 'store_id'", ())[0][0])
 
     def settings(self) -> dict[str, object]:
         """Every pragma of PRAGMAS as this thread's connection reports it."""
