@@ -334,9 +334,10 @@ class Recommender:
 
     # -- real time -------------------------------------------------------------------------
     def observe(self, events: Sequence[Event]) -> None:
-        """Events already stored: their items are seen at once, the session signal follows on
-        the user's next request, a refresh of the user's pool is queued."""
+        """Events already stored: their items are seen at once (and counted by exploration),
+        the session signal follows on the next request, a refresh of the pool is queued."""
         changed = self.live.observe(events, self.items.idx)
+        self.stages.observe(events, self.items.idx)
         self.refresh.push(changed)
 
     def _refresh_pool(self, user_id: str) -> None:

@@ -303,3 +303,33 @@ def test_a_log_path_that_cannot_be_written_is_a_config_error(tmp_path: Path) -> 
     with pytest.raises(ValidationError, match=r"is a file, not a folder to put x\.jsonl in"):
         ExploreConfig(log_path=str(a_file / "x.jsonl"))
     assert ExploreConfig(log_path=str(tmp_path / "new" / "p.jsonl")).log_path is not None
+
+
+def test_live_events_are_counted_as_the_fitted_ones() -> None:
+    stage = _explore(method="thompson")
+    impressions, clicks = stage.stats_.impressions.copy(), stage.stats_.clicks.copy()
+    items = np.array([4, 4, 5, -1], dtype=np.intp)  # -1: an item the stage does not know
+    stage.observe(items, ["impression", "click", "click", "click"])
+    assert stage.stats_.impressions[4] == impressions[4] + 1  # nothing learnt live before
+    assert stage.stats_.clicks[4] == clicks[4] + 1 and stage.stats_.clicks[5] == clicks[5] + 1
+    assert stage.stats_.impressions[5] == impressions[5]  # impressions are logged: not a click
+    no_impressions = Exploration(ExploreConfig()).fit(_catalog(SPEC, impression="view"))
+    before = no_impressions.stats_.impressions[3]
+    no_impressions.observe(np.array([3], dtype=np.intp), ["view"])
+    assert no_impressions.stats_.impressions[3] == before + 1  # a click is its impression
+
+
+def test_the_serving_stages_learn_from_live_events() -> None:
+    from recsemble.recommender.stages import Stages
+    from recsemble.rerank import RerankConfig
+    from recsemble.store.base import Event
+
+    stages = Stages(RerankConfig.model_validate({"stages": ["explore"]}), CATALOG)
+    stage = stages.fitted["explore"]
+    assert isinstance(stage, Exploration)
+    before = stage.stats_.clicks[GOOD]
+    events = [Event("e1", "u100", f"i{900 + GOOD}", "click"), Event("e2", "u100", "new", "click")]
+    stages.observe(
+        events, lambda item_id: CATALOG.items.idx_of(item_id) if item_id != "new" else None
+    )
+    assert stage.stats_.clicks[GOOD] == before + 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import polars as pl
@@ -22,6 +22,8 @@ from recsemble.errors import ConfigError
 from recsemble.generators.history import Histories
 from recsemble.rerank import Query, RerankConfig, Reranker, build_stages
 from recsemble.rerank.config import check_stage_names
+from recsemble.rerank.exploration import Exploration
+from recsemble.store.base import Event
 from recsemble.types import ItemList
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,16 @@ class Stages:
                     self.unusable[name] = str(exc)
                     log.warning("re-ranking stage %r skipped: %s", name, exc)
         return self.fitted.get(name)
+
+    def observe(self, events: Sequence[Event], to_idx: Callable[[str], int | None]) -> None:
+        """Live events reach the stages that learn from them (exploration's click counts)."""
+        learners = [s for s in self.fitted.values() if isinstance(s, Exploration)]
+        if not learners or not events:
+            return
+        found = [to_idx(event.item_id) for event in events]
+        items = np.array([-1 if idx is None else idx for idx in found], dtype=np.intp)
+        for stage in learners:
+            stage.observe(items, [event.type for event in events])
 
     def chain(self, names: Sequence[str] | None) -> list[Reranker]:
         """The fitted stages for a request (None: the defaults); unknown or unusable: error."""

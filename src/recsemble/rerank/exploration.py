@@ -30,6 +30,7 @@ always gets the same list, while users and moments explore differently.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal, TypedDict
@@ -115,8 +116,9 @@ class ExposureRecord(TypedDict):
 class ItemStats:
     """Per-item impression and click counts (float64, indexed by item idx); mutable on purpose.
 
-    A server calls `update` as impressions and clicks arrive, so "uncertain" and the Thompson
-    posteriors follow live feedback without a refit.
+    A server passes its live events to `Exploration.observe` (and a caller may `update` with
+    impressions it logs), so "uncertain" and the Thompson posteriors follow live feedback
+    without a refit.
     """
 
     impressions: F64
@@ -177,6 +179,22 @@ class Exploration(Reranker):
         config = self.config
         self.stats_ = ItemStats.from_dataset(dataset, config.impression_event, config.click_events)
         self.born_: F64 = item_birth(dataset)
+        # Without impression events in the data, impressions are the clicks (see from_dataset).
+        self.impressions_logged_ = bool(
+            (dataset.interactions["event"] == config.impression_event).any()
+        )
+
+    def observe(self, items: npt.NDArray[np.intp], types: Sequence[str]) -> None:
+        """Live events (item idx, -1 for an item the stage does not know; event types) counted
+        as `fit` counts the data's, so the posteriors follow feedback without a refit."""
+        kinds = np.asarray(types, dtype=object)
+        shown = kinds == self.config.impression_event
+        clicks = self.config.click_events
+        clicked = ~shown if clicks is None else np.isin(kinds, clicks)
+        known = (items >= 0) & (items < self.stats_.clicks.size)
+        np.add.at(self.stats_.clicks, items[clicked & known], 1.0)
+        seen = shown if self.impressions_logged_ else clicked
+        np.add.at(self.stats_.impressions, items[seen & known], 1.0)
 
     def eligible_mask(self, query: Query, items: ItemList) -> Bool:
         """Which entries of `items` may take a reserved slot at this request."""
