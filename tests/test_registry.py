@@ -144,7 +144,7 @@ def test_a_failed_copy_leaves_nothing(
 ) -> None:
     import recsemble.registry as module
 
-    real_copy, calls = module._copy_file, []
+    real_copy, calls = module.copy_durably, []
 
     def failing_copy(source: Path, target: Path) -> str:
         calls.append(source)
@@ -152,7 +152,7 @@ def test_a_failed_copy_leaves_nothing(
             raise OSError("disk full")
         return real_copy(source, target)
 
-    monkeypatch.setattr(module, "_copy_file", failing_copy)
+    monkeypatch.setattr(module, "copy_durably", failing_copy)
     with pytest.raises(OSError, match="disk full"):
         registry.add(fake_model(tmp_path / "m", 4))
     assert list(registry.versions_dir.iterdir()) == []

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from recsemble.errors import DataError, RecsembleError
-from recsemble.files import sha256_file
+from recsemble.files import copy_durably, fsync_dir, fsync_tree, sha256_file, write_durably
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,6 @@ MODEL_MANIFEST = "manifest.json"
 HISTORY_LIMIT = 100  # publishes remembered for rollback
 STALE_STAGING_S = 3600  # an add's staging folder older than this was left by a killed add
 _VERSION_NAME = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{12}$")
-_CHUNK = 1 << 20
 
 
 class UnknownVersionError(RecsembleError, KeyError):
@@ -109,7 +108,7 @@ class ModelRegistry:
         staging = Path(tempfile.mkdtemp(prefix=".adding-", dir=self.versions_dir))
         try:
             staging.chmod(0o755)  # mkdtemp's 0700 would hide the version from a server user
-            digests = {rel: _copy_file(source / rel, staging / rel) for rel in relative_paths}
+            digests = {rel: copy_durably(source / rel, staging / rel) for rel in relative_paths}
             model_format = _check_model_manifest(source, digests)
             content = _content_hash(digests)
             version = f"{created:%Y%m%dT%H%M%S.%f}Z-{content[:12]}"
@@ -124,15 +123,15 @@ class ModelRegistry:
                 "files": digests,
                 **extra,
             }
-            _write_durably(staging / VERSION_FILE, json.dumps(record, indent=1).encode())
-            _fsync_tree(staging)
+            write_durably(staging / VERSION_FILE, json.dumps(record, indent=1).encode())
+            fsync_tree(staging)
             with self._locked():
                 self._remove_stale_staging()
                 target = self.versions_dir / version
                 if target.exists():
                     raise DataError("version already exists", source=str(target))
                 os.replace(staging, target)
-                _fsync_dir(self.versions_dir)
+                fsync_dir(self.versions_dir)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -296,9 +295,9 @@ class ModelRegistry:
         """Called with the lock held, so the fixed temp name is never shared."""
         record = {"current": pointer.current, "history": pointer.history}
         tmp = self.root / f"{POINTER_FILE}.tmp"
-        _write_durably(tmp, json.dumps(record, indent=1).encode())
+        write_durably(tmp, json.dumps(record, indent=1).encode())
         os.replace(tmp, self.root / POINTER_FILE)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -373,38 +372,3 @@ def _metadata(
 def _content_hash(digests: Mapping[str, str]) -> str:
     lines = "".join(f"{rel}\0{digest}\n" for rel, digest in sorted(digests.items()))
     return hashlib.sha256(lines.encode()).hexdigest()
-
-
-def _copy_file(source: Path, target: Path) -> str:
-    """Copy, fsync and hash (the copy's bytes, as they were written) in one pass."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
-    with source.open("rb") as src, target.open("xb") as dst:
-        while chunk := src.read(_CHUNK):
-            digest.update(chunk)
-            dst.write(chunk)
-        dst.flush()
-        os.fsync(dst.fileno())
-    return digest.hexdigest()
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    with path.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _fsync_dir(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _fsync_tree(folder: Path) -> None:
-    """fsync every folder under `folder` (deepest first), so their entries are on disk."""
-    for path in sorted((p for p in folder.rglob("*") if p.is_dir()), reverse=True):
-        _fsync_dir(path)
-    _fsync_dir(folder)
