@@ -106,6 +106,15 @@ def test_new_item_via_put(server: Server) -> None:
         assert bad.status_code == 422 and "colour" in bad.json()["error"]["message"]
 
 
+def test_a_missing_value_id_is_named_once() -> None:
+    from recsemble.serving.schemas import storable_id
+
+    with pytest.raises(ValueError, match=r"^id 'null' means a missing value"):
+        storable_id("null")  # it read "id 'null' 'null' means ..."
+    with pytest.raises(ValueError, match=r"^id ' u' has leading or trailing whitespace"):
+        storable_id(" u")
+
+
 def _event(**fields: object) -> dict[str, object]:
     return {"events": [{"event_id": "x", "user_id": "u", "item_id": "i", **fields}]}
 

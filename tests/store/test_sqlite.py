@@ -132,6 +132,16 @@ def test_a_newer_schema_version_is_refused(tmp_path: Path) -> None:
         open_store(f"sqlite:///{path}")
 
 
+def test_a_home_path_is_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home, work = tmp_path / "home", tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    open_store("sqlite:///~/data/x.db").close()
+    assert (home / "data" / "x.db").is_file()
+    assert not (work / "~").exists()  # a folder named "~" was made in the working directory
+
+
 def test_relative_and_absolute_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     relative = open_store("sqlite:///data/rel.db")

@@ -8,6 +8,8 @@ protocol of store/base.py and pass the same contract tests (tests/store).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from recsemble.errors import ConfigError
 from recsemble.store.base import (
     MAX_ID_LENGTH,
@@ -62,7 +64,7 @@ def open_store(url: str) -> Store:
             )
         from recsemble.store.sqlite import SQLiteStore
 
-        return SQLiteStore(path)
+        return SQLiteStore(Path(path).expanduser())  # "~/x.db" made a folder named "~"
     if url.startswith(POSTGRES_PREFIXES):
         from recsemble.store.postgres import PostgresStore  # psycopg is imported only here
 
