@@ -209,7 +209,7 @@ def _check_user_ids(users: list[str]) -> None:
 
     for user in users:
         if (problem := id_problem(user)) is not None:
-            raise ConfigError(f"--user {user!r}: {problem}, so no model knows it")
+            raise ConfigError(f"--user {problem}, so no model knows it")
 
 
 def _answer_table(answer: IdRecommendation, k: int) -> Table:

@@ -300,10 +300,10 @@ WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000" + "".
 
 
 def id_problem(text: str) -> str | None:
-    """Why `text` cannot be an id in a data file (None: it can). The HTTP API refuses such
-    ids up front, because retraining reads them back from a file."""
+    """Why `text` cannot be an id in a data file, naming it (None: it can). The HTTP API and
+    the store refuse such ids up front, because retraining reads them back from a file."""
     if text != text.strip(WHITESPACE):
-        return "has leading or trailing whitespace"
+        return f"{text!r} has leading or trailing whitespace"
     if text in MISSING_IDS:
         return f"{text!r} means a missing value in data files"
     return None

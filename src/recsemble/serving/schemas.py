@@ -30,8 +30,7 @@ def storable_id(value: str) -> str:
     """A user or item id that a data file can hold too (retraining reads it back from one)."""
     problem = id_problem(value)
     if problem is not None:
-        said = problem if problem.startswith(repr(value)) else f"{value!r} {problem}"
-        raise ValueError(f"id {said}")  # "id 'null' 'null' means ..." named it twice
+        raise ValueError(f"id {problem}")
     return value
 
 

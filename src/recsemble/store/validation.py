@@ -59,8 +59,7 @@ def check_entity_id(value: str, field: str) -> str:
     fail every retraining (the HTTP API refuses the same ids)."""
     problem = id_problem(value)
     if problem is not None:
-        said = problem if problem.startswith(repr(value)) else f"{value!r} {problem}"
-        raise ValueError(f"{field}: {said}")
+        raise ValueError(f"{field}: {problem}")
     return value
 
 
