@@ -106,6 +106,23 @@ def test_compressed_files_are_read(tmp_path: Path, suffix: str, packed: str) -> 
     assert frame["timestamp"].to_list() == [1714566600, 1714566700]
 
 
+@pytest.mark.parametrize("sep", [";", "\t", "|"])
+def test_a_csv_with_another_field_separator_is_read(tmp_path: Path, sep: str) -> None:
+    """A spreadsheet's ';'-separated .csv was one column ('no user_id column')."""
+    rows = ["user_id,item_id,title,timestamp", 'u1,i1,"A, B",1714566600', "u2,i2,C,1714566700"]
+    path = write(tmp_path, "i.csv", "\n".join(r.replace(",", sep) for r in rows) + "\n")
+    frame = read_interactions(path)
+    assert frame["user_id"].to_list() == ["u1", "u2"]
+    assert frame["timestamp"].to_list() == [1714566600, 1714566700]
+
+
+def test_a_one_column_header_stays_comma_separated(tmp_path: Path) -> None:
+    """Two candidate separators in a comma-less header: no guess, the file is read as written."""
+    path = write(tmp_path, "i.csv", "user_id;item_id|timestamp\nu1;i1|1\n")
+    with pytest.raises(DataError, match="no user_id column"):
+        read_interactions(path)
+
+
 def test_a_compressed_file_named_as_plain_is_read(tmp_path: Path) -> None:
     path = write(tmp_path, "i.csv", gzip.compress(TEXT[".csv"]))
     assert read_interactions(path)["item_id"].to_list() == ["i1", "i2"]

@@ -94,12 +94,22 @@ def read_table(
     raw = _utf8_bytes(path, raw, encoding)
     if suffix in JSONL_SUFFIXES:
         return _read_jsonl(path, raw)
-    sep = separator or TEXT_SUFFIXES.get(suffix)
+    sep = separator or _sniffed(raw, TEXT_SUFFIXES.get(suffix))
     if sep is None:
         raise DataError(f"unknown file type; use one of {list(SUFFIXES)}", source=str(path))
     if len(sep) > 1:  # polars wants a one-byte separator (MovieLens 1M uses "::")
         raw, sep = raw.replace(sep.encode(), b"\x1f"), "\x1f"
     return _read_csv(path, raw, sep, names, quote)
+
+
+def _sniffed(raw: bytes, sep: str | None) -> str | None:
+    """A .csv exported with ';' (spreadsheets in many locales), tabs or '|' between fields: a
+    first line without the suffix's separator but with one of these cannot be one column."""
+    first = raw.split(b"\n", 1)[0]
+    if sep != "," or b"," in first:
+        return sep
+    found = [s for s in (";", "\t", "|") if s.encode() in first]
+    return found[0] if len(found) == 1 else sep
 
 
 def _unpacked(path: Path) -> tuple[bytes, str]:
