@@ -148,6 +148,48 @@ def test_compare_names_the_slices_too_small_to_compare(tmp_path: Path) -> None:
     assert "not compared, fewer than 2 users with values: 1-4 (1 user)" in text
 
 
+def _small_log(path: Path, shift: int = 0) -> Path:
+    rows = [
+        f"u{u},i{(u * 7 + i * 3) % 40},{1000 + i * 10 + shift}"
+        for u in range(30)
+        for i in range(12)
+    ]
+    path.write_text("user_id,item_id,timestamp\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_compare_pairs_two_runs_on_the_same_split(tmp_path: Path) -> None:
+    """A config change was comparable only inside one run: `compare a.json b.json` refused
+    the second file. The same model in both is named per run; pop, equal in both, once."""
+    data = _small_log(tmp_path / "log.csv")
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    _run("evaluate", "--dataset", str(data), "--models", "itemknn", "--json", str(a))
+    _run(
+        "evaluate", "--dataset", str(data), "--models", "itemknn", "--json", str(b),
+        "--set", "models.itemknn.neighbors=2",
+    )  # fmt: skip
+    text = _run("compare", str(a), str(b), "--baseline", "a:itemknn", "--metric", "ndcg@10")
+    assert "b:itemknn vs a:itemknn: ndcg@10" in text
+    assert "pop vs a:itemknn: ndcg@10" in text and "a:pop" not in text
+    mean = json.loads(b.read_text())["itemknn"]["ndcg@10"]
+    assert f"{mean:.4f}" in text
+
+
+def test_compare_refuses_runs_on_other_splits(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    _run("evaluate", "--dataset", str(_small_log(tmp_path / "x.csv")), "--json", str(a))
+    shifted = _small_log(tmp_path / "y.csv", shift=1)  # one second later: another split
+    _run("evaluate", "--dataset", str(shifted), "--json", str(b))
+    said = " ".join(_fail("compare", str(a), str(b)).split())
+    assert "its split is not the one of" in said and "b.json" in said
+    old = json.loads(b.read_text())  # a file written before split_sha256 was recorded
+    for entry in old.values():
+        del entry["meta"]["split_sha256"]
+    b.write_text(json.dumps(old))
+    said = " ".join(_fail("compare", str(a), str(b)).split())
+    assert "dataset is" in said and "y.csv" in said
+
+
 def test_synth_describe_and_evaluate_generated_data(tmp_path: Path) -> None:
     data = tmp_path / "data"
     _run(

@@ -127,8 +127,13 @@ def _ks(values: list[str] | None) -> list[int] | None:
 
 @app.command()
 def compare(
-    results_path: Annotated[
-        Path, typer.Argument(help="results.json written by `evaluate --json`.")
+    results_paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="results.json written by `evaluate --json`; several runs on the same split "
+            "are compared as one (a model in more than one is named <file>:<model>).",
+            show_default=False,
+        ),
     ],
     baseline: Annotated[
         str, typer.Option(help="Model to compare every other model against.")
@@ -144,16 +149,16 @@ def compare(
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
 ) -> None:
     """Paired per-user differences against a baseline: 95% bootstrap CI and p-values, per slice."""
-    from recsemble.evaluation.files import compare_results, read_results, uncompared_slices
+    from recsemble.evaluation.files import compare_results, merge_runs, uncompared_slices
 
     with _errors_exit():
-        results = read_results(results_path)
+        results = merge_runs(results_paths)
         metrics = metric or _default_metrics(results)
         comparison = compare_results(results, baseline, metrics, n_resamples=resamples, seed=seed)
         if not comparison:
             raise DataError(
                 f"nothing to compare: it holds only the baseline {baseline!r}",
-                source=str(results_path),
+                source=", ".join(map(str, results_paths)),
             )
         for name, by_metric in comparison.items():
             for metric_name, by_slice in by_metric.items():

@@ -113,6 +113,7 @@ def test_evaluate_engine_spark_reports_the_local_keys(
         assert remote[name]["slices"]["all"].keys() == entry["slices"]["all"].keys()
         assert remote[name]["per_user"].keys() == entry["per_user"].keys()
         assert remote[name]["meta"]["engine"] == "spark"
+        assert remote[name]["meta"]["split_sha256"] == entry["meta"]["split_sha256"]
     for name in ("pop", "covisit"):  # deterministic members: the same figures
         for key, value in local[name].items():
             if "@" in key:

@@ -95,6 +95,67 @@ def read_results(path: Path) -> dict[str, Any]:
     return data
 
 
+#: What two runs must share for their per-user values to be paired.
+SPLIT_KEYS = ("dataset", "protocol", "test_fraction", "min_user_interactions", "min_value")
+
+
+def merge_runs(paths: Sequence[Path]) -> dict[str, Any]:
+    """The models of several results files as one, for a paired comparison across runs (a
+    config before and after tuning, a code change). Their splits must be the same; a model in
+    more than one file is named `<run>:<model>` unless every copy has the same per-user values
+    (pop in each run), which are then kept once."""
+    runs = {path: read_results(path) for path in paths}
+    if len(runs) == 1:
+        return next(iter(runs.values()))
+    _check_same_split(runs)
+    labels = _run_labels(list(runs))
+    copies: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
+    for path, results in runs.items():
+        for name, entry in results.items():
+            copies.setdefault(name, []).append((path, entry))
+    merged: dict[str, Any] = {}
+    for name, entries in copies.items():
+        if all(entry.get("per_user") == entries[0][1].get("per_user") for _, entry in entries):
+            merged[name] = entries[0][1]
+            continue
+        merged.update({f"{labels[path]}:{name}": entry for path, entry in entries})
+    return merged
+
+
+def _check_same_split(runs: Mapping[Path, Mapping[str, Any]]) -> None:
+    first_path, first = next(iter(runs.items()))
+    want = _split_meta(first)
+    for path, results in runs.items():
+        have = _split_meta(results)
+        if "split_sha256" in want and "split_sha256" in have:  # the split itself, row by row
+            if want["split_sha256"] != have["split_sha256"]:
+                raise DataError(
+                    f"its split is not the one of {first_path} (other train or test rows); "
+                    "only runs on the same split can be compared per user",
+                    source=str(path),
+                )
+            continue
+        for key in SPLIT_KEYS:  # files written before evaluate recorded split_sha256
+            if want.get(key) != have.get(key):
+                raise DataError(
+                    f"{key} is {have.get(key)!r} here but {want.get(key)!r} in {first_path}: "
+                    "only runs on the same split can be compared per user",
+                    source=str(path),
+                )
+
+
+def _split_meta(results: Mapping[str, Any]) -> dict[str, Any]:
+    meta = next(iter(results.values())).get("meta")
+    return dict(meta) if isinstance(meta, dict) else {}
+
+
+def _run_labels(paths: list[Path]) -> dict[Path, str]:
+    """Each file's name without .json; the path as given where two names are the same."""
+    stems = [path.name.removesuffix(".json") for path in paths]
+    unique = len(set(stems)) == len(stems)
+    return {path: stem if unique else str(path) for path, stem in zip(paths, stems, strict=True)}
+
+
 def compare_results(
     results: Mapping[str, Any],
     baseline: str,

@@ -7,6 +7,7 @@ implementation reproduces the same split row for row.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal, get_args
@@ -53,6 +54,30 @@ class Split:
         evaluated = self.evaluated_users
         cold: npt.NDArray[np.int32] = evaluated[self.train.user_history_lengths[evaluated] == 0]
         return cold
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the split: its ids, then its train and test rows in id order (whatever idx
+        the ids got). Two runs with the same fingerprint scored the same users on the same
+        held-out items, so their per-user figures can be paired (`compare a.json b.json`)."""
+        digest = hashlib.sha256()
+        ranks = []
+        for id_map in (self.train.users, self.train.items):
+            ids = id_map.ids.astype(str)
+            order = np.argsort(ids, kind="stable")
+            digest.update("\x1f".join(ids[order]).encode() + b"\x1e")
+            rank = np.empty(order.size, dtype=np.int64)
+            rank[order] = np.arange(order.size)
+            ranks.append(rank)
+        for part in (self.train, self.test):
+            rows = part.interactions
+            idx = (rows["user_idx"].to_numpy(), rows["item_idx"].to_numpy())
+            columns = [ranks[0][idx[0]], ranks[1][idx[1]]]
+            columns.append(rows["timestamp"].to_numpy().astype(np.int64))
+            order = np.lexsort(columns[::-1])
+            for column in columns:
+                digest.update(column[order].tobytes() + b"\x1e")
+        return digest.hexdigest()
 
     @property
     def boundary_tie_share(self) -> float:

@@ -148,6 +148,7 @@ def run_evaluation(
         "min_value": config.data.min_value,
         "k": list(config.protocol.k),
         "boundary_tie_share": the_split.boundary_tie_share,
+        "split_sha256": the_split.fingerprint,
     }
     results = to_results_json(evaluation, meta)
     baseline, first_k = config.evaluate.baseline, config.protocol.k[0]

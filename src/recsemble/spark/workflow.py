@@ -275,6 +275,7 @@ def _results(
         "min_user_interactions": config.protocol.min_user_interactions,
         "min_value": config.data.min_value,
         "k": list(config.protocol.k),
+        "split_sha256": evaluation.split.fingerprint,
         "engine": "spark",
         "spark_master": master,
     }
