@@ -214,16 +214,12 @@ def tune(
 
     with _errors_exit():
         check_outputs({"--out": out})
-        resolved = _resolve(
-            config_path,
-            sets,
-            **{
-                "data.dataset": dataset,
-                "data.data_dir": str(data_dir) if data_dir else None,
-                "evaluate.models": _split_csv(models),
-            },
-        )
+        data = {"data.dataset": dataset, "data.data_dir": str(data_dir) if data_dir else None}
+        resolved = _resolve(config_path, sets, **data, **{"evaluate.models": _split_csv(models)})
         config = resolved.config
+        # --models says what to tune, not what the experiment evaluates: the written file
+        # keeps the configured [evaluate] models (the tuned ones are added to them).
+        experiment = _resolve(config_path, sets, **data).config if models else config
         target = out or Path("configs") / f"{Path(config.data.dataset).name}.toml"
         check_not_inputs({"--out": target}, data_paths(config.data))
         command = _tune_command(
@@ -259,7 +255,7 @@ def tune(
                 log=log,
                 min_gain_se=min_gain_se,
             )
-        path = write_config(target, config, report, command)
+        path = write_config(target, experiment, report, command)
         for name, result in report.results.items():
             kept = " (base kept: the best trial's gain was within the noise)"
             note = kept if result.kept_base else ""

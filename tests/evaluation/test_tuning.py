@@ -129,6 +129,19 @@ def test_without_models_the_configured_tunable_ones_are_tuned(
     assert tomllib.loads(out.read_text())["evaluate"]["models"] == ["pop-trending"]  # not pop
 
 
+def test_models_to_tune_do_not_replace_the_configured_ones(data_dir: Path, tmp_path: Path) -> None:
+    # --models names what to tune; the experiment the config evaluates keeps its other models.
+    given = tmp_path / "given.toml"
+    given.write_text('[evaluate]\nmodels = ["itemknn", "pop-trending"]\n')
+    out = tmp_path / "tuned.toml"
+    args = ["tune", "--config", str(given), "--dataset", str(data_dir), "--models", "pop-trending"]
+    result = runner.invoke(app, [*args, "--trials", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    written = tomllib.loads(out.read_text())
+    assert written["evaluate"]["models"] == ["itemknn", "pop-trending"]
+    assert list(written["models"]) == ["pop-trending"]
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from pathlib import Path
@@ -260,3 +261,19 @@ def test_cuda_learns_the_cycle_and_reloads_identically(tmp_path: Path) -> None:
 def test_cuda_without_a_gpu_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="device='cuda' was requested but torch sees no CUDA"):
         SASRec(**{**TINY, "device": "cuda"}).fit(_cycle_data())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")
+def test_a_model_trained_with_cuda_loads_and_scores_on_a_cpu_machine(
+    cycle: tuple[Dataset, SASRec], tmp_path: Path
+) -> None:
+    # Trained on a GPU machine with device = "cuda", served on CPU ones: the saved config
+    # says cuda, and loading it here must not refuse the model (the weights are the same).
+    data, model = cycle
+    trained_on_gpu = copy.copy(model)
+    trained_on_gpu.config = model.config.model_copy(update={"device": "cuda"})
+    trained_on_gpu.save(tmp_path)
+    loaded = CandidateGenerator.load(tmp_path)
+    assert isinstance(loaded, SASRec) and loaded.device_.type == "cpu"
+    users = np.arange(data.n_users, dtype=np.int32)
+    np.testing.assert_array_equal(loaded.score_catalog(users), model.score_catalog(users))

@@ -111,6 +111,21 @@ def test_a_new_item_with_content_only_is_recommended() -> None:
     assert np.isfinite(model.score([0], [cold])).all()
 
 
+def test_with_id_dropout_1_items_are_placed_by_their_content_alone() -> None:
+    # id_dropout = 1: no item ever trains its id embedding, so two items with the same
+    # content must get the same vector (the untrained, random id part must not be added).
+    data, categories = _skewed_dataset(), ("categories",)
+    model = _fit(data, dim=16, max_epochs=2, batch_size=128, id_dropout=1.0, fields=categories)
+    features = model.features_.toarray()
+    _, group, counts = np.unique(features, axis=0, return_inverse=True, return_counts=True)
+    twins = np.flatnonzero(counts[group.ravel()] > 1)
+    assert twins.size, "the test needs items with identical content"
+    for g in np.unique(group.ravel()[twins]):
+        same = np.flatnonzero(group.ravel() == g)
+        vectors = model.item_vectors_[same]
+        np.testing.assert_allclose(vectors, np.repeat(vectors[:1], same.size, axis=0), rtol=1e-6)
+
+
 def _skewed_dataset() -> Dataset:
     config = SyntheticConfig(n_users=300, n_items=150, n_interactions=6000, n_categories=4)
     interactions, items, users = generate(config)

@@ -52,6 +52,15 @@ def torch_device(device: Device, member: str) -> torch.device:
     return torch.device("cuda" if has_cuda and device != "cpu" else "cpu")
 
 
+def serving_device(device: Device, member: str) -> torch.device:
+    """Where a loaded model scores: as torch_device, but `cuda` without a GPU is the CPU.
+
+    `device` says where the model was trained; a model trained on a GPU machine is commonly
+    served on CPU ones, and its state dict is the same tensors there.
+    """
+    return torch_device("auto" if device == "cuda" else device, member)
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed torch's global generator (weight init) and return a generator for shuffling."""
     import torch

@@ -375,7 +375,7 @@ class SASRec(CandidateGenerator):
     def _load_files(self, folder: Path) -> None:
         """Tensors only (weights_only=True): a file holding any other object is refused."""
         path = folder / _STATE_FILE
-        self.device_ = neural.torch_device(self.config.device, self.name)
+        self.device_ = neural.serving_device(self.config.device, self.name)
         network = build_network(self.n_items_, self.config)
         try:
             network.load_state_dict(neural.load_state_dict(path))

@@ -279,7 +279,10 @@ def fit_network(
     generator = seed_everything(config.seed)
     events = Histories.from_dataset(dataset)
     pairs = Pairs.from_histories(events)
-    net = build_network(config, features, np.asarray(dataset.item_popularity > 0)).to(device)
+    # id_dropout 1: every item trains on its content alone, so the id embeddings never learn;
+    # scoring must not add them (random vectors) to the content either.
+    has_id = np.asarray(dataset.item_popularity > 0) & (config.id_dropout < 1.0)
+    net = build_network(config, features, has_id).to(device)
     held_out = Histories.from_dataset(window.fit_part).rows(window.users) if window else None
     optimizer = torch.optim.AdamW(
         net.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True
