@@ -69,6 +69,7 @@ class ServingState:
         self.item_cursor = 0
         self.user_cursor = 0
         self.last_error: str | None = None
+        self.pointer: str | None = None  # the registry's current, as last read here
         self._observe_lock = threading.Lock()
         self._swap_lock = threading.Lock()
         self.precomputed = PrecomputedLists(self.store)
@@ -78,6 +79,7 @@ class ServingState:
         """Serve the registry's current version; a --model the registry does not hold yet is
         added and published first (one it holds, e.g. on a restart, is not copied again, and a
         version published since, e.g. a retrained one, keeps serving)."""
+        self.pointer = self.registry.current()
         model_dir = self.settings.model_dir
         if model_dir is not None:
             known = self.registry.find(model_dir)
@@ -152,6 +154,21 @@ class ServingState:
         self.swap(previous)
         return self.registry.rollback()
 
+    def follow_registry(self) -> None:
+        """Serve the version another server sharing the registry published or rolled back to,
+        so the servers behind one load balancer answer from one version. Acts when the pointer
+        changed since last read and names another version than the one served, so this
+        server's own publish (swapped first, pointer moved after) is never undone; a version
+        that cannot serve is tried once per change (swap reports why), not every second."""
+        current = self.registry.current()
+        if current is None or current == self.pointer:
+            return
+        self.pointer = current
+        served = self.recommender.version if self.recommender is not None else None
+        if current != served:
+            log.info("version %s was made current by another server: serving it", current)
+            self.swap(current)
+
     # -- data ---------------------------------------------------------------------------------
     def ingest(self, events: Sequence[Event]) -> AppendResult:
         """Store the events (durable), then let the served model observe what was stored;
@@ -174,8 +191,9 @@ class ServingState:
 
     def follow_store(self) -> Callable[[], None]:
         """Follow, every `follow_every_s`, what other writers commit to the store (another
-        server on the same database, an ingest job): their events, items and users reach the
-        served model now, not at this server's next write or restart. Returns the stop call."""
+        server on the same database, an ingest job) and publish to the registry: their events,
+        items and users reach the served model now, and their published version serves, not
+        at this server's next write or restart. Returns the stop call."""
         stop = threading.Event()
 
         def loop() -> None:
@@ -185,6 +203,10 @@ class ServingState:
                     self._follow_records()
                 except Exception as exc:  # the store is down for a moment: try again later
                     log.warning("following the store: %s", exc)
+                try:
+                    self.follow_registry()
+                except Exception as exc:  # swap logged why; the served version stays
+                    log.warning("following the registry: %s", exc)
 
         thread = threading.Thread(target=loop, name="follow-store", daemon=True)
         thread.start()
