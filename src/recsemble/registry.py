@@ -140,9 +140,7 @@ class ModelRegistry:
     def find(self, model_dir: str | Path) -> str | None:
         """The version holding exactly this saved model folder's files (None: none does), so a
         server restarted with the same --model does not add a copy of it each time."""
-        source = Path(model_dir)
-        digests = {rel: sha256_file(source / rel) for rel in _model_files(source)}
-        content = _content_hash(digests)
+        content = content_hash(model_dir)
         for info in self.versions():
             if info.version.endswith(content[:12]) and _content_hash(info.files) == content:
                 return info.version
@@ -309,6 +307,16 @@ class ModelRegistry:
                 yield
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def content_hash(model_dir: str | Path) -> str:
+    """The hash a version of this saved model folder is named by (its last 12 hex digits)."""
+    source = Path(model_dir)
+    return _content_hash({rel: sha256_file(source / rel) for rel in _model_files(source)})
+
+
+def is_version_name(name: str) -> bool:
+    return bool(_VERSION_NAME.match(name))
 
 
 def _model_files(folder: Path, manifest: str | None = MODEL_MANIFEST) -> set[str]:
