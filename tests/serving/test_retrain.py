@@ -145,9 +145,35 @@ def test_retraining_trains_like_the_served_version_unless_given_a_config(
         weights = '--set data.event_weights={"view" = 1.0, "cart" = 3.0, "purchase" = 5.0}'
         assert command[-4:-2] == ["--like", str(state.registry.path(version))]
         assert " ".join(command[-2:]) == weights
-        state.settings.train_args = ["--config", "mine.toml"]
+        mine = tmp_path / "mine.toml"
+        mine.write_text("[models.pop]\ncausal = false\n")
+        state.settings.train_args = ["--config", str(mine)]
         command = train_command(state, version, tmp_path / "data", tmp_path / "out")
-        assert command[-4:-2] == ["--config", "mine.toml"] and " ".join(command[-2:]) == weights
+        assert command[-4:-2] == ["--config", str(mine)] and " ".join(command[-2:]) == weights
+    finally:
+        state.close()
+
+
+def test_event_weights_of_the_train_config_reach_the_retrained_version(
+    tmp_path: Path, model_dirs: tuple[Path, Path]
+) -> None:
+    """The 409 for an unknown type says: add it to [data] event_weights and retrain. Done with
+    `serve --train-config`, the served table was set over the config's, so the retrained
+    version refused the type still (and kept a changed weight's old value)."""
+    state = _started_state(tmp_path, model_dirs[0])
+    try:
+        version = state.registry.current()
+        assert version is not None
+        assert state.ingest([Event("e-p", "u-new", "i-p", "purchase", 1_800_000_000)]).accepted
+        mine = tmp_path / "mine.toml"
+        mine.write_text("[data]\nevent_weights = { wishlist = 2, purchase = 8 }\n")
+        state.settings.train_args = ["--config", str(mine)]
+        command = train_command(state, version, tmp_path / "data", tmp_path / "out")
+        weights = '{"view" = 1.0, "cart" = 3.0, "purchase" = 8.0, "wishlist" = 2.0}'
+        assert command[-2:] == ["--set", f"data.event_weights={weights}"]
+        folder = export_training_data(state, version, state.cursor, tmp_path / "data")
+        frame = pl.read_parquet(folder / "interactions.parquet").filter(user_id="u-new")
+        assert frame["weight"].to_list() == [8.0]
     finally:
         state.close()
 

@@ -107,12 +107,28 @@ def train_command(state: ServingState, version: str, data: Path, out: Path) -> l
     """`recsemble train` on the exported data: with --train-config's settings when serve was
     given one, else with the served version's own (`--like`), never silently the defaults."""
     settings = state.settings.train_args or ["--like", str(state.registry.path(version))]
-    weights = state.recommender.live.event_weights if state.recommender is not None else {}
-    if weights:  # the new version checks and weighs event types as the served one does
+    weights = training_weights(state)
+    if weights:  # the new version checks and weighs event types as this table says
         table = ", ".join(f"{json.dumps(name)} = {float(w)!r}" for name, w in weights.items())
         settings = [*settings, "--set", f"data.event_weights={{{table}}}"]
     return [sys.executable, "-m", "recsemble", "train", "--dataset", str(data),
             "--out", str(out), *settings]  # fmt: skip
+
+
+def training_weights(state: ServingState) -> dict[str, float]:
+    """The served version's event weight table with --train-config's [data] event_weights
+    over it: a type added there is accepted once retrained (what the 409 for an unknown type
+    advises; the served table alone undid it) and a changed weight weighs the exported store
+    events; a type only the served table names stays, as the store holds events of it."""
+    served = state.recommender.live.event_weights if state.recommender is not None else {}
+    args = state.settings.train_args
+    configured: dict[str, float] = {}
+    if "--config" in args:  # read now, as the child will: the file may have changed
+        from recsemble.config import resolve
+
+        config = resolve(Path(args[args.index("--config") + 1])).config
+        configured = config.data.event_weights or {}
+    return {**served, **configured}
 
 
 def export_training_data(state: ServingState, version: str, cursor: int, folder: Path) -> Path:
@@ -172,12 +188,10 @@ def _flat(attributes: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _weights(state: ServingState, events: list[Event]) -> list[float]:
-    """Each stored event's weight by its type, as the served model weighs it online (a
+    """Each stored event's weight by its type, as the retrained model will weigh it online (a
     purchase must not come back from retraining as a view)."""
-    recommender = state.recommender
-    if recommender is None:
-        return [1.0] * len(events)
-    return [recommender.live.weight(e.type) for e in events]
+    table = training_weights(state)
+    return [float(table.get(e.type, 1.0)) for e in events]
 
 
 def _event_frame(events: list[Event], weights: list[float]) -> pl.DataFrame:
