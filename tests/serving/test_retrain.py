@@ -220,3 +220,23 @@ def test_retraining_keeps_explicit_values_and_serves_lone_generators(tmp_path: P
     exported = exported.select(expected.columns)
     assert exported.equals(expected.cast(exported.schema))
     GENERATORS["pop-rating"]().fit(data)  # before: "needs explicit values"
+
+
+def test_an_ingest_job_cannot_store_a_type_the_served_model_does_not_weigh(
+    tmp_path: Path, model_dirs: tuple[Path, Path]
+) -> None:
+    """POST /events refused "purchse" with a 409, but a job appending through recsemble.store
+    had it stored, weighed 1 (a view) live and by every retraining."""
+    from recsemble.store import open_store
+
+    state = _started_state(tmp_path, model_dirs[0])
+    job = open_store(state.settings.store_url)
+    try:
+        with pytest.raises(ValueError, match=r"'purchse' is not one of .*cart, .*purchase, view"):
+            job.append_events([Event("j-typo", "u-job", "i-x", "purchse", 1_800_000_000)])
+        assert job.append_events([Event("j-ok", "u-job", "i-x", "purchase", 1_800_000_000)])
+        state.follow()
+        assert state.recommender is not None and state.recommender.live.get("u-job") is not None
+    finally:
+        job.close()
+        state.close()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from recsemble.config import RecsembleConfig
+from recsemble.data.dataset import DEFAULT_EVENT
 from recsemble.errors import RecsembleError
 from recsemble.pipeline import Recommender
 from recsemble.registry import ModelRegistry
@@ -111,6 +112,7 @@ class ServingState:
             try:
                 self.registry.verify(version)
                 fresh = self.loader(self.registry.path(version), version, self.settings.config)
+                self.store.set_event_types(_accepted_types(fresh))
                 start = self._start_cursor(version)
                 with self._observe_lock:
                     item_cursor, user_cursor = self._catch_up_records(fresh, 0, 0)
@@ -279,3 +281,10 @@ class ServingState:
             "events_observed_to_seq": self.cursor,
             "precomputed": self.precomputed.counts(),
         }
+
+
+def _accepted_types(recommender: Recommender) -> list[str] | None:
+    """The event types the served model weighs (what POST /events accepts), for the store to
+    refuse others from every writer; None: no weight table, any type weighs 1."""
+    weights = recommender.live.event_weights
+    return sorted({*weights, DEFAULT_EVENT}) if weights else None
