@@ -240,3 +240,50 @@ def test_an_ingest_job_cannot_store_a_type_the_served_model_does_not_weigh(
     finally:
         job.close()
         state.close()
+
+
+def test_stopping_the_server_stops_its_training_child(
+    tmp_path: Path, model_dirs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server stopped (SIGTERM) during POST /admin/train left `recsemble train` running as
+    an orphan, training for no one for up to an hour, and its temp folder behind."""
+    import os
+    import signal
+    import sys
+
+    from fastapi.testclient import TestClient
+
+    from recsemble.serving import retrain
+    from recsemble.serving.app import create_app
+
+    marker = f"recsemble-test-{os.getpid()}-{time.time_ns()}"
+
+    def children() -> list[int]:
+        found = []
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                if marker in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(proc.name))
+            except OSError:
+                pass
+        return found
+
+    # A training that has not finished when the server stops (a real child process).
+    sleeper = [sys.executable, "-c", "import sys, time; time.sleep(600)", marker]
+    monkeypatch.setattr(retrain, "train_command", lambda *args: sleeper)
+    settings = ServeSettings(store_url=f"sqlite:///{tmp_path / 'store.db'}",
+                             registry_dir=tmp_path / "registry",
+                             model_dir=model_dirs[0])  # fmt: skip
+    try:
+        with TestClient(create_app(settings)) as client:
+            assert client.post("/admin/train").status_code == 202
+            deadline = time.monotonic() + 60
+            while not children() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert children()
+        assert children() == []  # stopped with the server
+        job = retrain.retraining_status()
+        assert job is not None and job.state == "failed"
+    finally:
+        for pid in children():
+            os.kill(pid, signal.SIGKILL)

@@ -30,6 +30,7 @@ from starlette.routing import BaseRoute, Match
 from recsemble.errors import RecsembleError
 from recsemble.serving import dashboard, dashboard_api, routes
 from recsemble.serving.guard import Guard, Keys
+from recsemble.serving.retrain import stop_retraining
 from recsemble.serving.schemas import ErrorOut, HealthOut
 from recsemble.serving.state import Loader, ServeSettings, ServingState, load_recommender
 from recsemble.store import unavailable_errors
@@ -151,6 +152,7 @@ def create_app(settings: ServeSettings, loader: Loader = load_recommender) -> Fa
         yield
         if schedule is not None:
             schedule.set()
+        stop_retraining()  # its child would train on as an orphan
         stop_following()
         state.close()
 

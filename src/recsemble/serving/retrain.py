@@ -34,6 +34,7 @@ from recsemble.store.base import Event, Record
 
 log = logging.getLogger("recsemble.serving")
 _running: dict[str, threading.Thread] = {}
+_child: dict[str, subprocess.Popen[str]] = {}  # the training process of the running job
 _lock = threading.Lock()
 _TRAIN_TIMEOUT_S = 3600
 
@@ -94,13 +95,41 @@ def retrain(state: ServingState) -> str:
         data = export_training_data(state, current, cursor, Path(tmp) / "data")
         out = Path(tmp) / "model"
         command = train_command(state, current, data, out)
-        done = subprocess.run(command, capture_output=True, text=True, timeout=_TRAIN_TIMEOUT_S)
-        if done.returncode != 0:
-            raise RecsembleError(f"training failed ({done.returncode}): {done.stderr[-2000:]}")
+        returncode, stderr = _train(command)
+        if returncode != 0:
+            raise RecsembleError(f"training failed ({returncode}): {stderr[-2000:]}")
         trained_to = {"store_cursor": cursor, "store_id": state.store.store_id()}
         version = state.registry.add(out, config={**trained_to, "parent": current})
     state.publish(version)
     return version
+
+
+def _train(command: list[str]) -> tuple[int, str]:
+    """Run the training child, known to stop_retraining while it runs; (exit code, stderr)."""
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as child:
+        _child["job"] = child
+        try:
+            _, stderr = child.communicate(timeout=_TRAIN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.communicate()
+            raise RecsembleError(f"training ran past {_TRAIN_TIMEOUT_S} s: stopped") from None
+        finally:
+            _child.pop("job", None)
+    return child.returncode, stderr
+
+
+def stop_retraining(timeout_s: float = 30.0) -> None:
+    """Stop a running retraining (the server is shutting down): its child would go on as an
+    orphan, training for no one for up to an hour, its temp folder left behind."""
+    child = _child.get("job")
+    if child is not None and child.poll() is None:
+        child.terminate()
+    job = _running.get("job")
+    if job is not None and job.is_alive():
+        job.join(timeout_s)  # it reports the failure and removes its temp folder
 
 
 def train_command(state: ServingState, version: str, data: Path, out: Path) -> list[str]:
