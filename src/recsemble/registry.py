@@ -225,6 +225,12 @@ class ModelRegistry:
             return 0
         return int(cursor) if isinstance(cursor, int) else 0
 
+    def store_event(self, version: str) -> str | None:
+        """The event_id at the version's store cursor (None: not recorded), by which a store
+        restored from an older copy, whose seqs were given again to other events, is told."""
+        event = (self._info(version).config or {}).get("store_event")
+        return event if isinstance(event, str) else None
+
     def rollback(self) -> str:
         """Go back to the version published before the current one; returns it."""
         with self._locked():

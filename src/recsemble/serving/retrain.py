@@ -98,10 +98,17 @@ def retrain(state: ServingState) -> str:
         returncode, stderr = _train(command)
         if returncode != 0:
             raise RecsembleError(f"training failed ({returncode}): {stderr[-2000:]}")
-        trained_to = {"store_cursor": cursor, "store_id": state.store.store_id()}
-        version = state.registry.add(out, config={**trained_to, "parent": current})
+        version = state.registry.add(out, config={**_trained_to(state, cursor), "parent": current})
     state.publish(version)
     return version
+
+
+def _trained_to(state: ServingState, cursor: int) -> dict[str, Any]:
+    """What a retrained version records of the store: the seq it includes events to, the
+    store's id, and the event at that seq (ServingState.start_cursor checks it)."""
+    page = state.store.events_since(cursor - 1, 1) if cursor else []
+    event = page[0].event.event_id if page and page[0].seq == cursor else None
+    return {"store_cursor": cursor, "store_id": state.store.store_id(), "store_event": event}
 
 
 def _train(command: list[str]) -> tuple[int, str]:
@@ -165,7 +172,7 @@ def export_training_data(state: ServingState, version: str, cursor: int, folder:
     folder.mkdir(parents=True)
     model_dir = state.registry.path(version)
     frames = [_saved_interactions(model_dir)]
-    start = state.registry.store_cursor(version, state.store.store_id())
+    start = state.start_cursor(version)
     rows = []
     while page := state.store.events_since(start, 10_000):
         rows += [s.event for s in page if s.seq <= cursor]

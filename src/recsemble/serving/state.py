@@ -113,7 +113,7 @@ class ServingState:
                 self.registry.verify(version)
                 fresh = self.loader(self.registry.path(version), version, self.settings.config)
                 self.store.set_event_types(_accepted_types(fresh))
-                start = self._start_cursor(version)
+                start = self.start_cursor(version)
                 with self._observe_lock:
                     item_cursor, user_cursor = self._catch_up_records(fresh, 0, 0)
                     cursor = self._catch_up_events(fresh, start)
@@ -133,14 +133,29 @@ class ServingState:
                 threading.Thread(target=old.close, name="close-old-model", daemon=True).start()
             return fresh
 
-    def _start_cursor(self, version: str) -> int:
-        """Where `version` takes up this store's log: after the events it was trained on, or
-        from the start when it was trained on another store's (a new or migrated store)."""
+    def start_cursor(self, version: str) -> int:
+        """Where `version` takes up this store's log (observing, and exporting to retrain):
+        after the events it was trained on, or from the start when it was trained on another
+        store's (a new or migrated store) or this store no longer holds the event it was
+        trained to at that seq (restored from an older copy: the seqs after the copy's were
+        given to new events, which starting at the cursor would ignore for good)."""
         start = self.registry.store_cursor(version, self.store.store_id())
         if start != self.registry.store_cursor(version):
             log.warning("version %s was trained on another store's events: it observes this "
                         "store's from the first", version)  # fmt: skip
+        elif start and not self._holds(start, self.registry.store_event(version)):
+            log.warning("version %s was trained to event seq %d, which this store holds no more "
+                        "(restored from an older copy?): it observes this store's events from "
+                        "the first, some perhaps twice", version, start)  # fmt: skip
+            return 0
         return start
+
+    def _holds(self, seq: int, event_id: str | None) -> bool:
+        """Whether the store's event at `seq` is `event_id` (None: not recorded, trusted)."""
+        if event_id is None:
+            return True
+        page = self.store.events_since(seq - 1, 1)
+        return bool(page) and page[0].seq == seq and page[0].event.event_id == event_id
 
     def publish(self, version: str) -> None:
         self.swap(version)  # first: a version that cannot be served is never made current
