@@ -112,11 +112,12 @@ class ServingState:
             try:
                 self.registry.verify(version)
                 fresh = self.loader(self.registry.path(version), version, self.settings.config)
-                self.store.set_event_types(_accepted_types(fresh))
                 start = self.start_cursor(version)
                 with self._observe_lock:
                     item_cursor, user_cursor = self._catch_up_records(fresh, 0, 0)
                     cursor = self._catch_up_events(fresh, start)
+                    # Last: a swap failing before must leave the served version's types.
+                    self.store.set_event_types(_accepted_types(fresh))
                     old, self.recommender = self.recommender, fresh
                     self.cursor, self.item_cursor, self.user_cursor = (
                         cursor,
