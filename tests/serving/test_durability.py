@@ -261,3 +261,25 @@ def test_a_store_restored_from_an_older_copy_loses_no_new_event(
         assert state.start_cursor(state.registry.current() or "") == 3
     finally:
         state.close()
+
+
+def test_a_start_up_that_fails_before_any_swap_says_why_on_health_ready(
+    tmp_path: Path, model_dirs: tuple[Path, Path]
+) -> None:
+    """The --model copy into the registry failing (a full disk, a link in the folder) left
+    /health/ready saying "no model loaded yet", the reason only in the log."""
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from recsemble.serving.app import create_app
+
+    model = tmp_path / "model"
+    shutil.copytree(model_dirs[0], model)
+    (model / "notes").symlink_to(model / "manifest.json")  # the registry copies no links
+    settings = ServeSettings(store_url=f"sqlite:///{tmp_path / 'store.db'}",
+                             registry_dir=tmp_path / "registry", model_dir=model)  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        ready = client.get("/health/ready")
+    assert ready.status_code == 503
+    assert "links and special files are not allowed" in ready.json()["detail"]["model"]

@@ -143,6 +143,9 @@ def create_app(settings: ServeSettings, loader: Loader = load_recommender) -> Fa
             state.start()
         except Exception as exc:  # serve /health/ready (503 with the reason) rather than die
             log.error("start-up: %s", exc)
+            # A failure before any swap (the --model copy into the registry: a full disk)
+            # would read "no model loaded yet" there, not why.
+            state.last_error = state.last_error or f"start-up: {exc}"
         stop_following = state.follow_store()
         schedule = None
         if settings.retrain_every_s:
