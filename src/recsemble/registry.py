@@ -316,9 +316,11 @@ class ModelRegistry:
 
 
 def content_hash(model_dir: str | Path) -> str:
-    """The hash a version of this saved model folder is named by (its last 12 hex digits)."""
+    """The hash a version of this saved model folder is named by (its last 12 hex digits);
+    a version's own folder gives its name's (its version.json is not model content)."""
     source = Path(model_dir)
-    return _content_hash({rel: sha256_file(source / rel) for rel in _model_files(source)})
+    files = _model_files(source) - {VERSION_FILE}
+    return _content_hash({rel: sha256_file(source / rel) for rel in files})
 
 
 def is_version_name(name: str) -> bool:

@@ -174,6 +174,12 @@ def test_lists_are_loaded_only_as_the_version_of_the_model_that_computed_them(
         result = _load(lists, wrong, store_url)
         assert result.exit_code != 0 and said in " ".join(result.output.split()), result.output
     assert _load(lists, versions["pop"], store_url).exit_code == 0
+    from_registry = tmp_path / "lists-of-the-version"  # its folder holds version.json too
+    folder = str(registry.path(versions["pop"]))
+    batched = CliRunner().invoke(app, ["batch", "--model", folder, "--output",
+                                       str(from_registry), "--dataset", str(data)])  # fmt: skip
+    assert batched.exit_code == 0, batched.output
+    assert _load(from_registry, versions["pop"], store_url).exit_code == 0
     store = open_store(store_url)
     try:
         assert store.precomputed_info(versions["itemknn"]) is None
