@@ -23,6 +23,7 @@ ROWS = "user_id,item_id,timestamp\n" + "\n".join(
 )
 CALIBRATED = 'ensemble.calibration="isotonic"'
 BINARY = b"PAR1\x15\x04\xb0\xff\x00\x01"  # the head of a Parquet file: not UTF-8
+VERSION = "20250101T000000.000000Z-0123456789ab"  # a well-formed registry version name
 
 
 def _said(result: Result) -> str:
@@ -181,12 +182,12 @@ def test_a_store_that_cannot_be_opened_is_one_line(
     monkeypatch.chdir(tmp_path)
     pq.write_table(SCHEMA.empty_table(), "lists.parquet")
     Path("notes.db").write_text("not a database")
-    said = _fails("load-recs", "--input", "lists.parquet", "--model-version", "v1",
+    said = _fails("load-recs", "--input", "lists.parquet", "--model-version", VERSION,
                   "--store", "sqlite:///notes.db")  # fmt: skip
     assert "notes.db: cannot open it as a store: the file is not an SQLite database" in said
     assert Path("notes.db").read_text() == "not a database"
     unreachable = f"postgresql://u@/db?host={tmp_path}&port=1"  # was a ConnectionError traceback
-    said = _fails("load-recs", "--input", "lists.parquet", "--model-version", "v1",
+    said = _fails("load-recs", "--input", "lists.parquet", "--model-version", VERSION,
                   "--store", unreachable)  # fmt: skip
     assert "--store: cannot connect to PostgreSQL" in said
 

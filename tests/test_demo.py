@@ -71,3 +71,30 @@ def test_demo_writes_the_results_and_report(demo_run: tuple[Path, str]) -> None:
     report = (out / "report.html").read_text()
     assert "Plotly" in report and results["ensemble"]["decision"]["statement"][:40] in report
     assert (out / "model" / "manifest.json").exists()
+
+
+def _posted_ids(store_file: Path) -> set[str]:
+    from recsemble.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(store_file)
+    try:
+        return {stored.event.event_id for stored in store.events_since(0)}
+    finally:
+        store.close()
+
+
+def test_a_second_run_keeps_the_events_posted_to_the_first(demo_run: tuple[Path, str]) -> None:
+    """Re-running the demo on the same --out deleted store.db, with every event its server had
+    acknowledged; it now serves on the same store (a restart), and --fresh starts over."""
+    from recsemble.cli_demo import Paths, _start_server
+    from recsemble.store import Event
+    from recsemble.store.sqlite import SQLiteStore
+
+    paths = Paths.under(demo_run[0])
+    store = SQLiteStore(paths.store)
+    store.append_events([Event("posted-by-a-user", "u-new", "i-new", "view", 1_700_000_000)])
+    store.close()
+    _start_server(paths, _free_port()).stop()
+    assert "posted-by-a-user" in _posted_ids(paths.store)
+    _start_server(paths, _free_port(), fresh=True).stop()
+    assert "posted-by-a-user" not in _posted_ids(paths.store)

@@ -54,6 +54,7 @@ def batch(
     from recsemble.errors import ConfigError, DataError
     from recsemble.spark.batch import run_batch
     from recsemble.spark.commands import ENGINES
+    from recsemble.store.precomputed import MODEL_STAMP, write_model_stamp
 
     with _errors_exit():
         if engine not in ENGINES:
@@ -67,6 +68,10 @@ def batch(
                 "batch needs the users' interactions: --dataset, --input or [data] dataset"
             )
         config = resolved.config
+        # The stamp names the model of the lists beside it: never an earlier run's model
+        # beside this run's lists, nor beside an earlier run's lists when this one fails.
+        if out.is_dir():
+            (out / MODEL_STAMP).unlink(missing_ok=True)
         run = _scored_with_progress(
             partial(
                 run_batch,
@@ -81,6 +86,7 @@ def batch(
             f"scoring every user with {escape(str(model_dir))}",  # a progress line is markup
             spark=engine == "spark",
         )
+        write_model_stamp(out, model_dir)
         table = Table(title=f"batch lists ({engine})", show_header=False)
         table.add_column("what", style="bold")
         table.add_column("value")
@@ -127,10 +133,11 @@ def load_recs(
     from recsemble.cli import _errors_exit, say
     from recsemble.errors import RecsembleError
     from recsemble.store import open_store
-    from recsemble.store.precomputed import check_parquet, read_chunks
+    from recsemble.store.precomputed import check_parquet, check_version, read_chunks
 
     with _errors_exit():
         check_parquet(input_path)  # a bad file is refused before the store is opened
+        check_version(input_path, model_version)
         try:
             store = open_store(store_url)
         except ConnectionError as exc:  # an unreachable PostgreSQL: one line, as serve says it

@@ -4,7 +4,10 @@ Generate the synthetic demo data (or use --dataset), train the ensemble on all o
 it against its members and the popularity baseline under the protocol, write the HTML report,
 then serve the API with the dashboard and the report, check that every URL and the suggested
 curl commands answer, print them, and keep serving until Ctrl-C (--no-keep-serving: stop once
-checked, for scripts and tests). Registered on the main app by cli.py.
+checked, for scripts and tests). A second run on the same --out keeps the store and the
+registry, as a restarted `recsemble serve` does: the events posted to the earlier run's server
+were acknowledged, so they are replayed onto the new model, never deleted unasked (--fresh
+starts over). Registered on the main app by cli.py.
 """
 
 from __future__ import annotations
@@ -78,6 +81,14 @@ def demo(
     keep_serving: Annotated[
         bool, typer.Option(help="Keep the server up after the checks (Ctrl-C stops it).")
     ] = True,
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            "--fresh",
+            help="Start over: delete the store (with the events posted to an earlier run's "
+            "server) and the registry under --out first. Without it they are kept.",
+        ),
+    ] = False,
 ) -> None:
     """Data -> train -> evaluate -> report -> serve (dashboard, report, API docs)."""
     from recsemble.cli import _errors_exit, _resolve, console, err_console, say
@@ -103,7 +114,7 @@ def demo(
         write_report(outcome.results, paths.report)
         say(f"report written to {paths.report}")
     _step("4/4 serve the API, the dashboard and the report")
-    server = _start_server(paths, _free_port(port))
+    server = _start_server(paths, _free_port(port), fresh)
     try:
         urls, curls = _check(server, paths, outcome.results)
         err_console.print(f"demo ready in {time.perf_counter() - start:.0f} s")
@@ -193,14 +204,17 @@ def _free_port(wanted: int) -> int:
     raise RuntimeError("no free port")
 
 
-def _start_server(paths: Paths, port: int) -> _Server:
-    """`recsemble serve` on a fresh registry and store, as a child process."""
+def _start_server(paths: Paths, port: int, fresh: bool = False) -> _Server:
+    """`recsemble serve` as a child process, on the registry and store of an earlier run
+    (a restart: accepted events are kept) or, with `fresh`, on new ones."""
     import shutil
 
     from recsemble.errors import RecsembleError
 
-    shutil.rmtree(paths.registry, ignore_errors=True)
-    paths.store.unlink(missing_ok=True)
+    if fresh:
+        shutil.rmtree(paths.registry, ignore_errors=True)
+        for path in (paths.store, *_sqlite_companions(paths.store)):
+            path.unlink(missing_ok=True)
     args = [sys.executable, "-m", "recsemble", "serve", "--model", str(paths.model)]
     args += ["--registry", str(paths.registry), "--store", f"sqlite:///{paths.store}"]
     args += ["--results", str(paths.results), "--report", str(paths.report), "--port", str(port)]
@@ -217,6 +231,12 @@ def _start_server(paths: Paths, port: int) -> _Server:
         time.sleep(0.3)
     server.stop()
     raise RecsembleError(f"the server was not ready in {READY_TIMEOUT_S:.0f} s: see {paths.log}")
+
+
+def _sqlite_companions(store: Path) -> list[Path]:
+    """The WAL and shared-memory files beside an SQLite file: a WAL left behind would be
+    replayed into the new, empty store."""
+    return [store.with_name(store.name + suffix) for suffix in ("-wal", "-shm")]
 
 
 def _status(url: str, method: str = "GET", body: bytes | None = None) -> int:

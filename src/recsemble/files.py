@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 _COPY_CHUNK = 1 << 20
@@ -26,6 +27,22 @@ def file_above(path: Path) -> Path | None:
     `path` then), else None."""
     above = next((p for p in path.absolute().parents if p.exists()), None)
     return above if above is not None and not above.is_dir() else None
+
+
+def refuse_foreign_data(folder: Path, stems: Iterable[str], marker: str) -> None:
+    """DataError when `folder` holds a data file (`<stem>.*`) without the `marker` file that a
+    generator leaves beside its own: generated data must never overwrite a user's."""
+    from recsemble.errors import DataError
+
+    if (folder / marker).is_file() or not folder.is_dir():
+        return
+    found = sorted(p.name for stem in stems for p in folder.glob(f"{stem}.*") if p.is_file())
+    if found:
+        raise DataError(
+            f"folder holds {', '.join(found)}, not generated data ({marker} is missing); not "
+            "overwriting: pass a new folder",
+            source=str(folder),
+        )
 
 
 def copy_durably(source: Path, target: Path) -> str:

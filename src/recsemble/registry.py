@@ -140,9 +140,7 @@ class ModelRegistry:
     def find(self, model_dir: str | Path) -> str | None:
         """The version holding exactly this saved model folder's files (None: none does), so a
         server restarted with the same --model does not add a copy of it each time."""
-        source = Path(model_dir)
-        digests = {rel: sha256_file(source / rel) for rel in _model_files(source)}
-        content = _content_hash(digests)
+        content = content_hash(model_dir)
         for info in self.versions():
             if info.version.endswith(content[:12]) and _content_hash(info.files) == content:
                 return info.version
@@ -227,6 +225,12 @@ class ModelRegistry:
             return 0
         return int(cursor) if isinstance(cursor, int) else 0
 
+    def store_event(self, version: str) -> str | None:
+        """The event_id at the version's store cursor (None: not recorded), by which a store
+        restored from an older copy, whose seqs were given again to other events, is told."""
+        event = (self._info(version).config or {}).get("store_event")
+        return event if isinstance(event, str) else None
+
     def rollback(self) -> str:
         """Go back to the version published before the current one; returns it."""
         with self._locked():
@@ -309,6 +313,18 @@ class ModelRegistry:
                 yield
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def content_hash(model_dir: str | Path) -> str:
+    """The hash a version of this saved model folder is named by (its last 12 hex digits);
+    a version's own folder gives its name's (its version.json is not model content)."""
+    source = Path(model_dir)
+    files = _model_files(source) - {VERSION_FILE}
+    return _content_hash({rel: sha256_file(source / rel) for rel in files})
+
+
+def is_version_name(name: str) -> bool:
+    return bool(_VERSION_NAME.match(name))
 
 
 def _model_files(folder: Path, manifest: str | None = MODEL_MANIFEST) -> set[str]:

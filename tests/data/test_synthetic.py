@@ -228,6 +228,22 @@ def test_load_synthetic_in_memory_and_from_files(tmp_path: Path) -> None:
     assert not load_synthetic(tmp_path, other).interactions.equals(ds.interactions)
 
 
+def test_writing_into_a_folder_of_real_data_is_refused(tmp_path: Path) -> None:
+    """`data synth --out` naming the user's data folder overwrote its interactions.parquet
+    with generated data; generated data now replaces only generated data."""
+    from recsemble.errors import DataError
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "interactions.parquet").write_bytes(b"the user's events")
+    with pytest.raises(DataError, match=r"holds interactions\.parquet, not generated data"):
+        write_synthetic(mine, SMALL)
+    assert (mine / "interactions.parquet").read_bytes() == b"the user's events"
+    assert sorted(p.name for p in mine.iterdir()) == ["interactions.parquet"]
+    write_synthetic(tmp_path / "generated", SMALL)
+    write_synthetic(tmp_path / "generated", SMALL)  # generated before: regenerated
+
+
 def test_write_csv_joins_categories(tmp_path: Path) -> None:
     paths = write_synthetic(tmp_path, SMALL, fmt="csv")
     assert [p.name for p in paths[:3]] == ["interactions.csv", "items.csv", "users.csv"]

@@ -227,3 +227,59 @@ def test_a_version_trained_on_another_stores_log_observes_this_one_from_the_star
         assert state.cursor == 1
     finally:
         state.close()
+
+
+def test_a_store_restored_from_an_older_copy_loses_no_new_event(
+    tmp_path: Path, model_dirs: tuple[Path, Path]
+) -> None:
+    """A version retrained to seq 3 (event a3), served on its store restored from a copy taken
+    before those events: the events accepted after the restore took seqs 1 to 3 again, and the
+    version skipped them for good (not observed, not exported for the next retraining)."""
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    settings = ServeSettings(store_url=store_url, registry_dir=tmp_path / "registry")
+    state = ServingState(settings)  # the restored store: the same store id, none of a1..a3
+    registry = ModelRegistry(settings.registry_dir)
+    trained = {"store_cursor": 3, "store_id": state.store.store_id(), "store_event": "a3"}
+    registry.publish(registry.add(model_dirs[0], config={**trained, "parent": None}))
+    try:
+        state.start()
+        fresh = [Event(f"z{n}", "after-restore", f"i{n}", "view", 1_800_000_000) for n in (1, 2)]
+        assert state.ingest(fresh).accepted == 2
+        assert state.recommender is not None
+        live = state.recommender.live.get("after-restore")
+        assert live is not None and live.version == 2
+    finally:
+        state.close()
+    # The store the version was trained on still holds a3 at seq 3: it starts after it.
+    state = ServingState(ServeSettings(store_url=f"sqlite:///{tmp_path / 'kept.db'}",
+                                       registry_dir=tmp_path / "registry"))  # fmt: skip
+    try:
+        kept = [Event(f"a{n}", "before", "i1", "view", 1_800_000_000) for n in (1, 2, 3)]
+        state.store.append_events(kept)
+        other = {**trained, "store_id": state.store.store_id()}
+        state.registry.publish(state.registry.add(model_dirs[1], config=other))
+        assert state.start_cursor(state.registry.current() or "") == 3
+    finally:
+        state.close()
+
+
+def test_a_start_up_that_fails_before_any_swap_says_why_on_health_ready(
+    tmp_path: Path, model_dirs: tuple[Path, Path]
+) -> None:
+    """The --model copy into the registry failing (a full disk, a link in the folder) left
+    /health/ready saying "no model loaded yet", the reason only in the log."""
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from recsemble.serving.app import create_app
+
+    model = tmp_path / "model"
+    shutil.copytree(model_dirs[0], model)
+    (model / "notes").symlink_to(model / "manifest.json")  # the registry copies no links
+    settings = ServeSettings(store_url=f"sqlite:///{tmp_path / 'store.db'}",
+                             registry_dir=tmp_path / "registry", model_dir=model)  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        ready = client.get("/health/ready")
+    assert ready.status_code == 503
+    assert "links and special files are not allowed" in ready.json()["detail"]["model"]

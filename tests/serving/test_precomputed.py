@@ -143,3 +143,47 @@ def test_an_item_added_since_the_batch_takes_the_slot_it_has_online(
     assert body["items"][-1]["explanation"]["text"].startswith("New item")
     assert body["items"][0]["explanation"]["members"]  # the cached explanations stay
     assert client.delete("/items/added-later").status_code == 200
+
+
+def test_lists_are_loaded_only_as_the_version_of_the_model_that_computed_them(
+    tmp_path: Path,
+) -> None:
+    """load-recs filed any lists under any --model-version: another model's lists were served
+    as this version's answers (same history marker), and a mistyped name loaded lists that no
+    version would ever serve, with a success message for both."""
+    from recsemble.registry import ModelRegistry
+    from recsemble.store import open_store
+
+    data = tmp_path / "d.csv"
+    rows = [f"u{u},i{(u * 3 + n) % 15},{1_700_000_000 + n}" for u in range(6) for n in range(6)]
+    data.write_text("user_id,item_id,timestamp\n" + "\n".join(rows))
+    registry = ModelRegistry(tmp_path / "registry")
+    versions = {}
+    for name in ("pop", "itemknn"):
+        trained = CliRunner().invoke(app, ["train", "--dataset", str(data), "--model", name,
+                                           "--out", str(tmp_path / name)])  # fmt: skip
+        assert trained.exit_code == 0, trained.output
+        versions[name] = registry.add(tmp_path / name)
+    lists = tmp_path / "lists"
+    batched = CliRunner().invoke(app, ["batch", "--model", str(tmp_path / "pop"), "--output",
+                                       str(lists), "--dataset", str(data)])  # fmt: skip
+    assert batched.exit_code == 0, batched.output
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    for wrong, said in ((versions["itemknn"], "computed by the model in"),
+                        ("v2", "is not a registry version name")):  # fmt: skip
+        result = _load(lists, wrong, store_url)
+        assert result.exit_code != 0 and said in " ".join(result.output.split()), result.output
+    assert _load(lists, versions["pop"], store_url).exit_code == 0
+    from_registry = tmp_path / "lists-of-the-version"  # its folder holds version.json too
+    folder = str(registry.path(versions["pop"]))
+    batched = CliRunner().invoke(app, ["batch", "--model", folder, "--output",
+                                       str(from_registry), "--dataset", str(data)])  # fmt: skip
+    assert batched.exit_code == 0, batched.output
+    assert _load(from_registry, versions["pop"], store_url).exit_code == 0
+    store = open_store(store_url)
+    try:
+        assert store.precomputed_info(versions["itemknn"]) is None
+        info = store.precomputed_info(versions["pop"])
+        assert info is not None and info.users == 6
+    finally:
+        store.close()

@@ -145,9 +145,35 @@ def test_retraining_trains_like_the_served_version_unless_given_a_config(
         weights = '--set data.event_weights={"view" = 1.0, "cart" = 3.0, "purchase" = 5.0}'
         assert command[-4:-2] == ["--like", str(state.registry.path(version))]
         assert " ".join(command[-2:]) == weights
-        state.settings.train_args = ["--config", "mine.toml"]
+        mine = tmp_path / "mine.toml"
+        mine.write_text("[models.pop]\ncausal = false\n")
+        state.settings.train_args = ["--config", str(mine)]
         command = train_command(state, version, tmp_path / "data", tmp_path / "out")
-        assert command[-4:-2] == ["--config", "mine.toml"] and " ".join(command[-2:]) == weights
+        assert command[-4:-2] == ["--config", str(mine)] and " ".join(command[-2:]) == weights
+    finally:
+        state.close()
+
+
+def test_event_weights_of_the_train_config_reach_the_retrained_version(
+    tmp_path: Path, model_dirs: tuple[Path, Path]
+) -> None:
+    """The 409 for an unknown type says: add it to [data] event_weights and retrain. Done with
+    `serve --train-config`, the served table was set over the config's, so the retrained
+    version refused the type still (and kept a changed weight's old value)."""
+    state = _started_state(tmp_path, model_dirs[0])
+    try:
+        version = state.registry.current()
+        assert version is not None
+        assert state.ingest([Event("e-p", "u-new", "i-p", "purchase", 1_800_000_000)]).accepted
+        mine = tmp_path / "mine.toml"
+        mine.write_text("[data]\nevent_weights = { wishlist = 2, purchase = 8 }\n")
+        state.settings.train_args = ["--config", str(mine)]
+        command = train_command(state, version, tmp_path / "data", tmp_path / "out")
+        weights = '{"view" = 1.0, "cart" = 3.0, "purchase" = 8.0, "wishlist" = 2.0}'
+        assert command[-2:] == ["--set", f"data.event_weights={weights}"]
+        folder = export_training_data(state, version, state.cursor, tmp_path / "data")
+        frame = pl.read_parquet(folder / "interactions.parquet").filter(user_id="u-new")
+        assert frame["weight"].to_list() == [8.0]
     finally:
         state.close()
 
@@ -194,3 +220,70 @@ def test_retraining_keeps_explicit_values_and_serves_lone_generators(tmp_path: P
     exported = exported.select(expected.columns)
     assert exported.equals(expected.cast(exported.schema))
     GENERATORS["pop-rating"]().fit(data)  # before: "needs explicit values"
+
+
+def test_an_ingest_job_cannot_store_a_type_the_served_model_does_not_weigh(
+    tmp_path: Path, model_dirs: tuple[Path, Path]
+) -> None:
+    """POST /events refused "purchse" with a 409, but a job appending through recsemble.store
+    had it stored, weighed 1 (a view) live and by every retraining."""
+    from recsemble.store import open_store
+
+    state = _started_state(tmp_path, model_dirs[0])
+    job = open_store(state.settings.store_url)
+    try:
+        with pytest.raises(ValueError, match=r"'purchse' is not one of .*cart, .*purchase, view"):
+            job.append_events([Event("j-typo", "u-job", "i-x", "purchse", 1_800_000_000)])
+        assert job.append_events([Event("j-ok", "u-job", "i-x", "purchase", 1_800_000_000)])
+        state.follow()
+        assert state.recommender is not None and state.recommender.live.get("u-job") is not None
+    finally:
+        job.close()
+        state.close()
+
+
+def test_stopping_the_server_stops_its_training_child(
+    tmp_path: Path, model_dirs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server stopped (SIGTERM) during POST /admin/train left `recsemble train` running as
+    an orphan, training for no one for up to an hour, and its temp folder behind."""
+    import os
+    import signal
+    import sys
+
+    from fastapi.testclient import TestClient
+
+    from recsemble.serving import retrain
+    from recsemble.serving.app import create_app
+
+    marker = f"recsemble-test-{os.getpid()}-{time.time_ns()}"
+
+    def children() -> list[int]:
+        found = []
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                if marker in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(proc.name))
+            except OSError:
+                pass
+        return found
+
+    # A training that has not finished when the server stops (a real child process).
+    sleeper = [sys.executable, "-c", "import sys, time; time.sleep(600)", marker]
+    monkeypatch.setattr(retrain, "train_command", lambda *args: sleeper)
+    settings = ServeSettings(store_url=f"sqlite:///{tmp_path / 'store.db'}",
+                             registry_dir=tmp_path / "registry",
+                             model_dir=model_dirs[0])  # fmt: skip
+    try:
+        with TestClient(create_app(settings)) as client:
+            assert client.post("/admin/train").status_code == 202
+            deadline = time.monotonic() + 60
+            while not children() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert children()
+        assert children() == []  # stopped with the server
+        job = retrain.retraining_status()
+        assert job is not None and job.state == "failed"
+    finally:
+        for pid in children():
+            os.kill(pid, signal.SIGKILL)

@@ -84,3 +84,74 @@ def test_writes_during_a_hot_swap_reach_the_new_version(tmp_path: Path, method: 
         assert live is not None and served.items.idx("i5") in live.seen.tolist()
     finally:
         state.close()
+
+
+def test_a_version_published_by_another_server_serves_here(tmp_path: Path) -> None:
+    """Two servers on one registry: what one published (or rolled back to) kept the other on
+    the version it started with, so a load balancer mixed two models' answers."""
+    rows = [f"u{u},i{(u * 3 + n) % 20},{1_700_000_000 + n}" for u in range(30) for n in range(6)]
+    (tmp_path / "d.csv").write_text("user_id,item_id,timestamp\n" + "\n".join(rows))
+    for name, neighbors in (("v1", "10"), ("v2", "5")):
+        _cli("train", "--dataset", str(tmp_path / "d.csv"), "--model", "itemknn",
+             "--set", f"models.itemknn.neighbors={neighbors}",
+             "--out", str(tmp_path / name))  # fmt: skip
+    settings = ServeSettings(
+        store_url=f"sqlite:///{tmp_path / 'store.db'}",
+        registry_dir=tmp_path / "registry",
+        model_dir=tmp_path / "v1",
+    )
+    first, second = ServingState(settings), ServingState(settings)
+    first.start()
+    second.start()
+    try:
+        v1 = first.registry.current()
+        v2 = first.registry.add(tmp_path / "v2")
+        first.publish(v2)
+        first.follow_registry()  # its own publish: nothing to do
+        second.follow_registry()
+        assert second.recommender is not None and second.recommender.version == v2
+        assert second.rollback() == v1
+        first.follow_registry()
+        assert first.recommender is not None and first.recommender.version == v1
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_failed_swap_leaves_the_event_types_of_the_served_version(
+    tmp_path: Path, model_dirs: tuple[Path, Path]
+) -> None:
+    """A swap failing in its catch-up had set its version's event types in the store already:
+    the served version, which weighs any type, then had a "wishlist" event refused."""
+    rows = [f"u{u},i{(u * 3 + n) % 20},{1_700_000_000 + n}" for u in range(30) for n in range(6)]
+    (tmp_path / "d.csv").write_text("user_id,item_id,timestamp\n" + "\n".join(rows))
+    _cli("train", "--dataset", str(tmp_path / "d.csv"), "--model", "itemknn",
+         "--out", str(tmp_path / "model"))  # fmt: skip
+    failing: set[str] = set()
+
+    def loader(folder: Path, version: str, config: RecsembleConfig | None) -> Recommender:
+        fresh = load_recommender(folder, version, config)
+        if version in failing:  # its catch-up fails, as a store read failing there would
+
+            def observe(events: Any) -> None:
+                raise OSError("store read failed")
+
+            fresh.observe = observe  # type: ignore[method-assign]
+        return fresh
+
+    settings = ServeSettings(
+        store_url=f"sqlite:///{tmp_path / 'store.db'}",
+        registry_dir=tmp_path / "registry",
+        model_dir=tmp_path / "model",  # no event weight table: any type
+    )
+    state = ServingState(settings, loader)
+    state.start()
+    try:
+        state.ingest([Event("e0", "u0", "i1", "view", 1)])
+        weighted = state.registry.add(model_dirs[0])  # view, cart, purchase only
+        failing.add(weighted)
+        with pytest.raises(OSError, match="store read failed"):
+            state.publish(weighted)
+        assert state.ingest([Event("e1", "u0", "i2", "wishlist", 2)]).accepted == 1
+    finally:
+        state.close()

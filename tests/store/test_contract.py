@@ -91,6 +91,25 @@ def test_an_event_id_seen_before_is_a_duplicate_even_with_other_fields(store: St
     assert [s.event for s in _all_events(store)] == [Event("x", "u1", "i1", "view", 10)]
 
 
+def test_set_event_types_refuses_other_types_from_every_writer(
+    store: Store, open_test_store: StoreFactory
+) -> None:
+    """An ingest job appending through the store got a misspelt type stored (weighing 1 live
+    and in retraining) where the API answered 409; the types the server sets now hold here."""
+    store.set_event_types(["view", "purchase"])
+    writer = open_test_store()  # another writer of the same store (closed by the fixture)
+    bad = [Event("ok", "u1", "i1", "view", 1), Event("typo", "u1", "i2", "purchse", 2)]
+    with pytest.raises(ValueError, match=r"events\[1\]\.type: 'purchse' .*purchase, view"):
+        writer.append_events(bad)
+    assert _all_events(store) == []  # the whole batch was refused
+    assert writer.append_events([Event("p", "u1", "i2", "purchase", 2)]).accepted == 1
+    store.set_event_types(None)  # a model without a weight table: any type again
+    assert writer.append_events([bad[1]]).accepted == 1
+    for wrong in ("view", [], [""]):
+        with pytest.raises(ValueError, match="event types"):
+            store.set_event_types(wrong)  # type: ignore[arg-type]
+
+
 def test_events_since_pages_through_the_log(store: Store) -> None:
     for start in range(0, 23, 5):
         store.append_events(_events(f"b{start}-", min(5, 23 - start)))

@@ -28,6 +28,7 @@ from recsemble.data.synthetic_text import (
     user_frame,
 )
 from recsemble.errors import ConfigError
+from recsemble.files import refuse_foreign_data
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -388,6 +389,7 @@ def write_synthetic(
         raise ConfigError(f"fmt must be 'parquet' or 'csv', not {fmt!r}")
     cfg = config or SyntheticConfig()
     out = Path(out_dir)
+    refuse_foreign_data(out, FILE_STEMS, CONFIG_FILE)  # --out naming the user's data folder
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.{fmt}" for stem in FILE_STEMS]
     for path, frame in zip(paths, generate(cfg), strict=True):

@@ -30,6 +30,7 @@ from starlette.routing import BaseRoute, Match
 from recsemble.errors import RecsembleError
 from recsemble.serving import dashboard, dashboard_api, routes
 from recsemble.serving.guard import Guard, Keys
+from recsemble.serving.retrain import stop_retraining
 from recsemble.serving.schemas import ErrorOut, HealthOut
 from recsemble.serving.state import Loader, ServeSettings, ServingState, load_recommender
 from recsemble.store import unavailable_errors
@@ -142,6 +143,9 @@ def create_app(settings: ServeSettings, loader: Loader = load_recommender) -> Fa
             state.start()
         except Exception as exc:  # serve /health/ready (503 with the reason) rather than die
             log.error("start-up: %s", exc)
+            # A failure before any swap (the --model copy into the registry: a full disk)
+            # would read "no model loaded yet" there, not why.
+            state.last_error = state.last_error or f"start-up: {exc}"
         stop_following = state.follow_store()
         schedule = None
         if settings.retrain_every_s:
@@ -151,6 +155,7 @@ def create_app(settings: ServeSettings, loader: Loader = load_recommender) -> Fa
         yield
         if schedule is not None:
             schedule.set()
+        stop_retraining()  # its child would train on as an orphan
         stop_following()
         state.close()
 

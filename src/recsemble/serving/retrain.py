@@ -34,6 +34,7 @@ from recsemble.store.base import Event, Record
 
 log = logging.getLogger("recsemble.serving")
 _running: dict[str, threading.Thread] = {}
+_child: dict[str, subprocess.Popen[str]] = {}  # the training process of the running job
 _lock = threading.Lock()
 _TRAIN_TIMEOUT_S = 3600
 
@@ -94,25 +95,76 @@ def retrain(state: ServingState) -> str:
         data = export_training_data(state, current, cursor, Path(tmp) / "data")
         out = Path(tmp) / "model"
         command = train_command(state, current, data, out)
-        done = subprocess.run(command, capture_output=True, text=True, timeout=_TRAIN_TIMEOUT_S)
-        if done.returncode != 0:
-            raise RecsembleError(f"training failed ({done.returncode}): {done.stderr[-2000:]}")
-        trained_to = {"store_cursor": cursor, "store_id": state.store.store_id()}
-        version = state.registry.add(out, config={**trained_to, "parent": current})
+        returncode, stderr = _train(command)
+        if returncode != 0:
+            raise RecsembleError(f"training failed ({returncode}): {stderr[-2000:]}")
+        version = state.registry.add(out, config={**_trained_to(state, cursor), "parent": current})
     state.publish(version)
     return version
+
+
+def _trained_to(state: ServingState, cursor: int) -> dict[str, Any]:
+    """What a retrained version records of the store: the seq it includes events to, the
+    store's id, and the event at that seq (ServingState.start_cursor checks it)."""
+    page = state.store.events_since(cursor - 1, 1) if cursor else []
+    event = page[0].event.event_id if page and page[0].seq == cursor else None
+    return {"store_cursor": cursor, "store_id": state.store.store_id(), "store_event": event}
+
+
+def _train(command: list[str]) -> tuple[int, str]:
+    """Run the training child, known to stop_retraining while it runs; (exit code, stderr)."""
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as child:
+        _child["job"] = child
+        try:
+            _, stderr = child.communicate(timeout=_TRAIN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.communicate()
+            raise RecsembleError(f"training ran past {_TRAIN_TIMEOUT_S} s: stopped") from None
+        finally:
+            _child.pop("job", None)
+    return child.returncode, stderr
+
+
+def stop_retraining(timeout_s: float = 30.0) -> None:
+    """Stop a running retraining (the server is shutting down): its child would go on as an
+    orphan, training for no one for up to an hour, its temp folder left behind."""
+    child = _child.get("job")
+    if child is not None and child.poll() is None:
+        child.terminate()
+    job = _running.get("job")
+    if job is not None and job.is_alive():
+        job.join(timeout_s)  # it reports the failure and removes its temp folder
 
 
 def train_command(state: ServingState, version: str, data: Path, out: Path) -> list[str]:
     """`recsemble train` on the exported data: with --train-config's settings when serve was
     given one, else with the served version's own (`--like`), never silently the defaults."""
     settings = state.settings.train_args or ["--like", str(state.registry.path(version))]
-    weights = state.recommender.live.event_weights if state.recommender is not None else {}
-    if weights:  # the new version checks and weighs event types as the served one does
+    weights = training_weights(state)
+    if weights:  # the new version checks and weighs event types as this table says
         table = ", ".join(f"{json.dumps(name)} = {float(w)!r}" for name, w in weights.items())
         settings = [*settings, "--set", f"data.event_weights={{{table}}}"]
     return [sys.executable, "-m", "recsemble", "train", "--dataset", str(data),
             "--out", str(out), *settings]  # fmt: skip
+
+
+def training_weights(state: ServingState) -> dict[str, float]:
+    """The served version's event weight table with --train-config's [data] event_weights
+    over it: a type added there is accepted once retrained (what the 409 for an unknown type
+    advises; the served table alone undid it) and a changed weight weighs the exported store
+    events; a type only the served table names stays, as the store holds events of it."""
+    served = state.recommender.live.event_weights if state.recommender is not None else {}
+    args = state.settings.train_args
+    configured: dict[str, float] = {}
+    if "--config" in args:  # read now, as the child will: the file may have changed
+        from recsemble.config import resolve
+
+        config = resolve(Path(args[args.index("--config") + 1])).config
+        configured = config.data.event_weights or {}
+    return {**served, **configured}
 
 
 def export_training_data(state: ServingState, version: str, cursor: int, folder: Path) -> Path:
@@ -120,7 +172,7 @@ def export_training_data(state: ServingState, version: str, cursor: int, folder:
     folder.mkdir(parents=True)
     model_dir = state.registry.path(version)
     frames = [_saved_interactions(model_dir)]
-    start = state.registry.store_cursor(version, state.store.store_id())
+    start = state.start_cursor(version)
     rows = []
     while page := state.store.events_since(start, 10_000):
         rows += [s.event for s in page if s.seq <= cursor]
@@ -172,12 +224,10 @@ def _flat(attributes: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _weights(state: ServingState, events: list[Event]) -> list[float]:
-    """Each stored event's weight by its type, as the served model weighs it online (a
+    """Each stored event's weight by its type, as the retrained model will weigh it online (a
     purchase must not come back from retraining as a view)."""
-    recommender = state.recommender
-    if recommender is None:
-        return [1.0] * len(events)
-    return [recommender.live.weight(e.type) for e in events]
+    table = training_weights(state)
+    return [float(table.get(e.type, 1.0)) for e in events]
 
 
 def _event_frame(events: list[Event], weights: list[float]) -> pl.DataFrame:

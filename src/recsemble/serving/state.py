@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from recsemble.config import RecsembleConfig
+from recsemble.data.dataset import DEFAULT_EVENT
 from recsemble.errors import RecsembleError
 from recsemble.pipeline import Recommender
 from recsemble.registry import ModelRegistry
@@ -69,6 +70,7 @@ class ServingState:
         self.item_cursor = 0
         self.user_cursor = 0
         self.last_error: str | None = None
+        self.pointer: str | None = None  # the registry's current, as last read here
         self._observe_lock = threading.Lock()
         self._swap_lock = threading.Lock()
         self.precomputed = PrecomputedLists(self.store)
@@ -78,6 +80,7 @@ class ServingState:
         """Serve the registry's current version; a --model the registry does not hold yet is
         added and published first (one it holds, e.g. on a restart, is not copied again, and a
         version published since, e.g. a retrained one, keeps serving)."""
+        self.pointer = self.registry.current()
         model_dir = self.settings.model_dir
         if model_dir is not None:
             known = self.registry.find(model_dir)
@@ -109,10 +112,12 @@ class ServingState:
             try:
                 self.registry.verify(version)
                 fresh = self.loader(self.registry.path(version), version, self.settings.config)
-                start = self._start_cursor(version)
+                start = self.start_cursor(version)
                 with self._observe_lock:
                     item_cursor, user_cursor = self._catch_up_records(fresh, 0, 0)
                     cursor = self._catch_up_events(fresh, start)
+                    # Last: a swap failing before must leave the served version's types.
+                    self.store.set_event_types(_accepted_types(fresh))
                     old, self.recommender = self.recommender, fresh
                     self.cursor, self.item_cursor, self.user_cursor = (
                         cursor,
@@ -129,14 +134,29 @@ class ServingState:
                 threading.Thread(target=old.close, name="close-old-model", daemon=True).start()
             return fresh
 
-    def _start_cursor(self, version: str) -> int:
-        """Where `version` takes up this store's log: after the events it was trained on, or
-        from the start when it was trained on another store's (a new or migrated store)."""
+    def start_cursor(self, version: str) -> int:
+        """Where `version` takes up this store's log (observing, and exporting to retrain):
+        after the events it was trained on, or from the start when it was trained on another
+        store's (a new or migrated store) or this store no longer holds the event it was
+        trained to at that seq (restored from an older copy: the seqs after the copy's were
+        given to new events, which starting at the cursor would ignore for good)."""
         start = self.registry.store_cursor(version, self.store.store_id())
         if start != self.registry.store_cursor(version):
             log.warning("version %s was trained on another store's events: it observes this "
                         "store's from the first", version)  # fmt: skip
+        elif start and not self._holds(start, self.registry.store_event(version)):
+            log.warning("version %s was trained to event seq %d, which this store holds no more "
+                        "(restored from an older copy?): it observes this store's events from "
+                        "the first, some perhaps twice", version, start)  # fmt: skip
+            return 0
         return start
+
+    def _holds(self, seq: int, event_id: str | None) -> bool:
+        """Whether the store's event at `seq` is `event_id` (None: not recorded, trusted)."""
+        if event_id is None:
+            return True
+        page = self.store.events_since(seq - 1, 1)
+        return bool(page) and page[0].seq == seq and page[0].event.event_id == event_id
 
     def publish(self, version: str) -> None:
         self.swap(version)  # first: a version that cannot be served is never made current
@@ -151,6 +171,21 @@ class ServingState:
             )
         self.swap(previous)
         return self.registry.rollback()
+
+    def follow_registry(self) -> None:
+        """Serve the version another server sharing the registry published or rolled back to,
+        so the servers behind one load balancer answer from one version. Acts when the pointer
+        changed since last read and names another version than the one served, so this
+        server's own publish (swapped first, pointer moved after) is never undone; a version
+        that cannot serve is tried once per change (swap reports why), not every second."""
+        current = self.registry.current()
+        if current is None or current == self.pointer:
+            return
+        self.pointer = current
+        served = self.recommender.version if self.recommender is not None else None
+        if current != served:
+            log.info("version %s was made current by another server: serving it", current)
+            self.swap(current)
 
     # -- data ---------------------------------------------------------------------------------
     def ingest(self, events: Sequence[Event]) -> AppendResult:
@@ -174,8 +209,9 @@ class ServingState:
 
     def follow_store(self) -> Callable[[], None]:
         """Follow, every `follow_every_s`, what other writers commit to the store (another
-        server on the same database, an ingest job): their events, items and users reach the
-        served model now, not at this server's next write or restart. Returns the stop call."""
+        server on the same database, an ingest job) and publish to the registry: their events,
+        items and users reach the served model now, and their published version serves, not
+        at this server's next write or restart. Returns the stop call."""
         stop = threading.Event()
 
         def loop() -> None:
@@ -185,6 +221,10 @@ class ServingState:
                     self._follow_records()
                 except Exception as exc:  # the store is down for a moment: try again later
                     log.warning("following the store: %s", exc)
+                try:
+                    self.follow_registry()
+                except Exception as exc:  # swap logged why; the served version stays
+                    log.warning("following the registry: %s", exc)
 
         thread = threading.Thread(target=loop, name="follow-store", daemon=True)
         thread.start()
@@ -257,3 +297,10 @@ class ServingState:
             "events_observed_to_seq": self.cursor,
             "precomputed": self.precomputed.counts(),
         }
+
+
+def _accepted_types(recommender: Recommender) -> list[str] | None:
+    """The event types the served model weighs (what POST /events accepts), for the store to
+    refuse others from every writer; None: no weight table, any type weighs 1."""
+    weights = recommender.live.event_weights
+    return sorted({*weights, DEFAULT_EVENT}) if weights else None

@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from recsemble.config import RecsembleConfig
 from recsemble.errors import ConfigError, DataError
 from recsemble.spark.scoring import SCHEMA, BatchScorer, UserEvents
+from recsemble.store.precomputed import MODEL_STAMP
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -201,7 +202,7 @@ def check_output_folder(out: Path) -> None:
 def _is_part_file(name: str) -> bool:
     """A file Spark or write_table leaves in a Parquet folder (and Spark's checksums)."""
     plain = name[1:-4] if name.startswith(".") and name.endswith(".crc") else name
-    return plain.endswith(".parquet") or plain == "_SUCCESS"
+    return plain.endswith(".parquet") or plain in ("_SUCCESS", MODEL_STAMP)
 
 
 def write_table(table: pa.Table, out: Path) -> Path:

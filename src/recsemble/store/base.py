@@ -1,8 +1,8 @@
 """Store: where events, items and users live while the service runs.
 
-A small interface (eight methods, the store's id, and three for the precomputed cache) with
-two backends chosen by URL: `sqlite:///path/to/file.db` (the default) and
-`postgresql://user:pass@host/db` (psycopg 3). One contract test suite runs against both.
+A small interface (eight methods, the store's id, the accepted event types, and three for the
+precomputed cache) with two backends chosen by URL: `sqlite:///path/to/file.db` (the default)
+and `postgresql://user:pass@host/db` (psycopg 3). One contract test suite runs against both.
 Writes are durable when the call returns: an acknowledged event survives a crash of the
 process (and, with SQLite's synchronous=FULL, of the machine).
 
@@ -14,7 +14,7 @@ log with `events_since(cursor)`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -99,6 +99,13 @@ class Store(Protocol):
     def store_id(self) -> str:
         """This store's identity, made with it: a model version records it with the store
         cursor it was trained to, so a cursor is never applied to another store's log."""
+        ...
+
+    def set_event_types(self, types: Collection[str] | None) -> None:
+        """From now on refuse, in every writer's append, a batch holding an event of another
+        type (ValueError naming it; None: any type). The server sets its served model's
+        event_weights types, so an ingest job's misspelt "purchse" is refused as the API
+        refuses it, instead of weighing 1 live and in retraining."""
         ...
 
     # The precomputed cache (store/precomputed.py): batch lists the API serves first.

@@ -16,7 +16,7 @@ insert reports is the number accepted.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,11 +34,14 @@ from recsemble.store.precomputed import (
     cached_list,
 )
 from recsemble.store.validation import (
+    READ_EVENT_TYPES,
     check_cursor,
+    check_event_types,
     check_ids,
     check_kind,
     check_limit,
     decode_attributes,
+    encode_event_types,
     unique_events,
     unique_records,
 )
@@ -169,6 +172,7 @@ class PostgresStore:
         )
         with self._pool.connection() as conn, conn.transaction():
             conn.execute("LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE")
+            check_event_types(batch.events, conn.execute(READ_EVENT_TYPES).fetchone())
             accepted = conn.execute(_APPEND, columns).rowcount
         return AppendResult(accepted, len(events) - accepted)
 
@@ -275,6 +279,13 @@ class PostgresStore:
     # -- service ---------------------------------------------------------------------------
     def store_id(self) -> str:
         return str(self._read("SELECT value FROM store_meta WHERE key = 'store_id'", ())[0][0])
+
+    def set_event_types(self, types: Collection[str] | None) -> None:
+        text = encode_event_types(types)
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute("DELETE FROM store_meta WHERE key = 'event_types'")
+            if text is not None:
+                conn.execute("INSERT INTO store_meta VALUES ('event_types', %s)", (text,))
 
     def ping(self) -> None:
         # a short wait: /health/ready asks, and a server that is down should say so quickly

@@ -13,6 +13,7 @@ still has that marker (serving/state.py).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,8 @@ REQUIRED = {
     "history_latest": "integer",
 }
 OPTIONAL = {"explanation": "string"}
+#: Beside the part files: the saved model the lists come from (Parquet readers skip "_" files).
+MODEL_STAMP = "_recsemble_model.json"
 
 
 @dataclass(frozen=True)
@@ -169,3 +172,40 @@ def _check_values(rows: Sequence[tuple[object, ...]], source: str) -> None:
                     source=source,
                     column=name,
                 )
+
+
+def write_model_stamp(out: Path, model_dir: Path) -> None:
+    """Record which saved model computed the lists in `out`, so that load-recs can refuse to
+    file them under another version (the API would serve them as that version's answers)."""
+    from recsemble.registry import content_hash
+
+    stamp = {"model": str(model_dir.resolve()), "content_sha256": content_hash(model_dir)}
+    (out / MODEL_STAMP).write_text(json.dumps(stamp))
+
+
+def check_version(path: Path, model_version: str) -> None:
+    """DataError unless `model_version` names a registry version and, when the lists carry
+    the stamp of `recsemble batch`, the version holding the model they were computed with."""
+    from recsemble.registry import is_version_name
+
+    if not is_version_name(model_version):
+        raise DataError(
+            f"--model-version {model_version!r} is not a registry version name (such as "
+            "20250101T000000.000000Z-0123456789ab, see GET /admin/models): the server would "
+            "never serve these lists"
+        )
+    stamp_file = path / MODEL_STAMP
+    if not stamp_file.is_file():
+        return  # lists from elsewhere (or a single file): only the name can be checked
+    try:
+        stamp = json.loads(stamp_file.read_text(encoding="utf-8"))
+        model, content = str(stamp["model"]), str(stamp["content_sha256"])
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"unreadable model stamp ({exc})", source=str(stamp_file)) from None
+    if not model_version.endswith(f"-{content[:12]}"):
+        raise DataError(
+            f"these lists were computed by the model in {model}, whose registry versions end "
+            f"in -{content[:12]}, not by version {model_version}: load them as that model's "
+            f"version, or run `recsemble batch --model` on {model_version}'s folder",
+            source=str(path),
+        )

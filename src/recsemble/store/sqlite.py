@@ -17,7 +17,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,11 +32,14 @@ from recsemble.store.precomputed import (
     cached_list,
 )
 from recsemble.store.validation import (
+    READ_EVENT_TYPES,
     check_cursor,
+    check_event_types,
     check_ids,
     check_kind,
     check_limit,
     decode_attributes,
+    encode_event_types,
     unique_events,
     unique_records,
 )
@@ -148,6 +151,7 @@ class SQLiteStore:
             (e.event_id, e.user_id, e.item_id, e.type, e.timestamp, e.value) for e in batch.events
         ]
         with self._write() as conn:
+            check_event_types(batch.events, conn.execute(READ_EVENT_TYPES).fetchone())
             before = conn.total_changes
             conn.executemany(
                 "INSERT INTO events (event_id, user_id, item_id, type, timestamp, value) "
@@ -271,6 +275,13 @@ class SQLiteStore:
 
     def store_id(self) -> str:
         return str(self._read("SELECT value FROM store_meta WHERE key = 'store_id'", ())[0][0])
+
+    def set_event_types(self, types: Collection[str] | None) -> None:
+        text = encode_event_types(types)
+        with self._write() as conn:
+            conn.execute("DELETE FROM store_meta WHERE key = 'event_types'")
+            if text is not None:
+                conn.execute("INSERT INTO store_meta VALUES ('event_types', ?)", (text,))
 
     def settings(self) -> dict[str, object]:
         """Every pragma of PRAGMAS as this thread's connection reports it."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from numbers import Real
 from typing import Any
@@ -165,6 +165,34 @@ def decode_attributes(text: str | Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"stored attributes are not a JSON object: {text[:80]!r}")
     return value
+
+
+#: The event types appends must have (JSON list in store_meta; absent: any type).
+READ_EVENT_TYPES = "SELECT value FROM store_meta WHERE key = 'event_types'"
+
+
+def encode_event_types(types: Collection[str] | None) -> str | None:
+    """The types as store_meta holds them (None: the key is removed), checked as ids."""
+    if types is None:
+        return None
+    if isinstance(types, str) or not types:  # a string's characters would be the types
+        raise ValueError(f"event types: must be a non-empty list of types or None, not {types!r}")
+    return json.dumps(sorted({check_id(t, "event types") for t in types}))
+
+
+def check_event_types(events: Sequence[Event], stored: tuple[Any, ...] | None) -> None:
+    """ValueError naming the batch's first event of a type outside the stored list (the
+    store_meta row read inside the append's transaction; None: any type is accepted)."""
+    if stored is None:
+        return
+    allowed = json.loads(stored[0])
+    for position, event in enumerate(events):
+        if event.type not in allowed:
+            raise ValueError(
+                f"events[{position}].type: {event.type!r} is not one of the event types this "
+                f"store accepts ({', '.join(allowed)}: the served model's event_weights); add "
+                "it to [data] event_weights and retrain to accept it"
+            )
 
 
 def check_limit(limit: object) -> int:
