@@ -353,6 +353,7 @@ class Recommender:
 
     def upsert_items(self, records: Sequence[Record]) -> None:
         self.items.upsert(records)
+        self.stages.catalog_changed(self.items.attributes)
 
     def remove_item(self, item_id: str) -> None:
         """Gone from every answer from now on (an unknown id is ignored)."""

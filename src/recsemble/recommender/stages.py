@@ -60,10 +60,14 @@ def serving_dataset(
         users=users,
         items=items,
         interactions=interactions,
-        item_attributes=item_attributes.with_columns(pl.lit(True).alias("available")),
+        item_attributes=_always_available(item_attributes),
         user_attributes=user_frame,
         event_weights=dict(event_weights),
     )
+
+
+def _always_available(item_attributes: pl.DataFrame) -> pl.DataFrame:
+    return item_attributes.with_columns(pl.lit(True).alias("available"))
 
 
 class Stages:
@@ -91,6 +95,31 @@ class Stages:
                     self.unusable[name] = str(exc)
                     log.warning("re-ranking stage %r skipped: %s", name, exc)
         return self.fitted.get(name)
+
+    def catalog_changed(self, item_attributes: pl.DataFrame) -> None:
+        """Item attributes changed (a PUT): the stages reading them are refitted, so business
+        rules, caps, freshness and expiry apply to the catalog as it is now, not as loaded.
+        Stages are replaced whole: a request in flight finishes with the ones it started with.
+        A stage that could not be fitted before is tried again when next asked for."""
+        old = self.dataset
+        with self._lock:
+            self.dataset = Dataset(
+                users=old.users,
+                items=old.items,
+                interactions=old.interactions,
+                item_attributes=_always_available(item_attributes),
+                user_attributes=old.user_attributes,
+                event_weights=old.event_weights,
+            )
+            fitted = {}
+            for name, stage in self.fitted.items():
+                try:
+                    fitted[name] = stage.refit_catalog(self.dataset)
+                except (ConfigError, ValueError, KeyError) as exc:  # keeps its last good fit
+                    fitted[name] = stage
+                    log.error("re-ranking stage %r not refitted to the catalog: %s", name, exc)
+            self.fitted = fitted
+            self.unusable = {}
 
     def observe(self, events: Sequence[Event], to_idx: Callable[[str], int | None]) -> None:
         """Live events reach the stages that learn from them (exploration's click counts)."""

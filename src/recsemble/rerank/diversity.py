@@ -89,6 +89,12 @@ class _VectorStage(Reranker):
         assert isinstance(config, MMRConfig | DPPConfig)
         self.vectors_ = item_vectors(dataset, config.similarity, config.dims)
 
+    def refit_catalog(self, dataset: Dataset) -> Reranker:
+        assert isinstance(self.config, MMRConfig | DPPConfig)
+        if self.config.similarity == "embedding":  # from interactions only: no refit
+            return self
+        return super().refit_catalog(dataset)
+
     def _vectors(self, items: ItemList) -> F64:
         return self.vectors_[items.items].astype(np.float64)
 

@@ -29,6 +29,7 @@ always gets the same list, while users and moments explore differently.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -183,6 +184,13 @@ class Exploration(Reranker):
         self.impressions_logged_ = bool(
             (dataset.interactions["event"] == config.impression_event).any()
         )
+
+    def refit_catalog(self, dataset: Dataset) -> Reranker:
+        """Only the items' ages read the catalog: the click counts, live ones included, stay
+        (shared with this stage, so events observed meanwhile are not lost)."""
+        fresh = copy.copy(self)
+        fresh.born_ = item_birth(dataset)
+        return fresh
 
     def observe(self, items: npt.NDArray[np.intp], types: Sequence[str]) -> None:
         """Live events (item idx, -1 for an item the stage does not know; event types) counted

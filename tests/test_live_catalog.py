@@ -1,0 +1,116 @@
+"""Re-ranking stages on a served model follow item PUTs: business rules, expiry, caps and the
+other stages reading item attributes apply to the catalog as it is now, not as it was loaded."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from recsemble.config import RecsembleConfig
+from recsemble.data.dataset import Dataset
+from recsemble.data.synthetic import EVENT_WEIGHTS, SyntheticConfig, generate
+from recsemble.evaluation.protocol import prepare
+from recsemble.generators import GENERATORS
+from recsemble.pipeline import Recommender, RequestOptions
+from recsemble.ranking.ids import Catalog
+from recsemble.ranking.persistence import load_model, save_model
+from recsemble.rerank.exploration import Exploration
+from recsemble.store.base import Event, Record
+
+STAGES = {
+    "stages": ["rules", "available"],
+    "rules": {"include": [{"attribute": "price", "op": "<", "value": 20}]},
+    "cap": {"max_per_category": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def data() -> Dataset:
+    interactions, items, users = generate(
+        SyntheticConfig(seed=5, n_users=150, n_items=80, n_interactions=4_000, n_categories=5)
+    )
+    items = items.with_columns(price=pl.lit(10.0), expires_at=pl.lit(None, dtype=pl.Int64))
+    return prepare(Dataset.from_frames(interactions, items, users, event_weights=EVENT_WEIGHTS))
+
+
+@pytest.fixture(scope="module")
+def saved(data: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    knn = GENERATORS["itemknn"]().fit(data)
+    folder = tmp_path_factory.mktemp("live-catalog") / "knn"
+    return save_model(knn, folder, Catalog.from_dataset(data))
+
+
+@pytest.fixture()
+def rec(saved: Path) -> Iterator[Recommender]:
+    recommender = Recommender(load_model(saved), config=RecsembleConfig(rerank=STAGES))
+    recommender.warm()
+    yield recommender
+    recommender.close()
+
+
+def _ids(rec: Recommender, user: str, **options: object) -> list[str]:
+    return [r.item_id for r in rec.recommend(user, RequestOptions(**options)).items]  # type: ignore[arg-type]
+
+
+def _put(rec: Recommender, item: str, **attributes: object) -> None:
+    """A PUT /items/{id} as the API stores it: the standard fields and free `attributes`."""
+    title = rec.items.titles[rec.items.idx(item) or 0]
+    rec.upsert_items([Record(item, {"title": title, "attributes": attributes})])
+
+
+def test_a_rule_on_a_free_attribute_follows_a_put(rec: Recommender, data: Dataset) -> None:
+    user = data.users.id_of(4)
+    first = _ids(rec, user, k=5)[0]
+    _put(rec, first, price=50)  # price < 20 no longer holds
+    assert first not in _ids(rec, user, k=5)
+    assert first not in _ids(rec, user, k=5, rerank=("rules",))
+    _put(rec, first, price=15)
+    assert _ids(rec, user, k=5)[0] == first
+
+
+def test_an_expiry_put_in_the_past_hides_the_item(rec: Recommender, data: Dataset) -> None:
+    user = data.users.id_of(6)
+    first = _ids(rec, user, k=5)[0]
+    _put(rec, first, price=5, expires_at=1_000_000_000)
+    assert first not in _ids(rec, user, k=5)
+    _put(rec, first, price=5, expires_at=4_000_000_000)  # expires in 2096: shown again
+    assert _ids(rec, user, k=5)[0] == first
+
+
+def test_a_value_of_the_wrong_type_reads_as_missing(rec: Recommender, data: Dataset) -> None:
+    user = data.users.id_of(8)
+    first = _ids(rec, user, k=5)[0]
+    _put(rec, first, price="cheap")  # text in a numeric column: no price, so not < 20
+    assert first not in _ids(rec, user, k=5)
+    assert rec.items.attributes["price"].dtype == pl.Float64
+
+
+def test_a_stage_asked_for_later_and_the_cap_see_the_new_categories(
+    rec: Recommender, data: Dataset
+) -> None:
+    user = data.users.id_of(10)
+    top = _ids(rec, user, k=2, rerank=())
+    for item in top:  # both in one new category: the cap keeps one of them
+        rec.upsert_items([Record(item, {"categories": ["limited"], "attributes": {"price": 1}})])
+    capped = _ids(rec, user, k=2, rerank=("cap",))
+    assert capped[0] == top[0] and top[1] not in capped
+
+
+def test_exploration_keeps_its_live_counts_through_a_put(saved: Path, data: Dataset) -> None:
+    config = RecsembleConfig(rerank={"stages": ["explore"], "explore": {"slots": [2]}})
+    rec = Recommender(load_model(saved), config=config)
+    item = data.items.id_of(3)
+    rec.observe([Event(f"e{n}", data.users.id_of(1), item, "view", 1) for n in range(5)])
+    stage = rec.stages.fitted["explore"]
+    assert isinstance(stage, Exploration)
+    clicks = float(stage.stats_.clicks[3])
+    rec.upsert_items([Record(data.items.id_of(4), {"created_at": 1_900_000_000})])
+    after = rec.stages.fitted["explore"]
+    assert isinstance(after, Exploration) and after is not stage
+    assert float(after.stats_.clicks[3]) == clicks
+    assert after.born_[4] == 1_900_000_000 and np.isfinite(stage.born_[4])
+    rec.close()
