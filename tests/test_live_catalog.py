@@ -13,6 +13,7 @@ import pytest
 from recsemble.config import RecsembleConfig
 from recsemble.data.dataset import Dataset
 from recsemble.data.synthetic import EVENT_WEIGHTS, SyntheticConfig, generate
+from recsemble.errors import NotRecommendableError
 from recsemble.evaluation.protocol import prepare
 from recsemble.generators import GENERATORS
 from recsemble.pipeline import Recommender, RequestOptions
@@ -114,3 +115,21 @@ def test_exploration_keeps_its_live_counts_through_a_put(saved: Path, data: Data
     assert float(after.stats_.clicks[3]) == clicks
     assert after.born_[4] == 1_900_000_000 and np.isfinite(stage.born_[4])
     rec.close()
+
+
+def test_no_explanation_for_an_item_the_user_can_never_get(rec: Recommender, data: Dataset) -> None:
+    user = data.users.id_of(12)
+    fitted = data.items.id_of(
+        int(data.interactions.filter(pl.col("user_idx") == 12)["item_idx"][0])
+    )
+    with pytest.raises(NotRecommendableError, match=f"{fitted}.* history of user"):
+        rec.explain(user, fitted)
+    shown = _ids(rec, user, k=3)
+    assert rec.explain(user, shown[0]).members  # a listed item is explained
+    rec.observe([Event("seen-1", user, shown[0], "view", 1_900_000_000)])
+    with pytest.raises(NotRecommendableError, match="history"):
+        rec.explain(user, shown[0])
+    rec.upsert_items([Record(shown[1], {"available": False})])
+    with pytest.raises(NotRecommendableError, match="unavailable"):
+        rec.explain(user, shown[1])
+    assert rec.explain("someone-new", shown[0]).text  # nobody else has seen it

@@ -34,6 +34,7 @@ from recsemble.recommender.explain import (
     NEW_ITEM_TEXT,
     Evidence,
     Explainer,
+    check_recommendable,
     explained_answer,
     explanation,
     new_item_explained,
@@ -305,6 +306,8 @@ class Recommender:
             raise KeyError(f"unknown item {item_id!r}")
         user = self._user_idx(user_id)
         live = self.live.get(user_id)
+        seen = [self.serving.fitted_items(user), *([] if live is None else [live.seen])]
+        check_recommendable(self.items, idx, user_id, np.concatenate(seen))
         _, pool, source = self._candidates(user_id, user, live)
         if source == "cold":  # named as the answer names it ("cold:trending", ...)
             source = self.cold.for_user(self._segment(user_id, user))[1]
