@@ -143,3 +143,34 @@ def test_an_item_added_since_the_batch_takes_the_slot_it_has_online(
     assert body["items"][-1]["explanation"]["text"].startswith("New item")
     assert body["items"][0]["explanation"]["members"]  # the cached explanations stay
     assert client.delete("/items/added-later").status_code == 200
+
+
+def test_a_put_item_the_served_stages_judge_again_is_not_served_from_the_batch(
+    model_dirs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """With stages reading item attributes (here expiry), a cached list holding an item PUT
+    since the batch is answered on line: the PUT (an expiry in the past) may rule it out."""
+    data = model_dirs[0].parent / "data"
+    config = RecsembleConfig.model_validate(
+        {"data": {"dataset": str(data)}, "rerank": {"stages": ["available"]}}
+    )
+    frame = load_prepared(config).external_interactions()
+    lists_dir = write_table(score_locally(frame, model_dirs[0], k=K, config=config), tmp_path / "l")
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    settings = ServeSettings(
+        store_url=store_url, registry_dir=tmp_path / "reg", model_dir=model_dirs[0], config=config
+    )
+    with TestClient(create_app(settings)) as client:
+        version = client.app.state.serving.recommender.version  # type: ignore[attr-defined]
+        assert _load(lists_dir, version, store_url).exit_code == 0
+        user, other = _users(lists_dir)[0], _users(lists_dir)[1]
+        expired = next(i for i in _cached(lists_dir, user) if i not in _cached(lists_dir, other))
+        body = client.get(f"/users/{user}/recommendations", params={"k": K}).json()
+        assert body["served_from"] == "precomputed"
+        put = {"title": "gone soon", "attributes": {"expires_at": 1_000_000_000}}
+        assert client.put(f"/items/{expired}", json=put).status_code == 200
+        body = client.get(f"/users/{user}/recommendations", params={"k": K}).json()
+        assert body["served_from"] == "online"
+        assert expired not in [i["item_id"] for i in body["items"]]
+        still = client.get(f"/users/{other}/recommendations", params={"k": K}).json()
+        assert still["served_from"] == "precomputed"  # its items were not PUT

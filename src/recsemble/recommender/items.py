@@ -147,6 +147,7 @@ class ItemState:
         self.removed: Bool = np.zeros(self.n_model, dtype=np.bool_)
         self.unavailable: Bool = ~available
         self.blocked: Bool = self.unavailable.copy()
+        self.changed: Bool = np.zeros(self.n_model, dtype=np.bool_)  # upserted since the load
         self.category_items: dict[str, Bool] = self._category_masks()
         self.new_items: dict[str, NewItem] = {}
         self._content: ContentIndex | None = None
@@ -248,6 +249,9 @@ class ItemState:
                     self._recategorise(idx, _categories(attrs["categories"]), masks)
             self.category_items = masks
             self.attributes = with_rows(self.attributes, rows)  # what re-ranking stages read
+            changed = self.changed.copy()
+            changed[list(rows)] = True
+            self.changed = changed
             self._publish(removed, unavailable)
 
     def _recategorise(self, idx: int, categories: frozenset[str], masks: dict[str, Bool]) -> None:

@@ -131,6 +131,11 @@ class Stages:
         for stage in learners:
             stage.observe(items, [event.type for event in events])
 
+    def default_reads_catalog(self) -> bool:
+        """Whether the default stages' answers depend on item attributes."""
+        fitted = self.fitted
+        return any(fitted[name].reads_catalog() for name in self.default)
+
     def chain(self, names: Sequence[str] | None) -> list[Reranker]:
         """The fitted stages for a request (None: the defaults); unknown or unusable: error."""
         if names is None:

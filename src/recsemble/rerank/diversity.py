@@ -89,11 +89,9 @@ class _VectorStage(Reranker):
         assert isinstance(config, MMRConfig | DPPConfig)
         self.vectors_ = item_vectors(dataset, config.similarity, config.dims)
 
-    def refit_catalog(self, dataset: Dataset) -> Reranker:
+    def reads_catalog(self) -> bool:
         assert isinstance(self.config, MMRConfig | DPPConfig)
-        if self.config.similarity == "embedding":  # from interactions only: no refit
-            return self
-        return super().refit_catalog(dataset)
+        return self.config.similarity != "embedding"  # embeddings: from interactions only
 
     def _vectors(self, items: ItemList) -> F64:
         return self.vectors_[items.items].astype(np.float64)

@@ -66,8 +66,8 @@ class SeenFilter(Reranker):
         seen.sum_duplicates()
         self.seen_: sp.csr_array = seen
 
-    def refit_catalog(self, dataset: Dataset) -> Reranker:
-        return self  # what a user has seen does not depend on item attributes
+    def reads_catalog(self) -> bool:
+        return False  # what a user has seen does not depend on item attributes
 
     def _history_seen(self, query: Query) -> I32:
         chosen = self.config.event_types

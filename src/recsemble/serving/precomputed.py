@@ -10,7 +10,9 @@ request gets the cached list when all of these hold, else the on-line answer as 
 - the store has a list for the user under the version being served;
 - the user's history marker is unchanged: the events the server holds for the user (fitted
   plus live, counted as they arrive) and the latest timestamp equal the cached marker;
-- none of the cached items has been removed or made unavailable since.
+- none of the cached items has been removed or made unavailable since, nor, when the served
+  re-ranking stages read item attributes (rules, expiry, caps, ...), been PUT at all: the batch
+  judged it by the catalog the model was saved with.
 
 An item added after training takes the last place of a cached list as it does on line.
 
@@ -108,7 +110,13 @@ class PrecomputedLists:
         idx = [recommender.items.idx(e.item_id) for e in cached.entries[: options.k]]
         if any(i is None for i in idx):
             return None
-        if bool(recommender.items.blocked[np.asarray(idx, np.int64)].any()):
+        positions = np.asarray(idx, np.int64)
+        if bool(recommender.items.blocked[positions].any()):
+            return None
+        if (
+            recommender.stages.default_reads_catalog()
+            and recommender.items.changed[positions].any()
+        ):
             return None
         return cached
 
