@@ -133,3 +133,20 @@ def test_no_explanation_for_an_item_the_user_can_never_get(rec: Recommender, dat
     with pytest.raises(NotRecommendableError, match="unavailable"):
         rec.explain(user, shown[1])
     assert rec.explain("someone-new", shown[0]).text  # nobody else has seen it
+
+
+def test_items_added_after_training_meet_the_filter_stages_too(
+    rec: Recommender, data: Dataset
+) -> None:
+    """The new-item slot (an item PUT after training, close in content to the history) is
+    judged by the request's filter stages as the model's items are: rules and expiry."""
+    user = data.users.id_of(14)
+    last = int(data.interactions.filter(pl.col("user_idx") == 14).sort("timestamp")["item_idx"][-1])
+    like = {"title": rec.items.titles[last], "categories": ["c"]}
+    for price, expires, shown in ((50, None, False), (5, 1_000_000_000, False), (5, None, True)):
+        free = {"price": price} if expires is None else {"price": price, "expires_at": expires}
+        rec.upsert_items([Record("added", {**like, "attributes": free})])
+        assert (_ids(rec, user, k=5)[-1] == "added") is shown, (price, expires)
+        assert ("added" in _ids(rec, user, k=5, rerank=())) is True  # no stage judges it
+        session = rec.recommend_session([data.items.id_of(last)], RequestOptions(k=5))
+        assert (session.items[-1].item_id == "added") is shown

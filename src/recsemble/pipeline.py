@@ -65,7 +65,7 @@ from recsemble.recommender.requests import (
 )
 from recsemble.recommender.stages import Stages, apply, serving_dataset
 from recsemble.recommender.users import LiveUser, LiveUsers, RefreshQueue
-from recsemble.rerank import Query
+from recsemble.rerank import Query, Reranker
 from recsemble.store.base import Event, Record
 from recsemble.types import ItemList
 
@@ -183,7 +183,7 @@ class Recommender:
         query = Query(user, self._moment(options), history, self._history_events(user, live))
         chosen = apply(stages, query, candidates, options.k)
         answer = self._answer(chosen, source, user >= 0 or live is not None)
-        answer = self._with_new_item(answer, history, filt, live, options.k)
+        answer = self._with_new_item(answer, query, stages, filt, options.k)
         if options.explain:
             answer = self._explained(answer, user, pool, live)
         return answer
@@ -210,7 +210,7 @@ class Recommender:
         query = Query(-1, self._moment(options), items)
         chosen = apply(stages, query, candidates, options.k)
         answer = self._answer(chosen, source, False)
-        answer = self._with_new_item(answer, items, filt, None, options.k)
+        answer = self._with_new_item(answer, query, stages, filt, options.k)
         if not options.explain:
             return answer
         return self.explainer.explain_session(answer, histories, self.items)
@@ -267,16 +267,20 @@ class Recommender:
         answer to a plain request for `k` items has now (explained when the list is)."""
         user, live = self._user_idx(user_id), self.live.get(user_id)
         filt = self._filter(live, RequestOptions(k=k))
-        found = self._with_new_item(answer, self._history_items(user, live), filt, live, k)
+        query = Query(user, int(time.time()), self._history_items(user, live))
+        found = self._with_new_item(answer, query, self.stages.chain(None), filt, k)
         if found is answer or not any(r.explanation for r in answer.items):
             return found
         return new_item_explained(found)
 
     def _with_new_item(
-        self, answer: Answer, history: np.ndarray, filt: Filter, live: LiveUser | None, k: int
+        self, answer: Answer, query: Query, stages: Sequence[Reranker], filt: Filter, k: int
     ) -> Answer:
-        seen_new = live.seen_new if live is not None else frozenset()
-        return with_new_item(self.items, answer, history, filt, seen_new, k)
+        """The new-item slot: the new item closest to the history that the request's filter
+        (seen, excluded, categories) and filter stages (expiry, rules, quality) keep."""
+        at = int(time.time()) if query.at is None else int(query.at)
+        dropped = self.stages.rejected_new(stages, self.items, at)
+        return with_new_item(self.items, answer, query.history, filt, dropped, k)
 
     def _answer(self, chosen: ItemList, source: str, known: bool) -> Answer:
         ids = [str(i) for i in self.items.ids.to_ids(chosen.items)] if len(chosen) else []

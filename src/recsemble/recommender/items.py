@@ -17,7 +17,7 @@ import logging
 import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -128,6 +128,7 @@ class NewItem:
     categories: frozenset[str]
     vector: sp.csr_array  # content vector on the model items' vocabulary
     available: bool = True
+    attributes: Mapping[str, Any] = field(default_factory=dict)  # the record as one flat row
 
 
 class ItemState:
@@ -307,6 +308,7 @@ def _new_item(record: Record, content: ContentIndex) -> NewItem:
         categories=cats,
         vector=content.vector(document),
         available=attrs.get("available") is not False,
+        attributes={**flat_record(attrs), "categories": sorted(cats)},
     )
 
 

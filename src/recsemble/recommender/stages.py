@@ -9,6 +9,7 @@ warning, never a failed load; asking for it by name in a request is then a clear
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -20,13 +21,17 @@ from recsemble.data.dataset import DEFAULT_EVENT, Dataset
 from recsemble.data.idmap import IdMap
 from recsemble.errors import ConfigError
 from recsemble.generators.history import Histories
+from recsemble.recommender.items import ItemState, NewItem, with_rows
 from recsemble.rerank import Query, RerankConfig, Reranker, build_stages
 from recsemble.rerank.config import check_stage_names
 from recsemble.rerank.exploration import Exploration
+from recsemble.rerank.filters import AvailabilityFilter, QualityFilter, RuleFilter
 from recsemble.store.base import Event
 from recsemble.types import ItemList
 
 log = logging.getLogger(__name__)
+#: The stages that also judge the items added after training: they drop items by attributes.
+NEW_ITEM_FILTERS = (AvailabilityFilter, RuleFilter, QualityFilter)
 
 
 def serving_dataset(
@@ -79,6 +84,8 @@ class Stages:
         self.fitted: dict[str, Reranker] = {}
         self.unusable: dict[str, str] = {}  # stage name -> why it could not be fitted
         self._lock = threading.Lock()
+        # The new items, the filters and their fits on them (rejected_new).
+        self._new_filters: tuple[list[NewItem], list[Reranker], list[Reranker]] | None = None
         self.default = tuple(name for name in config.stages if self._fit(name) is not None)
 
     def _fit(self, name: str) -> Reranker | None:
@@ -131,6 +138,28 @@ class Stages:
         for stage in learners:
             stage.observe(items, [event.type for event in events])
 
+    def rejected_new(self, chain: Sequence[Reranker], state: ItemState, at: int) -> frozenset[str]:
+        """The items added after training (not in the model) that the chain's filters drop
+        at moment `at`: an expiry past, a rule or a quality threshold not met. Those filters
+        are fitted on the new items' attributes, once per set of new items."""
+        filters = [
+            stage  # a quality scorer is a function of model idx: it cannot score these
+            for stage in chain
+            if isinstance(stage, NEW_ITEM_FILTERS) and getattr(stage, "scorer", None) is None
+        ]
+        found = state.new_item_matrix()
+        if not filters or found is None:
+            return frozenset()
+        new = found[0]
+        cached = self._new_filters
+        if cached is None or cached[0] is not new or not _same(cached[1], filters):
+            dataset = _new_item_dataset(new, self.dataset)
+            fitted = [copy.copy(stage).fit(dataset) for stage in filters]
+            cached = self._new_filters = (new, filters, fitted)
+        kept = ItemList(np.arange(len(new), dtype=np.int32), np.zeros(len(new), np.float32))
+        kept = apply(cached[2], Query(at=at), kept, len(new))
+        return frozenset(new[i].item_id for i in set(range(len(new))) - set(kept.items.tolist()))
+
     def default_reads_catalog(self) -> bool:
         """Whether the default stages' answers depend on item attributes."""
         fitted = self.fitted
@@ -150,6 +179,24 @@ class Stages:
                 )
             out.append(stage)
         return out
+
+
+def _same(these: Sequence[Reranker], those: Sequence[Reranker]) -> bool:
+    return len(these) == len(those) and all(a is b for a, b in zip(these, those, strict=True))
+
+
+def _new_item_dataset(new: Sequence[NewItem], served: Dataset) -> Dataset:
+    """The new items alone as a catalog, their attributes in the served catalog's types."""
+    rows = {i: item.attributes for i, item in enumerate(new)}
+    attributes = with_rows(served.item_attributes.clear(len(new)), rows)
+    return Dataset(
+        users=IdMap([]),
+        items=IdMap([item.item_id for item in new]),
+        interactions=served.interactions.clear(),
+        item_attributes=attributes,
+        user_attributes=served.user_attributes.clear(),
+        event_weights=served.event_weights,
+    )
 
 
 def apply(stages: Sequence[Reranker], query: Query, items: ItemList, k: int) -> ItemList:
