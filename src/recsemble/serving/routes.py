@@ -149,7 +149,14 @@ async def recommendations(
     k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
     exclude: CsvIds = None,
     categories: CsvIds = None,
-    rerank: Annotated[str | None, Query(max_length=300, pattern=STAGES_PATTERN)] = None,
+    rerank: Annotated[
+        str | None,
+        Query(
+            max_length=300,
+            pattern=STAGES_PATTERN,
+            description="Comma-separated stages instead of the configured ones; empty: none.",
+        ),
+    ] = None,
     explain: bool = False,
 ) -> Response:
     """Top-k for a user (unknown users get the cold-start chain, marked in `source`)."""
