@@ -145,11 +145,12 @@ def test_an_item_added_since_the_batch_takes_the_slot_it_has_online(
     assert client.delete("/items/added-later").status_code == 200
 
 
-def test_a_put_item_the_served_stages_judge_again_is_not_served_from_the_batch(
+def test_lists_the_served_stages_did_not_make_or_would_judge_otherwise_are_online(
     model_dirs: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    """With stages reading item attributes (here expiry), a cached list holding an item PUT
-    since the batch is answered on line: the PUT (an expiry in the past) may rule it out."""
+    """A batch re-ranked otherwise than the server re-ranks is not served. With stages reading
+    item attributes (here expiry), a cached list holding an item PUT since the batch is
+    answered on line too: the PUT (an expiry in the past) may rule it out."""
     data = model_dirs[0].parent / "data"
     config = RecsembleConfig.model_validate(
         {"data": {"dataset": str(data)}, "rerank": {"stages": ["available"]}}
@@ -160,10 +161,15 @@ def test_a_put_item_the_served_stages_judge_again_is_not_served_from_the_batch(
     settings = ServeSettings(
         store_url=store_url, registry_dir=tmp_path / "reg", model_dir=model_dirs[0], config=config
     )
+    plain = score_locally(frame, model_dirs[0], k=K)  # without the server's stages
+    plain_dir = write_table(plain, tmp_path / "plain")
     with TestClient(create_app(settings)) as client:
         version = client.app.state.serving.recommender.version  # type: ignore[attr-defined]
-        assert _load(lists_dir, version, store_url).exit_code == 0
         user, other = _users(lists_dir)[0], _users(lists_dir)[1]
+        assert _load(plain_dir, version, store_url).exit_code == 0
+        body = client.get(f"/users/{user}/recommendations", params={"k": K}).json()
+        assert body["served_from"] == "online"  # not re-ranked as the server re-ranks
+        assert _load(lists_dir, version, store_url).exit_code == 0
         expired = next(i for i in _cached(lists_dir, user) if i not in _cached(lists_dir, other))
         body = client.get(f"/users/{user}/recommendations", params={"k": K}).json()
         assert body["served_from"] == "precomputed"

@@ -10,6 +10,7 @@ warning, never a failed load; asking for it by name in a request is then a clear
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -87,6 +88,11 @@ class Stages:
         # The new items, the filters and their fits on them (rejected_new).
         self._new_filters: tuple[list[NewItem], list[Reranker], list[Reranker]] | None = None
         self.default = tuple(name for name in config.stages if self._fit(name) is not None)
+        # What a plain request is re-ranked with, as text: a precomputed list is served only
+        # when the batch that computed it had the same (serving/precomputed.py).
+        chain = [[self.fitted[name].name, self.fitted[name].config.model_dump(mode="json")]
+                 for name in self.default]  # fmt: skip
+        self.signature = json.dumps({"pool": config.pool, "stages": chain}, sort_keys=True)
 
     def _fit(self, name: str) -> Reranker | None:
         if name in self.fitted:

@@ -7,6 +7,8 @@ request gets the cached list when all of these hold, else the on-line answer as 
 
 - it asks for what the batch computed: k no larger than the cached list, no exclusions,
   categories, re-ranking stages or moment of its own (explanations are cached too);
+- the batch re-ranked with the stages and settings the server applies by default (`recsemble
+  batch --config` as `serve --config`; lists loaded without that record are not served);
 - the store has a list for the user under the version being served;
 - the user's history marker is unchanged: the events the server holds for the user (fitted
   plus live, counted as they arrive) and the latest timestamp equal the cached marker;
@@ -100,6 +102,8 @@ class PrecomputedLists:
             log.warning("precomputed list of %r not read: %s", user_id, exc)
             return None
         if cached is None or len(cached.entries) < options.k:
+            return None
+        if cached.rerank != recommender.stages.signature:
             return None
         if options.explain and any(e.explanation is None for e in cached.entries[: options.k]):
             return None
