@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from recsemble.data.dataset import DEFAULT_EVENT, Dataset
@@ -165,6 +166,16 @@ class Stages:
         kept = ItemList(np.arange(len(new), dtype=np.int32), np.zeros(len(new), np.float32))
         kept = apply(cached[2], Query(at=at), kept, len(new))
         return frozenset(new[i].item_id for i in set(range(len(new))) - set(kept.items.tolist()))
+
+    def default_expired(self, items: npt.NDArray[np.int64], at: int) -> bool:
+        """Whether the default `available` stage drops any of the items at moment `at` (an
+        expiry passed): a list computed earlier, e.g. a precomputed one, may hold them."""
+        stages = [self.fitted[name] for name in self.default]
+        return any(
+            bool((stage.expires_[items] <= at).any())
+            for stage in stages
+            if isinstance(stage, AvailabilityFilter)
+        )
 
     def default_reads_catalog(self) -> bool:
         """Whether the default stages' answers depend on item attributes."""

@@ -12,9 +12,9 @@ request gets the cached list when all of these hold, else the on-line answer as 
 - the store has a list for the user under the version being served;
 - the user's history marker is unchanged: the events the server holds for the user (fitted
   plus live, counted as they arrive) and the latest timestamp equal the cached marker;
-- none of the cached items has been removed or made unavailable since, nor, when the served
-  re-ranking stages read item attributes (rules, expiry, caps, ...), been PUT at all: the batch
-  judged it by the catalog the model was saved with.
+- none of the cached items has been removed, made unavailable or (with the `available` stage)
+  expired since, nor, when the served re-ranking stages read item attributes (rules, expiry,
+  caps, ...), been PUT at all: the batch judged it by the catalog the model was saved with.
 
 An item added after training takes the last place of a cached list as it does on line.
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 
 import numpy as np
 
@@ -117,6 +118,8 @@ class PrecomputedLists:
         positions = np.asarray(idx, np.int64)
         if bool(recommender.items.blocked[positions].any()):
             return None
+        if recommender.stages.default_expired(positions, int(time.time())):
+            return None  # expired since the batch, which judged the items at its own moment
         if (
             recommender.stages.default_reads_catalog()
             and recommender.items.changed[positions].any()
