@@ -20,6 +20,7 @@ from recsemble.pipeline import Recommender, RequestOptions
 from recsemble.ranking.ids import Catalog
 from recsemble.ranking.persistence import load_model, save_model
 from recsemble.rerank.exploration import Exploration
+from recsemble.rerank.filters import QualityFilter
 from recsemble.store.base import Event, Record
 
 STAGES = {
@@ -34,7 +35,9 @@ def data() -> Dataset:
     interactions, items, users = generate(
         SyntheticConfig(seed=5, n_users=150, n_items=80, n_interactions=4_000, n_categories=5)
     )
-    items = items.with_columns(price=pl.lit(10.0), expires_at=pl.lit(None, dtype=pl.Int64))
+    items = items.with_columns(
+        price=pl.lit(10.0), quality=pl.lit(0.9), expires_at=pl.lit(None, dtype=pl.Int64)
+    )
     return prepare(Dataset.from_frames(interactions, items, users, event_weights=EVENT_WEIGHTS))
 
 
@@ -150,3 +153,18 @@ def test_items_added_after_training_meet_the_filter_stages_too(
         assert ("added" in _ids(rec, user, k=5, rerank=())) is True  # no stage judges it
         session = rec.recommend_session([data.items.id_of(last)], RequestOptions(k=5))
         assert (session.items[-1].item_id == "added") is shown
+
+
+def test_only_stages_reading_attributes_are_refitted_by_a_put(saved: Path) -> None:
+    """Category similarity follows the catalog; content vectors (seconds to fit on a large
+    catalog) and a quality scorer (a function of the item idx) are kept as they are."""
+    stages = {"stages": ["mmr", "dpp", "quality"], "dpp": {"similarity": "content"}}
+    rec = Recommender(load_model(saved), config=RecsembleConfig(rerank=stages))
+    before = dict(rec.stages.fitted)
+    rec.upsert_items([Record(rec.items.ids.id_of(0), {"categories": ["new"]})])
+    after = rec.stages.fitted
+    assert after["mmr"] is not before["mmr"] and after["quality"] is not before["quality"]
+    assert after["dpp"] is before["dpp"]
+    scored = QualityFilter(scorer=lambda items: np.ones(len(items))).fit(rec.stages.dataset)
+    assert scored.refit_catalog(rec.stages.dataset) is scored
+    rec.close()

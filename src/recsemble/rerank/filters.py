@@ -196,6 +196,9 @@ class QualityFilter(Reranker):
         super().__init__(config, **overrides)
         self.scorer = scorer
 
+    def reads_catalog(self) -> bool:
+        return self.scorer is None  # a scorer judges items by idx, not by their attributes
+
     def _fit(self, dataset: Dataset) -> None:
         scores = self._scores(dataset)
         # NaN (missing) compares False, so missing scores are kept.
