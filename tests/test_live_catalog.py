@@ -21,6 +21,7 @@ from recsemble.ranking.ids import Catalog
 from recsemble.ranking.persistence import load_model, save_model
 from recsemble.rerank.exploration import Exploration
 from recsemble.rerank.filters import QualityFilter
+from recsemble.rerank.transforms import FreshnessBoost
 from recsemble.store.base import Event, Record
 
 STAGES = {
@@ -157,14 +158,37 @@ def test_items_added_after_training_meet_the_filter_stages_too(
 
 def test_only_stages_reading_attributes_are_refitted_by_a_put(saved: Path) -> None:
     """Category similarity follows the catalog; content vectors (seconds to fit on a large
-    catalog) and a quality scorer (a function of the item idx) are kept as they are."""
-    stages = {"stages": ["mmr", "dpp", "quality"], "dpp": {"similarity": "content"}}
+    catalog), a quality scorer (a function of the item idx) and the long tail (from the
+    interactions) are kept as they are."""
+    stages = {"stages": ["mmr", "dpp", "quality", "fair"], "dpp": {"similarity": "content"}}
     rec = Recommender(load_model(saved), config=RecsembleConfig(rerank=stages))
     before = dict(rec.stages.fitted)
     rec.upsert_items([Record(rec.items.ids.id_of(0), {"categories": ["new"]})])
     after = rec.stages.fitted
     assert after["mmr"] is not before["mmr"] and after["quality"] is not before["quality"]
-    assert after["dpp"] is before["dpp"]
+    assert after["dpp"] is before["dpp"] and after["fair"] is before["fair"]  # the long tail
     scored = QualityFilter(scorer=lambda items: np.ones(len(items))).fit(rec.stages.dataset)
     assert scored.refit_catalog(rec.stages.dataset) is scored
+    rec.close()
+
+
+@pytest.mark.parametrize("name", ["fresh", "explore"])
+def test_a_put_reads_created_at_again_but_not_every_interaction(
+    saved: Path, data: Dataset, name: str
+) -> None:
+    """Item ages follow a PUT of created_at; the first interactions (a pass over every
+    interaction: seconds on a large log) are the same and are not read again."""
+    rec = Recommender(load_model(saved), config=RecsembleConfig(rerank={"stages": [name]}))
+    stage = rec.stages.fitted[name]
+    assert isinstance(stage, FreshnessBoost | Exploration)
+    changed = rec.stages.dataset.item_attributes.with_columns(created_at=pl.lit(None, pl.Int64))
+    changed[0, "created_at"] = 1_900_000_000
+    no_log = data.with_interactions(data.interactions.clear())  # what a re-read would see
+    catalog = Dataset(users=no_log.users, items=no_log.items, interactions=no_log.interactions,
+                      item_attributes=changed, user_attributes=no_log.user_attributes,
+                      event_weights=no_log.event_weights)  # fmt: skip
+    after = stage.refit_catalog(catalog)
+    assert isinstance(after, FreshnessBoost | Exploration)
+    assert after.born_[0] == 1_900_000_000
+    assert np.isfinite(after.born_[1:]).all()  # from the first interactions, kept
     rec.close()
