@@ -149,7 +149,7 @@ class Stages:
         """The items added after training (not in the model) that the chain's filters drop
         at moment `at`: an expiry past, a rule or a quality threshold not met. Those filters
         are fitted on the new items' attributes, once per set of new items."""
-        filters = [
+        filters: list[Reranker] = [
             stage  # a quality scorer is a function of model idx: it cannot score these
             for stage in chain
             if isinstance(stage, NEW_ITEM_FILTERS) and getattr(stage, "scorer", None) is None
@@ -161,7 +161,7 @@ class Stages:
         cached = self._new_filters
         if cached is None or cached[0] is not new or not _same(cached[1], filters):
             dataset = _new_item_dataset(new, self.dataset)
-            fitted = [copy.copy(stage).fit(dataset) for stage in filters]
+            fitted: list[Reranker] = [copy.copy(stage).fit(dataset) for stage in filters]
             cached = self._new_filters = (new, filters, fitted)
         kept = ItemList(np.arange(len(new), dtype=np.int32), np.zeros(len(new), np.float32))
         kept = apply(cached[2], Query(at=at), kept, len(new))
