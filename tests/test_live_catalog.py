@@ -137,6 +137,13 @@ def test_no_explanation_for_an_item_the_user_can_never_get(rec: Recommender, dat
     with pytest.raises(NotRecommendableError, match="unavailable"):
         rec.explain(user, shown[1])
     assert rec.explain("someone-new", shown[0]).text  # nobody else has seen it
+    rec.upsert_items([Record("added", {"title": "new"}), Record("hidden", {"available": False})])
+    assert rec.explain(user, "added").text.startswith("New item")
+    rec.observe([Event("seen-2", user, "added", "view", 1_900_000_000)])
+    with pytest.raises(NotRecommendableError, match="history"):
+        rec.explain(user, "added")
+    with pytest.raises(NotRecommendableError, match="unavailable"):
+        rec.explain(user, "hidden")
 
 
 def test_items_added_after_training_meet_the_filter_stages_too(

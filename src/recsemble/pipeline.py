@@ -304,14 +304,15 @@ class Recommender:
         idx = self.items.idx(item_id)
         if idx is not None and self.items.removed[idx]:  # as GET /items/{id}/similar
             raise KeyError(f"unknown item {item_id!r} (deleted)")
-        if idx is None:
-            if item_id in self.items.new_items:
-                return Explanation(item_id, {}, [], NEW_ITEM_TEXT)
+        if idx is None and item_id not in self.items.new_items:
             raise KeyError(f"unknown item {item_id!r}")
         user = self._user_idx(user_id)
         live = self.live.get(user_id)
         seen = [self.serving.fitted_items(user), *([] if live is None else [live.seen])]
-        check_recommendable(self.items, idx, user_id, np.concatenate(seen))
+        seen_new = frozenset() if live is None else live.seen_new
+        check_recommendable(self.items, item_id, user_id, np.concatenate(seen), seen_new)
+        if idx is None:  # an item added after training
+            return Explanation(item_id, {}, [], NEW_ITEM_TEXT)
         _, pool, source = self._candidates(user_id, user, live)
         if source == "cold":  # named as the answer names it ("cold:trending", ...)
             source = self.cold.for_user(self._segment(user_id, user))[1]
