@@ -199,3 +199,23 @@ def test_a_put_reads_created_at_again_but_not_every_interaction(
     assert after.born_[0] == 1_900_000_000
     assert np.isfinite(after.born_[1:]).all()  # from the first interactions, kept
     rec.close()
+
+
+def test_an_expiry_put_in_seconds_on_a_datetime_column_is_that_moment(
+    data: Dataset, tmp_path: Path
+) -> None:
+    """A catalog may hold expires_at as datetimes; the API sends epoch seconds (or ISO text),
+    which mean that moment, not microseconds after 1970 (an expiry long past)."""
+    attributes = data.item_attributes.with_columns(expires_at=pl.lit(None, pl.Datetime("us")))
+    catalog = Dataset(users=data.users, items=data.items, interactions=data.interactions,
+                      item_attributes=attributes, user_attributes=data.user_attributes,
+                      event_weights=data.event_weights)  # fmt: skip
+    knn = GENERATORS["itemknn"]().fit(data)
+    folder = save_model(knn, tmp_path / "knn", Catalog.from_dataset(catalog))
+    rec = Recommender(load_model(folder), config=RecsembleConfig(rerank={"stages": ["available"]}))
+    user = data.users.id_of(16)
+    first = _ids(rec, user, k=5)[0]
+    for expires, shown in ((4_000_000_000, True), ("2096-10-02T07:06:40", True), (1e9, False)):
+        rec.upsert_items([Record(first, {"attributes": {"expires_at": expires}})])
+        assert (first in _ids(rec, user, k=5)) is shown, expires
+    rec.close()

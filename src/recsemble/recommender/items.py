@@ -13,6 +13,7 @@ the writers' lock, so a reader sees the old or the new state, never half of an u
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -71,7 +72,7 @@ def _fitted(update: pl.DataFrame, name: str, dtype: pl.DataType, n: int) -> pl.S
     """The update's column `name` in the table's type (null where a value does not fit)."""
     new = update[name] if name in update.columns else pl.Series(name, [None] * n)
     try:
-        cast = new.cast(dtype, strict=False)
+        cast = _temporal(new, dtype) if dtype.is_temporal() else new.cast(dtype, strict=False)
     except (pl.exceptions.PolarsError, TypeError, ValueError):
         cast = pl.Series(name, [None] * n, dtype=dtype)
     if cast.dtype != dtype:  # a lenient cast that kept the type (a struct): nothing fits
@@ -80,6 +81,22 @@ def _fitted(update: pl.DataFrame, name: str, dtype: pl.DataType, n: int) -> pl.S
         wrong = new.filter(cast.is_null() & new.is_not_null()).to_list()[:3]
         log.warning("item attribute %r: %s do not fit its type %s: null", name, wrong, dtype)
     return cast.alias(name)
+
+
+def _temporal(values: pl.Series, dtype: pl.DataType) -> pl.Series:
+    """Values for a date or datetime column: numbers are epoch seconds (the API's times; a
+    plain cast would read them as microseconds, 1970), text is ISO-8601."""
+    text = values.dtype == pl.String  # text when the batch mixed numbers and text
+    if not (text or values.dtype.is_numeric()):
+        return pl.Series(values.name, [None] * len(values), dtype=dtype)
+    seconds = values.cast(pl.Float64, strict=False).cast(pl.Int64, strict=False)
+    found = pl.from_epoch(seconds, time_unit="s")
+    rest = values.zip_with(seconds.is_null(), pl.Series([None] * len(values), dtype=values.dtype))
+    if text and rest.null_count() < len(rest):
+        # The format is inferred from the first value: one it cannot read fails them all.
+        with contextlib.suppress(pl.exceptions.ComputeError):
+            found = found.fill_null(rest.str.to_datetime(strict=False, time_unit="us"))
+    return found.cast(dtype, strict=False)
 
 
 def _categories(value: Any) -> frozenset[str]:
