@@ -56,16 +56,23 @@ def with_rows(frame: pl.DataFrame, rows: Mapping[int, Mapping[str, Any]]) -> pl.
     an attribute no item had before becomes a new column."""
     if not rows:
         return frame
-    update = pl.DataFrame(list(rows.values()), infer_schema_length=None, strict=False)
-    added = [c for c in update.columns if c not in frame.columns]
-    frame = frame.with_columns(pl.lit(None, dtype=update[c].dtype).alias(c) for c in added)
-    replaced = pl.DataFrame(
-        [_fitted(update, name, dtype, len(rows)) for name, dtype in frame.schema.items()]
-    )
+    replaced = typed_rows(list(rows.values()), frame.schema)
+    added = [c for c in replaced.columns if c not in frame.columns]
+    frame = frame.with_columns(pl.lit(None, dtype=replaced[c].dtype).alias(c) for c in added)
     position = pl.Series("__row", list(rows), dtype=pl.UInt32)
     kept = frame.with_row_index("__row").filter(~pl.col("__row").is_in(position.implode()))
     merged = pl.concat([kept, replaced.insert_column(0, position)]).sort("__row")
     return merged.drop("__row")
+
+
+def typed_rows(
+    rows: Sequence[Mapping[str, Any]], schema: Mapping[str, pl.DataType]
+) -> pl.DataFrame:
+    """Records as a frame with the table's columns in the table's types (null where a record
+    lacks the column or its value does not fit), then the attributes the table lacks."""
+    update = pl.DataFrame(list(rows), infer_schema_length=None, strict=False)
+    known = [_fitted(update, name, dtype, len(rows)) for name, dtype in schema.items()]
+    return pl.DataFrame([*known, *(update[c] for c in update.columns if c not in schema)])
 
 
 def _fitted(update: pl.DataFrame, name: str, dtype: pl.DataType, n: int) -> pl.Series:

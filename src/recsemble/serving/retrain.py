@@ -28,7 +28,7 @@ import polars as pl
 from recsemble.errors import RecsembleError
 from recsemble.ranking.ids import ITEMS_FILE, USERS_FILE, read_json_object
 from recsemble.ranking.persistence import saved_histories
-from recsemble.recommender.items import flat_record
+from recsemble.recommender.items import flat_record, typed_rows
 from recsemble.serving.state import ServingState
 from recsemble.store.base import Event, Record
 
@@ -159,8 +159,8 @@ def _with_records(
     if saved is not None and kind == "item" and gone:
         deleted = saved.filter(pl.col(id_col).is_in(gone)).with_columns(available=pl.lit(False))
         parts.append(deleted)
-    if rows:
-        parts.append(pl.DataFrame(rows, infer_schema_length=None))
+    if rows:  # in the saved table's types: a datetime column stays one, a number a number
+        parts.append(typed_rows(rows, {} if saved is None else saved.schema))
     return pl.concat(parts, how="diagonal_relaxed") if parts else None
 
 
