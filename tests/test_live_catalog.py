@@ -219,3 +219,23 @@ def test_an_expiry_put_in_seconds_on_a_datetime_column_is_that_moment(
         rec.upsert_items([Record(first, {"attributes": {"expires_at": expires}})])
         assert (first in _ids(rec, user, k=5)) is shown, expires
     rec.close()
+
+
+def test_a_configured_stage_the_catalog_could_not_support_joins_once_a_put_can(
+    saved: Path, data: Dataset
+) -> None:
+    """A rule on an attribute no item had is skipped (and reported) at load; once a PUT gives
+    an item that attribute, the configured rule applies; until then it stays reported."""
+    rules = {"include": [{"attribute": "colour", "op": "==", "value": "red"}]}
+    rec = Recommender(
+        load_model(saved), config=RecsembleConfig(rerank={"stages": ["rules"], "rules": rules})
+    )
+    user = data.users.id_of(18)
+    top = _ids(rec, user, k=3)
+    assert rec.stages.default == () and "colour" in rec.stages.unusable["rules"]
+    rec.upsert_items([Record(top[1], {"title": "x", "attributes": {"price": 1}})])
+    assert "rules" in rec.stages.unusable  # still no colour: still reported
+    rec.upsert_items([Record(top[1], {"title": "x", "attributes": {"colour": "red"}})])
+    assert rec.stages.default == ("rules",) and not rec.stages.unusable
+    assert _ids(rec, user, k=3) == [top[1]]  # the only red item
+    rec.close()

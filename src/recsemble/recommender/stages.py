@@ -88,12 +88,18 @@ class Stages:
         self._lock = threading.Lock()
         # The new items, the filters and their fits on them (rejected_new).
         self._new_filters: tuple[list[NewItem], list[Reranker], list[Reranker]] | None = None
-        self.default = tuple(name for name in config.stages if self._fit(name) is not None)
-        # What a plain request is re-ranked with, as text: a precomputed list is served only
-        # when the batch that computed it had the same (serving/precomputed.py).
+        for name in config.stages:
+            self._fit(name)
+        self._set_default()
+
+    def _set_default(self) -> None:
+        """The configured stages that could be fitted, and their signature: what a plain
+        request is re-ranked with, as text (a precomputed list is served only when the batch
+        that computed it had the same: serving/precomputed.py)."""
+        self.default = tuple(name for name in self.config.stages if name in self.fitted)
         chain = [[self.fitted[name].name, self.fitted[name].config.model_dump(mode="json")]
                  for name in self.default]  # fmt: skip
-        self.signature = json.dumps({"pool": config.pool, "stages": chain}, sort_keys=True)
+        self.signature = json.dumps({"pool": self.config.pool, "stages": chain}, sort_keys=True)
 
     def _fit(self, name: str) -> Reranker | None:
         if name in self.fitted:
@@ -114,7 +120,8 @@ class Stages:
         """Item attributes changed (a PUT): the stages reading them are refitted, so business
         rules, caps, freshness and expiry apply to the catalog as it is now, not as loaded.
         Stages are replaced whole: a request in flight finishes with the ones it started with.
-        A stage that could not be fitted before is tried again when next asked for."""
+        A stage that could not be fitted is tried again: the PUT may hold what it lacked (the
+        first item with a price, for a rule on prices), and a configured one joins the chain."""
         old = self.dataset
         with self._lock:
             self.dataset = Dataset(
@@ -132,8 +139,14 @@ class Stages:
                 except (ConfigError, ValueError, KeyError) as exc:  # keeps its last good fit
                     fitted[name] = stage
                     log.error("re-ranking stage %r not refitted to the catalog: %s", name, exc)
-            self.fitted = fitted
-            self.unusable = {}
+            unusable = {}
+            for name in self.unusable:
+                try:
+                    fitted[name] = build_stages(self.config, [name])[0].fit(self.dataset)
+                except (ConfigError, ValueError, KeyError) as exc:
+                    unusable[name] = str(exc)
+            self.fitted, self.unusable = fitted, unusable
+            self._set_default()
 
     def observe(self, events: Sequence[Event], to_idx: Callable[[str], int | None]) -> None:
         """Live events reach the stages that learn from them (exploration's click counts)."""
