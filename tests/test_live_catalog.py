@@ -239,3 +239,11 @@ def test_a_configured_stage_the_catalog_could_not_support_joins_once_a_put_can(
     assert rec.stages.default == ("rules",) and not rec.stages.unusable
     assert _ids(rec, user, k=3) == [top[1]]  # the only red item
     rec.close()
+
+
+def test_a_put_of_an_item_outside_the_model_refits_no_stage(rec: Recommender) -> None:
+    """Items added after training are not in the table the stages read: nothing to refit."""
+    rec.upsert_items([Record(rec.items.ids.id_of(0), {"title": "changed"})])
+    before = dict(rec.stages.fitted)
+    rec.upsert_items([Record("brand-new", {"title": "x"})])
+    assert all(rec.stages.fitted[name] is stage for name, stage in before.items())

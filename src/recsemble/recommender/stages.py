@@ -88,6 +88,7 @@ class Stages:
         self._lock = threading.Lock()
         # The new items, the filters and their fits on them (rejected_new).
         self._new_filters: tuple[list[NewItem], list[Reranker], list[Reranker]] | None = None
+        self._catalog: pl.DataFrame | None = None  # the attribute table last refitted to
         for name in config.stages:
             self._fit(name)
         self._set_default()
@@ -124,6 +125,9 @@ class Stages:
         first item with a price, for a rule on prices), and a configured one joins the chain."""
         old = self.dataset
         with self._lock:
+            if item_attributes is self._catalog:  # only items outside the model changed
+                return
+            self._catalog = item_attributes
             self.dataset = Dataset(
                 users=old.users,
                 items=old.items,
