@@ -133,17 +133,17 @@ def load_recs(
     from recsemble.cli import _errors_exit, say
     from recsemble.errors import RecsembleError
     from recsemble.store import open_store
-    from recsemble.store.precomputed import check_parquet, check_version, read_chunks
+    from recsemble.store.precomputed import batch_rerank, check_version, read_chunks
 
     with _errors_exit():
-        check_parquet(input_path)  # a bad file is refused before the store is opened
+        rerank = batch_rerank(input_path)  # a bad file is refused before the store is opened
         check_version(input_path, model_version)
         try:
             store = open_store(store_url)
         except ConnectionError as exc:  # an unreachable PostgreSQL: one line, as serve says it
             raise RecsembleError(f"--store: {exc}") from None
         try:
-            info = store.replace_precomputed(model_version, read_chunks(input_path))
+            info = store.replace_precomputed(model_version, read_chunks(input_path), rerank)
         finally:
             store.close()
         say(  # the version is the user's text

@@ -11,6 +11,11 @@ class ConfigError(RecsembleError, ValueError):
     """A configuration value or key is invalid."""
 
 
+class NotRecommendableError(RecsembleError, ValueError):
+    """A valid question about an item that is in no answer to the user (e.g. why an item of
+    their own history would be recommended to them)."""
+
+
 class DataError(RecsembleError, ValueError):
     """Input data is malformed. The message names the file, line and column when known."""
 

@@ -34,6 +34,7 @@ from recsemble.recommender.explain import (
     NEW_ITEM_TEXT,
     Evidence,
     Explainer,
+    check_recommendable,
     explained_answer,
     explanation,
     new_item_explained,
@@ -64,7 +65,7 @@ from recsemble.recommender.requests import (
 )
 from recsemble.recommender.stages import Stages, apply, serving_dataset
 from recsemble.recommender.users import LiveUser, LiveUsers, RefreshQueue
-from recsemble.rerank import Query
+from recsemble.rerank import Query, Reranker
 from recsemble.store.base import Event, Record
 from recsemble.types import ItemList
 
@@ -182,7 +183,7 @@ class Recommender:
         query = Query(user, self._moment(options), history, self._history_events(user, live))
         chosen = apply(stages, query, candidates, options.k)
         answer = self._answer(chosen, source, user >= 0 or live is not None)
-        answer = self._with_new_item(answer, history, filt, live, options.k)
+        answer = self._with_new_item(answer, query, stages, filt, options.k)
         if options.explain:
             answer = self._explained(answer, user, pool, live)
         return answer
@@ -209,7 +210,7 @@ class Recommender:
         query = Query(-1, self._moment(options), items)
         chosen = apply(stages, query, candidates, options.k)
         answer = self._answer(chosen, source, False)
-        answer = self._with_new_item(answer, items, filt, None, options.k)
+        answer = self._with_new_item(answer, query, stages, filt, options.k)
         if not options.explain:
             return answer
         return self.explainer.explain_session(answer, histories, self.items)
@@ -266,16 +267,20 @@ class Recommender:
         answer to a plain request for `k` items has now (explained when the list is)."""
         user, live = self._user_idx(user_id), self.live.get(user_id)
         filt = self._filter(live, RequestOptions(k=k))
-        found = self._with_new_item(answer, self._history_items(user, live), filt, live, k)
+        query = Query(user, int(time.time()), self._history_items(user, live))
+        found = self._with_new_item(answer, query, self.stages.chain(None), filt, k)
         if found is answer or not any(r.explanation for r in answer.items):
             return found
         return new_item_explained(found)
 
     def _with_new_item(
-        self, answer: Answer, history: np.ndarray, filt: Filter, live: LiveUser | None, k: int
+        self, answer: Answer, query: Query, stages: Sequence[Reranker], filt: Filter, k: int
     ) -> Answer:
-        seen_new = live.seen_new if live is not None else frozenset()
-        return with_new_item(self.items, answer, history, filt, seen_new, k)
+        """The new-item slot: the new item closest to the history that the request's filter
+        (seen, excluded, categories) and filter stages (expiry, rules, quality) keep."""
+        at = int(time.time()) if query.at is None else int(query.at)
+        dropped = self.stages.rejected_new(stages, self.items, at)
+        return with_new_item(self.items, answer, query.history, filt, dropped, k)
 
     def _answer(self, chosen: ItemList, source: str, known: bool) -> Answer:
         ids = [str(i) for i in self.items.ids.to_ids(chosen.items)] if len(chosen) else []
@@ -299,12 +304,15 @@ class Recommender:
         idx = self.items.idx(item_id)
         if idx is not None and self.items.removed[idx]:  # as GET /items/{id}/similar
             raise KeyError(f"unknown item {item_id!r} (deleted)")
-        if idx is None:
-            if item_id in self.items.new_items:
-                return Explanation(item_id, {}, [], NEW_ITEM_TEXT)
+        if idx is None and item_id not in self.items.new_items:
             raise KeyError(f"unknown item {item_id!r}")
         user = self._user_idx(user_id)
         live = self.live.get(user_id)
+        seen = [self.serving.fitted_items(user), *([] if live is None else [live.seen])]
+        seen_new = frozenset() if live is None else live.seen_new
+        check_recommendable(self.items, item_id, user_id, np.concatenate(seen), seen_new)
+        if idx is None:  # an item added after training
+            return Explanation(item_id, {}, [], NEW_ITEM_TEXT)
         _, pool, source = self._candidates(user_id, user, live)
         if source == "cold":  # named as the answer names it ("cold:trending", ...)
             source = self.cold.for_user(self._segment(user_id, user))[1]
@@ -353,6 +361,7 @@ class Recommender:
 
     def upsert_items(self, records: Sequence[Record]) -> None:
         self.items.upsert(records)
+        self.stages.catalog_changed(self.items.attributes)
 
     def remove_item(self, item_id: str) -> None:
         """Gone from every answer from now on (an unknown id is ignored)."""

@@ -4,10 +4,12 @@ and when a bad file failed to load (the previous lists keep serving)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
@@ -15,8 +17,12 @@ from typer.testing import CliRunner
 
 from recsemble.cli import app
 from recsemble.config import RecsembleConfig
+from recsemble.data.dataset import Dataset
 from recsemble.evaluation.workflow import load_prepared
+from recsemble.generators import GENERATORS
 from recsemble.pipeline import RequestOptions
+from recsemble.ranking.ids import Catalog
+from recsemble.ranking.persistence import save_model
 from recsemble.serving.app import create_app
 from recsemble.serving.state import ServeSettings
 from recsemble.spark.batch import score_locally, write_table
@@ -187,3 +193,75 @@ def test_lists_are_loaded_only_as_the_version_of_the_model_that_computed_them(
         assert info is not None and info.users == 6
     finally:
         store.close()
+
+
+def test_lists_the_served_stages_did_not_make_or_would_judge_otherwise_are_online(
+    model_dirs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A batch re-ranked otherwise than the server re-ranks is not served. With stages reading
+    item attributes (here expiry), a cached list holding an item PUT since the batch is
+    answered on line too: the PUT (an expiry in the past) may rule it out."""
+    data = model_dirs[0].parent / "data"
+    config = RecsembleConfig.model_validate(
+        {"data": {"dataset": str(data)}, "rerank": {"stages": ["available"]}}
+    )
+    frame = load_prepared(config).external_interactions()
+    lists_dir = write_table(score_locally(frame, model_dirs[0], k=K, config=config), tmp_path / "l")
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    settings = ServeSettings(
+        store_url=store_url, registry_dir=tmp_path / "reg", model_dir=model_dirs[0], config=config
+    )
+    plain = score_locally(frame, model_dirs[0], k=K)  # without the server's stages
+    plain_dir = write_table(plain, tmp_path / "plain")
+    with TestClient(create_app(settings)) as client:
+        version = client.app.state.serving.recommender.version  # type: ignore[attr-defined]
+        user, other = _users(lists_dir)[0], _users(lists_dir)[1]
+        assert _load(plain_dir, version, store_url).exit_code == 0
+        body = client.get(f"/users/{user}/recommendations", params={"k": K}).json()
+        assert body["served_from"] == "online"  # not re-ranked as the server re-ranks
+        assert _load(lists_dir, version, store_url).exit_code == 0
+        expired = next(i for i in _cached(lists_dir, user) if i not in _cached(lists_dir, other))
+        body = client.get(f"/users/{user}/recommendations", params={"k": K}).json()
+        assert body["served_from"] == "precomputed"
+        put = {"title": "gone soon", "attributes": {"expires_at": 1_000_000_000}}
+        assert client.put(f"/items/{expired}", json=put).status_code == 200
+        body = client.get(f"/users/{user}/recommendations", params={"k": K}).json()
+        assert body["served_from"] == "online"
+        assert expired not in [i["item_id"] for i in body["items"]]
+        still = client.get(f"/users/{other}/recommendations", params={"k": K}).json()
+        assert still["served_from"] == "precomputed"  # its items were not PUT
+
+
+def test_an_item_expired_since_the_batch_is_not_served_from_it(
+    model_dirs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The batch judged expiry at its own moment; an item of the catalog that expired since
+    (no PUT: its expires_at came with the training data) is no longer in the answer."""
+    data = load_prepared(
+        RecsembleConfig.model_validate({"data": {"dataset": str(model_dirs[0].parent / "data")}})
+    )
+    knn = GENERATORS["itemknn"]().fit(data)
+    top = int(knn.recommend([0], 1).items[0][0])
+    now = int(time.time())
+    expires = [now - 1_000 if i == top else None for i in range(data.n_items)]
+    attributes = data.item_attributes.with_columns(expires_at=pl.Series(expires, dtype=pl.Int64))
+    catalog = Dataset(users=data.users, items=data.items, interactions=data.interactions,
+                      item_attributes=attributes, user_attributes=data.user_attributes,
+                      event_weights=data.event_weights)  # fmt: skip
+    model = save_model(knn, tmp_path / "knn", Catalog.from_dataset(catalog))
+    config = RecsembleConfig.model_validate({"rerank": {"stages": ["available"]}})
+    frame = data.external_interactions()
+    lists = score_locally(frame, model, k=K, at=now - 100_000, config=config)  # before expiry
+    lists_dir = write_table(lists, tmp_path / "lists")
+    user, item = data.users.id_of(0), data.items.id_of(top)
+    assert item in _cached(lists_dir, user)
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    settings = ServeSettings(
+        store_url=store_url, registry_dir=tmp_path / "reg", model_dir=model, config=config
+    )
+    with TestClient(create_app(settings)) as client:
+        version = client.app.state.serving.recommender.version  # type: ignore[attr-defined]
+        assert _load(lists_dir, version, store_url).exit_code == 0
+        body = client.get(f"/users/{user}/recommendations", params={"k": K}).json()
+        assert body["served_from"] == "online"
+        assert item not in [i["item_id"] for i in body["items"]]

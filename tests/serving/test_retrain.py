@@ -287,3 +287,44 @@ def test_stopping_the_server_stops_its_training_child(
     finally:
         for pid in children():
             os.kill(pid, signal.SIGKILL)
+
+
+def test_put_attributes_keep_the_catalogs_column_types_in_the_retraining_data(
+    tmp_path: Path,
+) -> None:
+    """A PUT's expires_at in epoch seconds into a datetime column stays that moment (not an
+    integer mixing microseconds and seconds), and one PUT price "cheap" does not turn the
+    price column into text, which would leave a `price < 20` rule unusable after retraining."""
+    import datetime as dt
+
+    from recsemble.rerank.filters import RuleFilter
+
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = [f"u{u},i{(u * 3 + n) % 12},{1_700_000_000 + n}" for u in range(20) for n in range(5)]
+    (data / "interactions.csv").write_text("user_id,item_id,timestamp\n" + "\n".join(rows))
+    pl.DataFrame({
+        "item_id": [f"i{i}" for i in range(12)],
+        "price": [float(i) for i in range(12)],
+        "expires_at": [dt.datetime(2030, 1, 1)] * 12,
+    }).write_parquet(data / "items.parquet")  # fmt: skip
+    _cli("train", "--dataset", str(data), "--model", "itemknn", "--out", str(tmp_path / "m"))
+    state = _started_state(tmp_path, tmp_path / "m")
+    try:
+        state.upsert("item", Record("i1", {"title": "a", "attributes": {"price": "cheap"}}))
+        later = {"title": "b", "attributes": {"price": 5, "expires_at": 4_000_000_000}}
+        state.upsert("item", Record("i2", later))
+        version = state.registry.current()
+        assert version is not None
+        folder = export_training_data(state, version, state.cursor, tmp_path / "export")
+        exported = load_dataset(str(folder))
+        items = exported.item_attributes
+        assert items["price"].dtype == pl.Float64 and items["expires_at"].dtype.is_temporal()
+        by_id = dict(zip(exported.items.ids, items.iter_rows(named=True), strict=True))
+        assert by_id["i2"]["expires_at"] == dt.datetime(2096, 10, 2, 7, 6, 40)
+        assert by_id["i3"]["expires_at"] == dt.datetime(2030, 1, 1)
+        assert by_id["i1"]["price"] is None
+        rule = {"include": [{"attribute": "price", "op": "<", "value": 20}]}
+        RuleFilter(**rule).fit(exported)  # the rule still applies
+    finally:
+        state.close()

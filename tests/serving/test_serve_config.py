@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -21,14 +22,21 @@ def test_configured_stages_shape_every_answer(
     ids = items[items.columns[0]].cast(pl.String).to_list()
     categories = dict(zip(ids, items["categories"].to_list(), strict=True))
     server = start_server(tmp_path, model_dirs[0], extra=("--config", str(config)))
+
+    def categories_of(answer: dict[str, Any]) -> list[str]:
+        return [c for entry in answer["items"] for c in categories.get(entry["item_id"]) or []]
+
     try:
         with server.client() as client:
+            repeated = 0
             for user in ("0", "1", "someone-new"):
                 answer = client.get(f"/users/{user}/recommendations", params={"k": 10}).json()
-                seen: list[str] = []
-                for entry in answer["items"]:
-                    seen += list(categories.get(entry["item_id"]) or [])
+                seen = categories_of(answer)
                 assert len(seen) == len(set(seen)), answer  # no category twice
+                params = {"k": 10, "rerank": ""}  # no stage: the model's own order
+                plain = categories_of(server.get_json(f"/users/{user}/recommendations", **params))
+                repeated += len(plain) > len(set(plain))
+            assert repeated  # the cap did the work above
     finally:
         server.stop()
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from recsemble.config import RecsembleConfig
-from recsemble.pipeline import Recommender
+from recsemble.pipeline import Recommender, RequestOptions
 from recsemble.serving.state import ServeSettings, ServingState, load_recommender
 from recsemble.store.base import Event, Record
 
@@ -153,5 +153,34 @@ def test_a_failed_swap_leaves_the_event_types_of_the_served_version(
         with pytest.raises(OSError, match="store read failed"):
             state.publish(weighted)
         assert state.ingest([Event("e1", "u0", "i2", "wishlist", 2)]).accepted == 1
+    finally:
+        state.close()
+
+
+def test_a_deleted_user_loses_the_segment_the_attributes_gave(tmp_path: Path) -> None:
+    """A deleted user loses their attributes on the served model, as retraining drops them:
+    their cold-start list no longer comes from the segment the attributes gave."""
+    rows = [f"u{u},i{(u * 3 + n) % 20},{1_700_000_000 + n}" for u in range(30) for n in range(6)]
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "interactions.csv").write_text("user_id,item_id,timestamp\n" + "\n".join(rows))
+    users = "\n".join(f"u{u},a" for u in range(31))  # u30: in the table, without history
+    (data / "users.csv").write_text("user_id,segment\n" + users)
+    _cli("train", "--dataset", str(data), "--model", "itemknn", "--out", str(tmp_path / "m"))
+    settings = ServeSettings(
+        store_url=f"sqlite:///{tmp_path / 'store.db'}",
+        registry_dir=tmp_path / "registry",
+        model_dir=tmp_path / "m",
+    )
+    state = ServingState(settings)
+    state.start()
+    try:
+        state.upsert("user", Record("newcomer", {"segment": "a"}))
+        served = state.recommender
+        assert served is not None
+        for user in ("newcomer", "u30"):  # attributes from a PUT, from the training data
+            assert served.recommend(user, RequestOptions(k=3)).source == "cold:segment"
+            state.delete("user", user)
+            assert served.recommend(user, RequestOptions(k=3)).source == "cold:popular"
     finally:
         state.close()

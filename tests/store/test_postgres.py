@@ -106,3 +106,16 @@ def test_a_newer_schema_is_refused(postgres_url: str) -> None:
         conn.execute("UPDATE recsemble_schema SET version = 99")
     with pytest.raises(DataError, match="schema version 99"):
         open_store(postgres_url)
+
+
+def test_a_store_made_before_the_record_of_reranking_gains_it(postgres_url: str) -> None:
+    open_store(postgres_url).close()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:  # as an earlier recsemble had it
+        conn.execute("ALTER TABLE precomputed_batches DROP COLUMN rerank")
+    store = open_store(postgres_url)
+    try:
+        store.replace_precomputed("v1", [[("u0", 1, "i0", 1.0, None, 1, 1)]], "r")
+        cached = store.precomputed("v1", "u0")
+        assert cached is not None and cached.rerank == "r"
+    finally:
+        store.close()

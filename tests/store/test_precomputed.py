@@ -4,6 +4,7 @@ the Parquet checks that refuse a bad file before anything is written."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 
 from recsemble.errors import DataError
 from recsemble.store import Store
-from recsemble.store.precomputed import PrecomputedRow, check_parquet, read_chunks
+from recsemble.store.precomputed import PrecomputedRow, batch_rerank, check_parquet, read_chunks
 
 
 def _rows(users: int, k: int, tag: str) -> list[PrecomputedRow]:
@@ -119,3 +120,39 @@ def test_parquet_checks_name_the_problem(tmp_path: Path) -> None:
         list(read_chunks(bad_rank))
     with pytest.raises(DataError, match="no such file"):
         check_parquet(tmp_path / "absent")
+
+
+def test_a_batch_keeps_the_reranking_it_was_computed_with(store: Store) -> None:
+    store.replace_precomputed("v1", _chunks(_rows(2, 2, "a"), 3), '{"stages":[]}')
+    cached = store.precomputed("v1", "u1")
+    assert cached is not None and cached.rerank == '{"stages":[]}'
+    store.replace_precomputed("v1", _chunks(_rows(2, 2, "b"), 3))  # not recorded
+    cached = store.precomputed("v1", "u1")
+    assert cached is not None and cached.rerank is None
+
+
+def test_a_sqlite_store_made_before_the_record_of_reranking_gains_it(tmp_path: Path) -> None:
+    from recsemble.store.sqlite import SQLiteStore
+
+    path = tmp_path / "old.db"
+    SQLiteStore(path).close()
+    with sqlite3.connect(path) as conn:  # as a store of an earlier recsemble had the table
+        conn.execute("ALTER TABLE precomputed_batches DROP COLUMN rerank")
+    store = SQLiteStore(path)
+    try:
+        store.replace_precomputed("v1", _chunks(_rows(1, 1, "a"), 1), "r")
+        cached = store.precomputed("v1", "u0")
+        assert cached is not None and cached.rerank == "r"
+    finally:
+        store.close()
+
+
+def test_the_reranking_of_batch_lists_is_one_value(tmp_path: Path) -> None:
+    one, two = tmp_path / "one.parquet", tmp_path / "two.parquet"
+    pq.write_table(_table(rerank=pa.array(["r", "r"])), one)
+    assert batch_rerank(one) == "r"
+    pq.write_table(_table(rerank=pa.array(["r", "s"])), two)
+    with pytest.raises(DataError, match="more than one value"):
+        batch_rerank(two)
+    pq.write_table(_table(), tmp_path / "old.parquet")  # written before batch recorded it
+    assert batch_rerank(tmp_path / "old.parquet") is None

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from recsemble.errors import NotRecommendableError
 from recsemble.evaluation.slices import history_slice_labels
 from recsemble.generators import CandidateGenerator
 from recsemble.generators.history import Histories, profile_matrix
@@ -282,6 +283,23 @@ def _join(parts: list[str]) -> str:
     if len(parts) <= 1:
         return "".join(parts)
     return ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def check_recommendable(
+    items: ItemState, item_id: str, user_id: str, seen: I32, seen_new: frozenset[str]
+) -> None:
+    """NotRecommendableError when no answer to the user can hold the item, so that no
+    explanation pretends it was recommended: an item they have seen (`seen`: the fitted history
+    and the live model items the seen rule counts; `seen_new`: items added after training) or
+    one unavailable now."""
+    idx, new = items.idx(item_id), items.new_items.get(item_id)
+    if item_id in seen_new or (idx is not None and np.isin(idx, seen).item()):
+        raise NotRecommendableError(
+            f"item {item_id!r} is in the history of user {user_id!r}: it is never recommended "
+            "to them, so there is nothing to explain"
+        )
+    if (idx is not None and items.unavailable[idx]) or (new is not None and not new.available):
+        raise NotRecommendableError(f"item {item_id!r} is unavailable: it is in no answer now")
 
 
 def explanation(evidence: Evidence, source: str, items: ItemState) -> Explanation:

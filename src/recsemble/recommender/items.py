@@ -1,10 +1,11 @@
 """The live catalog: what serving knows about items now, beyond what the model was fitted with.
 
-The model's items keep their idx; their titles, categories and availability follow upserts,
-and a removed item is blocked everywhere at once (one shared mask every answer is filtered
-with). Items the model never saw (upserted after training) live beside them by external id:
-they can be found by content similarity to their title, text and categories, and be offered
-in exploration slots, until a retrain gives them an idx.
+The model's items keep their idx; their titles, categories, availability and the attribute
+table the re-ranking stages read (price, expiry, ...) follow upserts, and a removed item is
+blocked everywhere at once (one shared mask every answer is filtered with). Items the model
+never saw (upserted after training) live beside them by external id: they can be found by
+content similarity to their title, text and categories, and be offered in exploration slots,
+until a retrain gives them an idx.
 
 Readers never lock: every structure a request reads is replaced whole (copy on write) under
 the writers' lock, so a reader sees the old or the new state, never half of an update.
@@ -12,10 +13,12 @@ the writers' lock, so a reader sees the old or the new state, never half of an u
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,6 +32,7 @@ from recsemble.store.base import Record
 Bool = npt.NDArray[np.bool_]
 I32 = npt.NDArray[np.int32]
 F32 = npt.NDArray[np.float32]
+log = logging.getLogger(__name__)
 
 
 def item_document(title: Any, text: Any, categories: Iterable[str]) -> str:
@@ -36,6 +40,70 @@ def item_document(title: Any, text: Any, categories: Iterable[str]) -> str:
     cats = " ".join("cat_" + re.sub(r"\W+", "_", str(c).lower()) for c in categories)
     parts = [str(part) for part in (title, text, cats) if part]
     return ". ".join(parts)
+
+
+def flat_record(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """An item record's standard fields and its free `attributes` as columns of one row."""
+    extra = attributes.get("attributes")
+    flat = {k: v for k, v in attributes.items() if k != "attributes"}
+    return {**(extra if isinstance(extra, Mapping) else {}), **flat}
+
+
+def with_rows(frame: pl.DataFrame, rows: Mapping[int, Mapping[str, Any]]) -> pl.DataFrame:
+    """A copy of the attribute table with the rows at these idx replaced whole (a PUT replaces
+    the record: a column it lacks is null there). A value that does not fit its column's type
+    is null (logged), so the columns keep their types and the stages reading them still fit;
+    an attribute no item had before becomes a new column."""
+    if not rows:
+        return frame
+    replaced = typed_rows(list(rows.values()), frame.schema)
+    added = [c for c in replaced.columns if c not in frame.columns]
+    frame = frame.with_columns(pl.lit(None, dtype=replaced[c].dtype).alias(c) for c in added)
+    position = pl.Series("__row", list(rows), dtype=pl.UInt32)
+    kept = frame.with_row_index("__row").filter(~pl.col("__row").is_in(position.implode()))
+    merged = pl.concat([kept, replaced.insert_column(0, position)]).sort("__row")
+    return merged.drop("__row")
+
+
+def typed_rows(
+    rows: Sequence[Mapping[str, Any]], schema: Mapping[str, pl.DataType]
+) -> pl.DataFrame:
+    """Records as a frame with the table's columns in the table's types (null where a record
+    lacks the column or its value does not fit), then the attributes the table lacks."""
+    update = pl.DataFrame(list(rows), infer_schema_length=None, strict=False)
+    known = [_fitted(update, name, dtype, len(rows)) for name, dtype in schema.items()]
+    return pl.DataFrame([*known, *(update[c] for c in update.columns if c not in schema)])
+
+
+def _fitted(update: pl.DataFrame, name: str, dtype: pl.DataType, n: int) -> pl.Series:
+    """The update's column `name` in the table's type (null where a value does not fit)."""
+    new = update[name] if name in update.columns else pl.Series(name, [None] * n)
+    try:
+        cast = _temporal(new, dtype) if dtype.is_temporal() else new.cast(dtype, strict=False)
+    except (pl.exceptions.PolarsError, TypeError, ValueError):
+        cast = pl.Series(name, [None] * n, dtype=dtype)
+    if cast.dtype != dtype:  # a lenient cast that kept the type (a struct): nothing fits
+        cast = pl.Series(name, [None] * n, dtype=dtype)
+    if cast.null_count() > new.null_count():
+        wrong = new.filter(cast.is_null() & new.is_not_null()).to_list()[:3]
+        log.warning("item attribute %r: %s do not fit its type %s: null", name, wrong, dtype)
+    return cast.alias(name)
+
+
+def _temporal(values: pl.Series, dtype: pl.DataType) -> pl.Series:
+    """Values for a date or datetime column: numbers are epoch seconds (the API's times; a
+    plain cast would read them as microseconds, 1970), text is ISO-8601."""
+    text = values.dtype == pl.String  # text when the batch mixed numbers and text
+    if not (text or values.dtype.is_numeric()):
+        return pl.Series(values.name, [None] * len(values), dtype=dtype)
+    seconds = values.cast(pl.Float64, strict=False).cast(pl.Int64, strict=False)
+    found = pl.from_epoch(seconds, time_unit="s")
+    rest = values.zip_with(seconds.is_null(), pl.Series([None] * len(values), dtype=values.dtype))
+    if text and rest.null_count() < len(rest):
+        # The format is inferred from the first value: one it cannot read fails them all.
+        with contextlib.suppress(pl.exceptions.ComputeError):
+            found = found.fill_null(rest.str.to_datetime(strict=False, time_unit="us"))
+    return found.cast(dtype, strict=False)
 
 
 def _categories(value: Any) -> frozenset[str]:
@@ -84,6 +152,7 @@ class NewItem:
     categories: frozenset[str]
     vector: sp.csr_array  # content vector on the model items' vocabulary
     available: bool = True
+    attributes: Mapping[str, Any] = field(default_factory=dict)  # the record as one flat row
 
 
 class ItemState:
@@ -103,6 +172,7 @@ class ItemState:
         self.removed: Bool = np.zeros(self.n_model, dtype=np.bool_)
         self.unavailable: Bool = ~available
         self.blocked: Bool = self.unavailable.copy()
+        self.changed: Bool = np.zeros(self.n_model, dtype=np.bool_)  # upserted since the load
         self.category_items: dict[str, Bool] = self._category_masks()
         self.new_items: dict[str, NewItem] = {}
         self._content: ContentIndex | None = None
@@ -182,6 +252,7 @@ class ItemState:
         with self._lock:
             removed, unavailable = self.removed.copy(), self.unavailable.copy()
             masks = dict(self.category_items)  # copied masks are edited, then published
+            rows: dict[int, dict[str, Any]] = {}  # the attribute table's rows to replace
             for record in records:
                 if record.deleted:
                     self._remove_locked(record.id, removed)
@@ -193,6 +264,8 @@ class ItemState:
                     self.new_items = {**self.new_items, record.id: _new_item(record, content)}
                     continue
                 removed[idx] = False  # an upsert brings a removed item back
+                rows[idx] = flat_record(attrs)
+                rows[idx]["categories"] = sorted(_categories(attrs.get("categories")))
                 if "title" in attrs:
                     self.titles[idx] = None if attrs["title"] is None else str(attrs["title"])
                 if "available" in attrs:
@@ -200,6 +273,10 @@ class ItemState:
                 if "categories" in attrs:
                     self._recategorise(idx, _categories(attrs["categories"]), masks)
             self.category_items = masks
+            self.attributes = with_rows(self.attributes, rows)  # what re-ranking stages read
+            changed = self.changed.copy()
+            changed[list(rows)] = True
+            self.changed = changed
             self._publish(removed, unavailable)
 
     def _recategorise(self, idx: int, categories: frozenset[str], masks: dict[str, Bool]) -> None:
@@ -255,6 +332,7 @@ def _new_item(record: Record, content: ContentIndex) -> NewItem:
         categories=cats,
         vector=content.vector(document),
         available=attrs.get("available") is not False,
+        attributes={**flat_record(attrs), "categories": sorted(cats)},
     )
 
 

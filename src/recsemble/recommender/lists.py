@@ -102,9 +102,10 @@ def top_up(
 
 
 def best_new_item(
-    state: ItemState, history: I32, filt: Filter, seen_new: frozenset[str]
+    state: ItemState, history: I32, filt: Filter, hidden: frozenset[str]
 ) -> tuple[NewItem, float] | None:
-    """The new item closest in content to the user's latest items (None: none related)."""
+    """The new item closest in content to the user's latest items, neither `hidden` nor
+    refused by the filter (None: none related)."""
     found = state.new_item_matrix()
     if found is None or history.size == 0:
         return None
@@ -117,19 +118,19 @@ def best_new_item(
         item = items[int(position)]
         if similarity[position] <= 0:
             return None
-        if item.item_id not in seen_new and filt.allows_new(item):
+        if item.item_id not in hidden and filt.allows_new(item):
             return item, float(similarity[position] / norm)
     return None
 
 
 def with_new_item(
-    state: ItemState, answer: Answer, history: I32, filt: Filter, seen_new: frozenset[str], k: int
+    state: ItemState, answer: Answer, history: I32, filt: Filter, hidden: frozenset[str], k: int
 ) -> Answer:
     """An exploration slot: the last place goes to the new item (upserted after training)
     closest in content to the user's latest items, if any is related at all."""
     if not state.new_items or k < 2:
         return answer
-    found = best_new_item(state, history, filt, seen_new)
+    found = best_new_item(state, history, filt, hidden)
     if found is None:
         return answer
     item, similarity = found

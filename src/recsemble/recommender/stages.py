@@ -9,24 +9,31 @@ warning, never a failed load; asking for it by name in a request is then a clear
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from recsemble.data.dataset import DEFAULT_EVENT, Dataset
 from recsemble.data.idmap import IdMap
 from recsemble.errors import ConfigError
 from recsemble.generators.history import Histories
+from recsemble.recommender.items import ItemState, NewItem, with_rows
 from recsemble.rerank import Query, RerankConfig, Reranker, build_stages
 from recsemble.rerank.config import check_stage_names
 from recsemble.rerank.exploration import Exploration
+from recsemble.rerank.filters import AvailabilityFilter, QualityFilter, RuleFilter
 from recsemble.store.base import Event
 from recsemble.types import ItemList
 
 log = logging.getLogger(__name__)
+#: The stages that also judge the items added after training: they drop items by attributes.
+NEW_ITEM_FILTERS = (AvailabilityFilter, RuleFilter, QualityFilter)
 
 
 def serving_dataset(
@@ -60,10 +67,14 @@ def serving_dataset(
         users=users,
         items=items,
         interactions=interactions,
-        item_attributes=item_attributes.with_columns(pl.lit(True).alias("available")),
+        item_attributes=_always_available(item_attributes),
         user_attributes=user_frame,
         event_weights=dict(event_weights),
     )
+
+
+def _always_available(item_attributes: pl.DataFrame) -> pl.DataFrame:
+    return item_attributes.with_columns(pl.lit(True).alias("available"))
 
 
 class Stages:
@@ -75,7 +86,21 @@ class Stages:
         self.fitted: dict[str, Reranker] = {}
         self.unusable: dict[str, str] = {}  # stage name -> why it could not be fitted
         self._lock = threading.Lock()
-        self.default = tuple(name for name in config.stages if self._fit(name) is not None)
+        # The new items, the filters and their fits on them (rejected_new).
+        self._new_filters: tuple[list[NewItem], list[Reranker], list[Reranker]] | None = None
+        self._catalog: pl.DataFrame | None = None  # the attribute table last refitted to
+        for name in config.stages:
+            self._fit(name)
+        self._set_default()
+
+    def _set_default(self) -> None:
+        """The configured stages that could be fitted, and their signature: what a plain
+        request is re-ranked with, as text (a precomputed list is served only when the batch
+        that computed it had the same: serving/precomputed.py)."""
+        self.default = tuple(name for name in self.config.stages if name in self.fitted)
+        chain = [[self.fitted[name].name, self.fitted[name].config.model_dump(mode="json")]
+                 for name in self.default]  # fmt: skip
+        self.signature = json.dumps({"pool": self.config.pool, "stages": chain}, sort_keys=True)
 
     def _fit(self, name: str) -> Reranker | None:
         if name in self.fitted:
@@ -92,6 +117,41 @@ class Stages:
                     log.warning("re-ranking stage %r skipped: %s", name, exc)
         return self.fitted.get(name)
 
+    def catalog_changed(self, item_attributes: pl.DataFrame) -> None:
+        """Item attributes changed (a PUT): the stages reading them are refitted, so business
+        rules, caps, freshness and expiry apply to the catalog as it is now, not as loaded.
+        Stages are replaced whole: a request in flight finishes with the ones it started with.
+        A stage that could not be fitted is tried again: the PUT may hold what it lacked (the
+        first item with a price, for a rule on prices), and a configured one joins the chain."""
+        old = self.dataset
+        with self._lock:
+            if item_attributes is self._catalog:  # only items outside the model changed
+                return
+            self._catalog = item_attributes
+            self.dataset = Dataset(
+                users=old.users,
+                items=old.items,
+                interactions=old.interactions,
+                item_attributes=_always_available(item_attributes),
+                user_attributes=old.user_attributes,
+                event_weights=old.event_weights,
+            )
+            fitted = {}
+            for name, stage in self.fitted.items():
+                try:
+                    fitted[name] = stage.refit_catalog(self.dataset)
+                except (ConfigError, ValueError, KeyError) as exc:  # keeps its last good fit
+                    fitted[name] = stage
+                    log.error("re-ranking stage %r not refitted to the catalog: %s", name, exc)
+            unusable = {}
+            for name in self.unusable:
+                try:
+                    fitted[name] = build_stages(self.config, [name])[0].fit(self.dataset)
+                except (ConfigError, ValueError, KeyError) as exc:
+                    unusable[name] = str(exc)
+            self.fitted, self.unusable = fitted, unusable
+            self._set_default()
+
     def observe(self, events: Sequence[Event], to_idx: Callable[[str], int | None]) -> None:
         """Live events reach the stages that learn from them (exploration's click counts)."""
         learners = [s for s in self.fitted.values() if isinstance(s, Exploration)]
@@ -101,6 +161,43 @@ class Stages:
         items = np.array([-1 if idx is None else idx for idx in found], dtype=np.intp)
         for stage in learners:
             stage.observe(items, [event.type for event in events])
+
+    def rejected_new(self, chain: Sequence[Reranker], state: ItemState, at: int) -> frozenset[str]:
+        """The items added after training (not in the model) that the chain's filters drop
+        at moment `at`: an expiry past, a rule or a quality threshold not met. Those filters
+        are fitted on the new items' attributes, once per set of new items."""
+        filters: list[Reranker] = [
+            stage  # a quality scorer is a function of model idx: it cannot score these
+            for stage in chain
+            if isinstance(stage, NEW_ITEM_FILTERS) and getattr(stage, "scorer", None) is None
+        ]
+        found = state.new_item_matrix()
+        if not filters or found is None:
+            return frozenset()
+        new = found[0]
+        cached = self._new_filters
+        if cached is None or cached[0] is not new or not _same(cached[1], filters):
+            dataset = _new_item_dataset(new, self.dataset)
+            fitted: list[Reranker] = [copy.copy(stage).fit(dataset) for stage in filters]
+            cached = self._new_filters = (new, filters, fitted)
+        kept = ItemList(np.arange(len(new), dtype=np.int32), np.zeros(len(new), np.float32))
+        kept = apply(cached[2], Query(at=at), kept, len(new))
+        return frozenset(new[i].item_id for i in set(range(len(new))) - set(kept.items.tolist()))
+
+    def default_expired(self, items: npt.NDArray[np.int64], at: int) -> bool:
+        """Whether the default `available` stage drops any of the items at moment `at` (an
+        expiry passed): a list computed earlier, e.g. a precomputed one, may hold them."""
+        stages = [self.fitted[name] for name in self.default]
+        return any(
+            bool((stage.expires_[items] <= at).any())
+            for stage in stages
+            if isinstance(stage, AvailabilityFilter)
+        )
+
+    def default_reads_catalog(self) -> bool:
+        """Whether the default stages' answers depend on item attributes."""
+        fitted = self.fitted
+        return any(fitted[name].reads_catalog() for name in self.default)
 
     def chain(self, names: Sequence[str] | None) -> list[Reranker]:
         """The fitted stages for a request (None: the defaults); unknown or unusable: error."""
@@ -116,6 +213,24 @@ class Stages:
                 )
             out.append(stage)
         return out
+
+
+def _same(these: Sequence[Reranker], those: Sequence[Reranker]) -> bool:
+    return len(these) == len(those) and all(a is b for a, b in zip(these, those, strict=True))
+
+
+def _new_item_dataset(new: Sequence[NewItem], served: Dataset) -> Dataset:
+    """The new items alone as a catalog, their attributes in the served catalog's types."""
+    rows = {i: item.attributes for i, item in enumerate(new)}
+    attributes = with_rows(served.item_attributes.clear(len(new)), rows)
+    return Dataset(
+        users=IdMap([]),
+        items=IdMap([item.item_id for item in new]),
+        interactions=served.interactions.clear(),
+        item_attributes=attributes,
+        user_attributes=served.user_attributes.clear(),
+        event_weights=served.event_weights,
+    )
 
 
 def apply(stages: Sequence[Reranker], query: Query, items: ItemList, k: int) -> ItemList:

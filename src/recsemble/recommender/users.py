@@ -170,12 +170,11 @@ class LiveUsers:
                 self.users[user_id] = _replace(user, session=session, session_version=version)
 
     def upsert(self, records: Sequence[Record]) -> None:
+        """New attributes per user; a deleted user has none, also none of those the model was
+        trained with (an empty mapping, not a missing one, which would fall back to them)."""
         with self._lock:
             for record in records:
-                if record.deleted:
-                    self.attributes.pop(record.id, None)
-                else:
-                    self.attributes[record.id] = dict(record.attributes)
+                self.attributes[record.id] = {} if record.deleted else dict(record.attributes)
 
 
 def _replace(user: LiveUser, **changes: Any) -> LiveUser:

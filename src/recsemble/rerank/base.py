@@ -9,6 +9,7 @@ and keeps every stage easy to read.
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Self
@@ -84,6 +85,16 @@ class Reranker(ABC):
 
     def _fit(self, dataset: Dataset) -> None:  # noqa: B027 - most stages need nothing
         """Stage-specific fitting; the default learns nothing."""
+
+    def reads_catalog(self) -> bool:
+        """Whether the stage's answers depend on item attributes (most stages' do)."""
+        return True
+
+    def refit_catalog(self, dataset: Dataset) -> Reranker:
+        """This stage for a changed item catalog (same interactions): a fitted copy, so a
+        request holding this one finishes with it; a stage that reads no item attribute
+        returns itself, one that learns live (explore's counts) keeps what it learned."""
+        return copy.copy(self).fit(dataset) if self.reads_catalog() else self
 
     def rerank(self, query: Query, items: ItemList, k: int) -> ItemList:
         """At most k entries of `items`, in the stage's order."""

@@ -118,15 +118,24 @@ def check_event_types(dataset: Dataset, chosen: list[str], setting: str) -> None
         )
 
 
-def item_birth(dataset: Dataset) -> F64:
-    """Epoch seconds each item appeared: created_at, else its first interaction (NaN: neither)."""
-    created = dataset.item_attributes["created_at"].cast(pl.Float64).to_numpy().copy()
+def first_interactions(dataset: Dataset) -> F64:
+    """Epoch seconds of each item's first interaction (NaN: none)."""
     first = np.full(dataset.n_items, np.inf)
     if dataset.n_interactions:
         np.minimum.at(
             first, dataset.column("item_idx"), dataset.column("timestamp").astype(np.float64)
         )
     first[np.isinf(first)] = np.nan
+    return first
+
+
+def item_birth(dataset: Dataset, first: F64 | None = None) -> F64:
+    """Epoch seconds each item appeared: created_at, else its first interaction (NaN: neither).
+    first: first_interactions(dataset) when known, so that a catalog change (a PUT while
+    serving) does not read every interaction again."""
+    created = dataset.item_attributes["created_at"].cast(pl.Float64).to_numpy().copy()
+    if first is None:
+        first = first_interactions(dataset)
     born: F64 = np.where(np.isnan(created), first, created)
     return born
 

@@ -29,6 +29,7 @@ always gets the same list, while users and moments explore differently.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,7 +43,12 @@ from pydantic import Field, field_validator
 from recsemble.data.dataset import Dataset
 from recsemble.files import file_above
 from recsemble.rerank.base import Query, Reranker, RerankerConfig
-from recsemble.rerank.catalog import age_days, check_event_types, item_birth
+from recsemble.rerank.catalog import (
+    age_days,
+    check_event_types,
+    first_interactions,
+    item_birth,
+)
 from recsemble.types import ItemList
 
 Bool = npt.NDArray[np.bool_]
@@ -178,11 +184,19 @@ class Exploration(Reranker):
     def _fit(self, dataset: Dataset) -> None:
         config = self.config
         self.stats_ = ItemStats.from_dataset(dataset, config.impression_event, config.click_events)
-        self.born_: F64 = item_birth(dataset)
+        self.first_: F64 = first_interactions(dataset)
+        self.born_: F64 = item_birth(dataset, self.first_)
         # Without impression events in the data, impressions are the clicks (see from_dataset).
         self.impressions_logged_ = bool(
             (dataset.interactions["event"] == config.impression_event).any()
         )
+
+    def refit_catalog(self, dataset: Dataset) -> Reranker:
+        """Only the items' ages read the catalog: the click counts, live ones included, stay
+        (shared with this stage, so events observed meanwhile are not lost)."""
+        fresh = copy.copy(self)
+        fresh.born_ = item_birth(dataset, self.first_)
+        return fresh
 
     def observe(self, items: npt.NDArray[np.intp], types: Sequence[str]) -> None:
         """Live events (item idx, -1 for an item the stage does not know; event types) counted

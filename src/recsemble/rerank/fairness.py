@@ -73,6 +73,9 @@ class ExposureFloor(Reranker):
     Config: ClassVar[type[RerankerConfig]] = FairConfig
     config: FairConfig
 
+    def reads_catalog(self) -> bool:
+        return self.config.protected == "rule"  # the long tail comes from the interactions
+
     def _fit(self, dataset: Dataset) -> None:
         if self.config.protected == "longtail":
             mask = longtail_items(dataset.item_popularity, self.config.head_share)

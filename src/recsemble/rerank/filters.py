@@ -66,6 +66,9 @@ class SeenFilter(Reranker):
         seen.sum_duplicates()
         self.seen_: sp.csr_array = seen
 
+    def reads_catalog(self) -> bool:
+        return False  # what a user has seen does not depend on item attributes
+
     def _history_seen(self, query: Query) -> I32:
         chosen = self.config.event_types
         if chosen is None:
@@ -192,6 +195,9 @@ class QualityFilter(Reranker):
     ) -> None:
         super().__init__(config, **overrides)
         self.scorer = scorer
+
+    def reads_catalog(self) -> bool:
+        return self.scorer is None  # a scorer judges items by idx, not by their attributes
 
     def _fit(self, dataset: Dataset) -> None:
         scores = self._scores(dataset)

@@ -8,6 +8,7 @@ score range" on every request. The returned list carries the new scores, so a la
 
 from __future__ import annotations
 
+import copy
 from typing import ClassVar
 
 import numpy as np
@@ -15,7 +16,7 @@ from pydantic import Field
 
 from recsemble.data.dataset import Dataset
 from recsemble.rerank.base import F64, Query, Reranker, RerankerConfig, relevance, with_scores
-from recsemble.rerank.catalog import Rule, age_days, item_birth, rule_mask
+from recsemble.rerank.catalog import Rule, age_days, first_interactions, item_birth, rule_mask
 from recsemble.types import ItemList
 
 
@@ -45,7 +46,13 @@ class FreshnessBoost(Reranker):
     config: FreshConfig
 
     def _fit(self, dataset: Dataset) -> None:
-        self.born_: F64 = item_birth(dataset)
+        self.first_: F64 = first_interactions(dataset)
+        self.born_: F64 = item_birth(dataset, self.first_)
+
+    def refit_catalog(self, dataset: Dataset) -> Reranker:
+        fresh = copy.copy(self)  # the interactions are the same: only created_at is read again
+        fresh.born_ = item_birth(dataset, self.first_)
+        return fresh
 
     def boost(self, query: Query, items: ItemList) -> F64:
         """Each entry's freshness bonus at the request's moment."""

@@ -7,10 +7,14 @@ request gets the cached list when all of these hold, else the on-line answer as 
 
 - it asks for what the batch computed: k no larger than the cached list, no exclusions,
   categories, re-ranking stages or moment of its own (explanations are cached too);
+- the batch re-ranked with the stages and settings the server applies by default (`recsemble
+  batch --config` as `serve --config`; lists loaded without that record are not served);
 - the store has a list for the user under the version being served;
 - the user's history marker is unchanged: the events the server holds for the user (fitted
   plus live, counted as they arrive) and the latest timestamp equal the cached marker;
-- none of the cached items has been removed or made unavailable since.
+- none of the cached items has been removed, made unavailable or (with the `available` stage)
+  expired since, nor, when the served re-ranking stages read item attributes (rules, expiry,
+  caps, ...), been PUT at all: the batch judged it by the catalog the model was saved with.
 
 An item added after training takes the last place of a cached list as it does on line.
 
@@ -22,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 
 import numpy as np
 
@@ -99,6 +104,8 @@ class PrecomputedLists:
             return None
         if cached is None or len(cached.entries) < options.k:
             return None
+        if cached.rerank != recommender.stages.signature:
+            return None
         if options.explain and any(e.explanation is None for e in cached.entries[: options.k]):
             return None
         if (cached.history_events, cached.history_latest) != history_marker(
@@ -108,7 +115,15 @@ class PrecomputedLists:
         idx = [recommender.items.idx(e.item_id) for e in cached.entries[: options.k]]
         if any(i is None for i in idx):
             return None
-        if bool(recommender.items.blocked[np.asarray(idx, np.int64)].any()):
+        positions = np.asarray(idx, np.int64)
+        if bool(recommender.items.blocked[positions].any()):
+            return None
+        if recommender.stages.default_expired(positions, int(time.time())):
+            return None  # expired since the batch, which judged the items at its own moment
+        if (
+            recommender.stages.default_reads_catalog()
+            and recommender.items.changed[positions].any()
+        ):
             return None
         return cached
 

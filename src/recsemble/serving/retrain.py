@@ -18,7 +18,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +28,7 @@ import polars as pl
 from recsemble.errors import RecsembleError
 from recsemble.ranking.ids import ITEMS_FILE, USERS_FILE, read_json_object
 from recsemble.ranking.persistence import saved_histories
+from recsemble.recommender.items import flat_record, typed_rows
 from recsemble.serving.state import ServingState
 from recsemble.store.base import Event, Record
 
@@ -205,22 +205,15 @@ def _with_records(
     if not records:
         return saved
     gone = [r.id for r in records if r.deleted]
-    rows = [{**_flat(r.attributes), id_col: r.id} for r in records if not r.deleted]
+    rows = [{**flat_record(r.attributes), id_col: r.id} for r in records if not r.deleted]
     replaced = {r.id for r in records}
     parts = [] if saved is None else [saved.filter(~pl.col(id_col).is_in(replaced))]
     if saved is not None and kind == "item" and gone:
         deleted = saved.filter(pl.col(id_col).is_in(gone)).with_columns(available=pl.lit(False))
         parts.append(deleted)
-    if rows:
-        parts.append(pl.DataFrame(rows, infer_schema_length=None))
+    if rows:  # in the saved table's types: a datetime column stays one, a number a number
+        parts.append(typed_rows(rows, {} if saved is None else saved.schema))
     return pl.concat(parts, how="diagonal_relaxed") if parts else None
-
-
-def _flat(attributes: Mapping[str, Any]) -> dict[str, Any]:
-    """An item record's standard fields and its free `attributes` as columns of one row."""
-    extra = attributes.get("attributes")
-    flat = {k: v for k, v in attributes.items() if k != "attributes"}
-    return {**(extra if isinstance(extra, Mapping) else {}), **flat}
 
 
 def _weights(state: ServingState, events: list[Event]) -> list[float]:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import AfterValidator, BeforeValidator
 
-from recsemble.errors import ConfigError
+from recsemble.errors import ConfigError, NotRecommendableError
 from recsemble.pipeline import Answer, Explanation, Recommender, RequestOptions
 from recsemble.serving.guard import SLASH_IN_SEGMENT
 from recsemble.serving.precomputed import cacheable
@@ -149,7 +149,14 @@ async def recommendations(
     k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
     exclude: CsvIds = None,
     categories: CsvIds = None,
-    rerank: Annotated[str | None, Query(max_length=300, pattern=STAGES_PATTERN)] = None,
+    rerank: Annotated[
+        str | None,
+        Query(
+            max_length=300,
+            pattern=STAGES_PATTERN,
+            description="Comma-separated stages instead of the configured ones; empty: none.",
+        ),
+    ] = None,
     explain: bool = False,
 ) -> Response:
     """Top-k for a user (unknown users get the cold-start chain, marked in `source`)."""
@@ -180,7 +187,8 @@ async def recommendations(
     tags=["recs"],
 )
 def explanation(user_id: PathId, item_id: PathId, request: Request) -> ExplanationOut:
-    """Why this item for this user: the members that proposed it and the user's own items."""
+    """Why this item for this user: the members that proposed it and the user's own items
+    (409 for an item in no answer to the user: one of their history, or unavailable)."""
     return _explanation(checked(lambda: served_recommender(request).explain(user_id, item_id)))
 
 
@@ -206,10 +214,11 @@ def session_recommendations(body: SessionIn, request: Request) -> Recommendation
 
 
 def checked(call: Callable[[], _T]) -> _T:
-    """Unknown ids -> 404, options the model cannot honour -> 409, bad options -> 422."""
+    """Unknown ids -> 404, options the model cannot honour or an item in no answer to the user
+    -> 409, bad options -> 422."""
     try:
         return call()
-    except ConfigError as exc:  # e.g. a stage this model's data cannot support
+    except (ConfigError, NotRecommendableError) as exc:  # e.g. a stage the data cannot support
         raise HTTPException(409, str(exc)) from None
     except KeyError as exc:
         raise HTTPException(404, f"unknown id: {exc.args[0] if exc.args else exc}") from None

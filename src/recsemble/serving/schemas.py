@@ -65,9 +65,10 @@ StageName = Literal[
     "seen", "available", "rules", "quality", "fresh", "boost", "calibrated", "mmr", "dpp", "cap",
     "fair", "explore", "diverse",
 ]  # fmt: skip
-#: Query-string form of a stage list: names from StageName, comma-separated.
+#: Query-string form of a stage list: names from StageName, comma-separated; empty: no stage
+#: (the model's own order, as `"rerank": []` in a body and `RequestOptions(rerank=())`).
 _STAGES = "|".join(get_args(StageName))
-STAGES_PATTERN = f"^({_STAGES})(,({_STAGES}))*$"
+STAGES_PATTERN = f"^(({_STAGES})(,({_STAGES}))*)?$"
 
 
 class _Request(BaseModel):

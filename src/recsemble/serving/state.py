@@ -270,8 +270,8 @@ class ServingState:
             if record.deleted:
                 recommender.remove_item(record.id)
         users = self.store.changed_since("user", user_cursor)
-        if users:
-            recommender.upsert_users([r for r in users if not r.deleted])
+        if users:  # deletions too: a deleted user loses the attributes (as retraining does)
+            recommender.upsert_users(users)
         return (
             max([item_cursor, *(r.updated_seq for r in items)]),
             max([user_cursor, *(r.updated_seq for r in users)]),

@@ -46,7 +46,7 @@ USERS_PER_PARTITION = 20_000
 #: Spark's type for SCHEMA.
 SPARK_SCHEMA = (
     "user string, rank int, item string, score double, explanation string, "
-    "history_events long, history_latest long"
+    "history_events long, history_latest long, rerank string"
 )
 _SCORERS: dict[tuple[str, ...], BatchScorer] = {}  # one per Python worker and model
 

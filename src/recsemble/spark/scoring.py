@@ -35,7 +35,8 @@ from recsemble.spark.explanations import Request, explain_block
 
 #: The batch table: one row per (user, rank); history_* is the marker of the history the list
 #: was computed from (its number of events and latest timestamp), which the server compares
-#: with what it holds for the user before it serves the list.
+#: with what it holds for the user before it serves the list, as it compares `rerank` (the
+#: stages and settings the lists were re-ranked with) with its own.
 SCHEMA = pa.schema(
     [
         ("user", pa.string()),
@@ -45,6 +46,7 @@ SCHEMA = pa.schema(
         ("explanation", pa.string()),
         ("history_events", pa.int64()),
         ("history_latest", pa.int64()),
+        ("rerank", pa.string()),
     ]
 )
 #: Users per model call: bounds the memory of one call (as ServingModel.warm's batches do).
@@ -157,6 +159,7 @@ class BatchScorer:
         lengths = found.histories.lengths
         for j, answer in enumerate(answers):
             _append(columns, str(events.user_ids[found.rows[j]]), answer, lengths[j], found, j)
+        columns["rerank"] = [rec.stages.signature] * len(columns["user"])
         return pa.table(columns, schema=SCHEMA)
 
     def histories(self, events: UserEvents) -> ScoringHistories:

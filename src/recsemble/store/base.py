@@ -110,10 +110,14 @@ class Store(Protocol):
 
     # The precomputed cache (store/precomputed.py): batch lists the API serves first.
     def replace_precomputed(
-        self, model_version: str, chunks: Iterable[Sequence[PrecomputedRow]]
+        self,
+        model_version: str,
+        chunks: Iterable[Sequence[PrecomputedRow]],
+        rerank: str | None = None,
     ) -> PrecomputedInfo:
         """Load the chunks (one transaction each) as the version's new batch, then make it the
-        active one in one transaction; on any error the previous batch stays, the new rows go."""
+        active one in one transaction; on any error the previous batch stays, the new rows go.
+        rerank: the re-ranking the lists were computed with (None: not known)."""
         ...
 
     def precomputed(self, model_version: str, user_id: str) -> CachedList | None:

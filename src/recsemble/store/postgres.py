@@ -91,6 +91,7 @@ CREATE TABLE IF NOT EXISTS precomputed_batches (
     rows bigint NOT NULL DEFAULT 0,
     loaded_at bigint NOT NULL
 );
+ALTER TABLE precomputed_batches ADD COLUMN IF NOT EXISTS rerank text;
 CREATE INDEX IF NOT EXISTS precomputed_by_version ON precomputed_batches (model_version, active);
 CREATE TABLE IF NOT EXISTS precomputed_lists (
     batch_id bigint NOT NULL,
@@ -108,7 +109,7 @@ INSERT INTO store_meta VALUES ('store_id', md5(random()::text || clock_timestamp
     ON CONFLICT (key) DO NOTHING
 """
 _CACHED = (
-    "SELECT l.item_id, l.score, l.explanation, l.history_events, l.history_latest "
+    "SELECT l.item_id, l.score, l.explanation, l.history_events, l.history_latest, b.rerank "
     "FROM precomputed_batches b JOIN precomputed_lists l ON l.batch_id = b.batch_id "
     "WHERE b.model_version = %s AND b.active AND l.user_id = %s ORDER BY l.rank"
 )
@@ -236,13 +237,16 @@ class PostgresStore:
     # -- service ---------------------------------------------------------------------------
     # -- precomputed cache -----------------------------------------------------------------
     def replace_precomputed(
-        self, model_version: str, chunks: Iterable[Sequence[PrecomputedRow]]
+        self,
+        model_version: str,
+        chunks: Iterable[Sequence[PrecomputedRow]],
+        rerank: str | None = None,
     ) -> PrecomputedInfo:
         with self._pool.connection() as conn, conn.transaction():
             row = conn.execute(
-                "INSERT INTO precomputed_batches (model_version, loaded_at) VALUES (%s, %s) "
-                "RETURNING batch_id",
-                (model_version, int(time.time())),
+                "INSERT INTO precomputed_batches (model_version, loaded_at, rerank) "
+                "VALUES (%s, %s, %s) RETURNING batch_id",
+                (model_version, int(time.time()), rerank),
             ).fetchone()
         assert row is not None
         batch = int(row[0])

@@ -42,7 +42,7 @@ REQUIRED = {
     "history_events": "integer",
     "history_latest": "integer",
 }
-OPTIONAL = {"explanation": "string"}
+OPTIONAL = {"explanation": "string", "rerank": "string"}
 #: Beside the part files: the saved model the lists come from (Parquet readers skip "_" files).
 MODEL_STAMP = "_recsemble_model.json"
 
@@ -62,6 +62,7 @@ class CachedList:
     entries: list[CachedEntry]
     history_events: int
     history_latest: int
+    rerank: str | None = None  # the re-ranking the batch applied (None: not recorded)
 
 
 @dataclass(frozen=True)
@@ -76,15 +77,16 @@ class PrecomputedInfo:
 
 
 def cached_list(user_id: str, rows: Sequence[tuple[object, ...]]) -> CachedList | None:
-    """A CachedList from (item_id, score, explanation, history_events, history_latest) rows
-    in rank order, as both backends read them (None: no rows)."""
+    """A CachedList from (item_id, score, explanation, history_events, history_latest, the
+    batch's rerank) rows in rank order, as both backends read them (None: no rows)."""
     if not rows:
         return None
     entries = [
         CachedEntry(str(r[0]), float(str(r[1])), None if r[2] is None else str(r[2])) for r in rows
     ]
-    events, latest = rows[0][3], rows[0][4]
-    return CachedList(user_id, entries, int(str(events)), int(str(latest)))
+    events, latest, rerank = rows[0][3], rows[0][4], rows[0][5]
+    marker = int(str(events)), int(str(latest))
+    return CachedList(user_id, entries, *marker, None if rerank is None else str(rerank))
 
 
 def _kind_matches(kind: pa.DataType, wanted: str) -> bool:
@@ -122,6 +124,27 @@ def check_parquet(path: Path) -> None:
     check_schema(ds.dataset(str(path), format="parquet").schema, str(path))
 
 
+def batch_rerank(path: Path) -> str | None:
+    """The re-ranking a batch's lists were computed with (its `rerank` column, one value for
+    every row); None for lists written before `recsemble batch` recorded it."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    check_parquet(path)
+    dataset = ds.dataset(str(path), format="parquet")
+    if "rerank" not in dataset.schema.names:
+        return None
+    values = pc.unique(dataset.to_table(columns=["rerank"]).column("rerank")).to_pylist()
+    if len(values) > 1 or None in values:
+        raise DataError(
+            "batch lists computed with different re-ranking settings (the `rerank` column "
+            "holds more than one value); load the output of one `recsemble batch`",
+            source=str(path),
+            column="rerank",
+        )
+    return str(values[0]) if values else None
+
+
 def read_chunks(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[list[PrecomputedRow]]:
     """A Parquet file or folder of batch lists, checked, in chunks of rows (the columns
     first: a bad file is refused before anything is written; a bad value stops the load)."""
@@ -129,7 +152,7 @@ def read_chunks(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[list[Preco
 
     check_parquet(path)
     dataset = ds.dataset(str(path), format="parquet")
-    names = [*REQUIRED, *(n for n in OPTIONAL if n in dataset.schema.names)]
+    names = [*REQUIRED, *(n for n in OPTIONAL if n in dataset.schema.names and n != "rerank")]
     for batch in dataset.to_batches(columns=names, batch_size=chunk_rows):
         if batch.num_rows:
             yield _rows(batch, str(path))

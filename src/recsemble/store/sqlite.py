@@ -92,7 +92,8 @@ CREATE TABLE IF NOT EXISTS precomputed_batches (
     k INTEGER NOT NULL DEFAULT 0,
     users INTEGER NOT NULL DEFAULT 0,
     rows INTEGER NOT NULL DEFAULT 0,
-    loaded_at INTEGER NOT NULL
+    loaded_at INTEGER NOT NULL,
+    rerank TEXT
 ) STRICT;
 CREATE INDEX IF NOT EXISTS precomputed_by_version ON precomputed_batches (model_version, active);
 CREATE TABLE IF NOT EXISTS precomputed_lists (
@@ -109,7 +110,7 @@ CREATE TABLE IF NOT EXISTS precomputed_lists (
 CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT
 """
 _CACHED = (
-    "SELECT l.item_id, l.score, l.explanation, l.history_events, l.history_latest "
+    "SELECT l.item_id, l.score, l.explanation, l.history_events, l.history_latest, b.rerank "
     "FROM precomputed_batches b JOIN precomputed_lists l ON l.batch_id = b.batch_id "
     "WHERE b.model_version = ? AND b.active = 1 AND l.user_id = ? ORDER BY l.rank"
 )
@@ -136,6 +137,9 @@ class SQLiteStore:
             with self._write() as conn:
                 for statement in filter(str.strip, _PRECOMPUTED_SCHEMA.split(";")):
                     conn.execute(statement)
+                columns = conn.execute("PRAGMA table_info(precomputed_batches)").fetchall()
+                if "rerank" not in {column[1] for column in columns}:  # a store made before it
+                    conn.execute("ALTER TABLE precomputed_batches ADD COLUMN rerank TEXT")
                 conn.execute(_NEW_STORE_ID, (uuid.uuid4().hex,))
         except (sqlite3.DatabaseError, OSError) as exc:  # one line, not sqlite3's traceback
             self.close()
@@ -228,13 +232,17 @@ class SQLiteStore:
 
     # -- precomputed cache -----------------------------------------------------------------
     def replace_precomputed(
-        self, model_version: str, chunks: Iterable[Sequence[PrecomputedRow]]
+        self,
+        model_version: str,
+        chunks: Iterable[Sequence[PrecomputedRow]],
+        rerank: str | None = None,
     ) -> PrecomputedInfo:
         now = int(time.time())
         with self._write() as conn:
             batch = conn.execute(
-                "INSERT INTO precomputed_batches (model_version, loaded_at) VALUES (?, ?)",
-                (model_version, now),
+                "INSERT INTO precomputed_batches (model_version, loaded_at, rerank) "
+                "VALUES (?, ?, ?)",
+                (model_version, now, rerank),
             ).lastrowid
         try:
             for chunk in chunks:
