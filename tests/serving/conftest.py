@@ -103,9 +103,10 @@ def start_server(
     registry: Path | None = None,
     ready_timeout: float = 120,
     extra: tuple[str, ...] = (),
+    port: int | None = None,
 ) -> Server:
-    """`python -m recsemble serve` on a free port, once /health/ready says so."""
-    port = free_port()
+    """`python -m recsemble serve` on `port` (default: a free one), once /health/ready says so."""
+    port = port or free_port()
     store_url = store_url or f"sqlite:///{tmp / 'store.db'}"
     registry = registry or tmp / "registry"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -202,3 +202,27 @@ def test_model_panel_shows_versions_live_figures_and_switches(
     wait_for(lambda: _find(browser, "#serving-version").text == first, 60, "the rollback")
     assert _api(server, "/models")["serving"] == first
     assert console_errors(browser) == []
+
+
+def test_the_outage_alert_goes_once_the_server_answers_again(
+    browser: Any, tmp_path: Path, model_dirs: tuple[Path, Path]
+) -> None:
+    """The live panel polls /stats: while the server is down the page says it does not
+    answer; once a restarted server answers again, that alert must not stay beside fresh
+    figures (an engineer would take the server for still down)."""
+    first = start_server(tmp_path, model_dirs[0])
+    port = int(first.url.rsplit(":", 1)[1])
+    try:
+        browser.get(f"{first.url}/dashboard")
+        wait_for(lambda: _find(browser, "#requests-total").text.isdigit(), what="live figures")
+    finally:
+        first.stop()
+    error = wait_for(lambda: _find(browser, "#error-text").text, what="the outage alert")
+    assert "GET /stats" in error and "no answer from the server" in error
+    console_errors(browser)  # the failed polls were the point
+    again = start_server(tmp_path, model_dirs[0], port=port)  # a restart: same port and store
+    try:
+        wait_for(lambda: not _find(browser, "#error").is_displayed(), what="the alert to go")
+        assert _find(browser, "#error-text").text == ""
+    finally:
+        again.stop()

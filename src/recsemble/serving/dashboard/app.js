@@ -14,6 +14,7 @@
     serving: null,
     clickType: "click", // the served model's lightest event type, from /stats
     pollPaused: false,
+    pollError: null, // the alert a failed poll put up, taken down when a poll succeeds again
     memberColour: new Map(),
     titles: new Map(),
   };
@@ -355,10 +356,18 @@
     if (state.pollPaused) return;
     try {
       await loadStats();
+      // The outage is over (a restarted server, the network back): its alert would say the
+      // server does not answer beside figures that show it does. An alert that came from the
+      // user's own action since then stays.
+      if (state.pollError !== null && $("error-text").textContent === state.pollError) {
+        clearError();
+      }
+      state.pollError = null;
     } catch (err) {
       // A key problem does not fix itself: stop asking until a key is entered.
       if (err.status === 401 || err.status === 403) state.pollPaused = true;
       showError(err);
+      state.pollError = $("error-text").textContent;
     }
   }
 
