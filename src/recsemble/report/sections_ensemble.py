@@ -128,8 +128,9 @@ def tradeoffs_section(data: ReportData, figures: dict[str, FigureJson]) -> Secti
     caption = (
         f"What re-ranking costs in accuracy and buys in diversity, coverage, novelty, calibration "
         f"or fairness of exposure. Up is better NDCG@{k}; the menu picks the other metric. A star "
-        "is a plain model, a line a swept knob (its values on the points), a diamond a fixed "
-        "re-ranking chain. Good settings sit near the star's height but far along the other axis."
+        "is a plain model, a line a swept knob (its values on the points; the model's colour, "
+        "one dash per knob), a diamond a fixed re-ranking chain. Good settings sit near the "
+        "star's height but far along the other axis."
     )
     figure = tradeoff_curves(data)
     if figure is None:
