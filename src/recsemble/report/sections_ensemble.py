@@ -95,7 +95,8 @@ def _reach_table(analysis: Mapping[str, Any]) -> str:
         "<h3>What each member finds on its own</h3>"
         '<p class="caption">Unique hits are test items only this member puts in its top '
         f"{esc(k)}; candidate recall is the share of test items in its candidate pool (all members "
-        f"together: {fmt(union)}).</p>" + table(headers, rows, id="reach-table")
+        f"together: {fmt(union)}).</p>"
+        + f'<div class="scroll">{table(headers, rows, id="reach-table")}</div>'
     )
 
 
