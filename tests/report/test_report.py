@@ -237,3 +237,12 @@ def test_a_sweep_line_wears_the_colour_of_the_model_it_re_ranks(full: dict[str, 
         assert line["color"] == stars[name.split(" ")[0]], name
     assert lines["ensemble mmr.lambda"]["dash"] == lines["itemknn mmr.lambda"]["dash"]
     assert lines["ensemble dpp.theta"]["dash"] != lines["ensemble mmr.lambda"]["dash"]
+
+
+def test_a_baseline_only_run_says_why_there_is_no_decision(full: dict[str, Any]) -> None:
+    """`evaluate --models pop` is a run a user makes; its report told them to re-run
+    evaluate to get the decision, which a re-run never writes for the baseline alone."""
+    page = _render({"pop": copy.deepcopy(full["pop"])})
+    text = page.section_text("decision")
+    assert "only the baseline (pop) was evaluated" in text
+    assert "Re-run" not in text and "--models ensemble" in text
