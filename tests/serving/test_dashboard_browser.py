@@ -204,6 +204,28 @@ def test_model_panel_shows_versions_live_figures_and_switches(
     assert console_errors(browser) == []
 
 
+def test_a_version_published_elsewhere_reaches_the_users_list(
+    browser: Any, site: tuple[Server, str]
+) -> None:
+    """Another client (curl, a second dashboard) publishes a version: the model panel
+    followed within a poll, but the user's list stayed the old version's answer."""
+    server, second = site
+    first = _api(server, "/models")["serving"]
+    user = _find(browser, "#user-title").text
+    assert f"model {first}" in _find(browser, "#recs-meta").text
+    with server.client(ADMIN_KEY) as client:
+        assert client.post(f"/admin/models/{second}/publish").status_code == 200
+        try:
+            wait_for(lambda: _find(browser, "#serving-version").text == second, what="the poll")
+            wait_for(lambda: f"model {second}" in _find(browser, "#recs-meta").text,
+                     what="the user's list from the new version")  # fmt: skip
+            answer = _api(server, f"/users/{user}/recommendations", k=10, explain="true")
+            assert _ids(browser, "#recs > li") == [i["item_id"] for i in answer["items"]]
+        finally:
+            assert client.post("/admin/rollback").status_code == 200
+    assert console_errors(browser) == []
+
+
 def test_the_outage_alert_goes_once_the_server_answers_again(
     browser: Any, tmp_path: Path, model_dirs: tuple[Path, Path]
 ) -> None:

@@ -349,7 +349,11 @@
     $("uptime").textContent = `${Math.round(stats.uptime_s)} s`;
     $("report-link").hidden = !stats.report_available;
     $("route-stats").tBodies[0].replaceChildren(...routeRows(stats));
-    if (stats.serving !== state.serving) await loadModels(); // changed elsewhere
+    if (stats.serving !== state.serving) { // published or rolled back elsewhere
+      await loadModels();
+      // The user's list came from the version no longer served: show what it answers now.
+      if (state.user !== null) await refreshUser(null, null);
+    }
   }
 
   async function poll() {
