@@ -226,6 +226,30 @@ def test_a_version_published_elsewhere_reaches_the_users_list(
     assert console_errors(browser) == []
 
 
+def test_a_lone_model_is_not_called_an_ensemble(
+    browser: Any, tmp_path: Path, model_dirs: tuple[Path, Path]
+) -> None:
+    """Serving one generator (`train --model itemknn`), the page titled its list
+    '(ensemble, explained)' and the column under it 'Each member alone'."""
+    from .conftest import _cli
+
+    model = tmp_path / "itemknn"
+    _cli("train", "--dataset", str(model_dirs[0].parent / "data"), "--model", "itemknn",
+         "--out", str(model))  # fmt: skip
+    lone = start_server(tmp_path, model)
+    try:
+        user = str(lone.get_json("/users", limit=1)["users"][0]["user_id"])
+        browser.get(f"{lone.url}/dashboard#user={user}")
+        wait_for(lambda: _find(browser, ".member-col").is_displayed(), what="the lists")
+        recs_heading = _find(browser, ".column.wide h3").text
+        assert recs_heading == "Recommendations (itemknn alone, explained)"
+        heading = _find(browser, "#members").find_element("xpath", "preceding-sibling::h3[1]")
+        assert heading.text.startswith("The model alone") and "ensemble" not in heading.text
+        assert console_errors(browser) == []
+    finally:
+        lone.stop()
+
+
 def test_the_outage_alert_goes_once_the_server_answers_again(
     browser: Any, tmp_path: Path, model_dirs: tuple[Path, Path]
 ) -> None:

@@ -230,6 +230,13 @@
   // -- members, history, similar ----------------------------------------------------------
   function renderMembers(data) {
     const inEnsemble = new Set(state.recIds);
+    // A lone generator is its own one member: the page must not call it an ensemble.
+    const kind = data.ensemble ? "ensemble" : `${data.members.map((m) => m.label).join(", ")} alone`;
+    $("recs-kind").textContent = `(${kind}, explained)`;
+    $("members-heading").replaceChildren(data.ensemble ? "Each member alone " : "The model alone ",
+      el("span", { className: "muted", text: data.ensemble
+        ? "(same history; highlighted: also in the ensemble's list)"
+        : "(same history; highlighted: also in the list above)" }));
     $("members").replaceChildren(...data.members.map((member) => el("div",
       { className: "member-col", data: { member: member.label } },
       el("h4", { className: colourOf(member.label) },
