@@ -250,6 +250,33 @@ def test_a_lone_model_is_not_called_an_ensemble(
         lone.stop()
 
 
+def test_a_first_published_version_fills_the_page_started_without_one(
+    browser: Any, tmp_path: Path, model_dirs: tuple[Path, Path]
+) -> None:
+    """A server started with no model: the page says so. Once a version is published, the
+    panel showed it serving but the user list stayed empty under 'no model is loaded yet'
+    until the page was reloaded."""
+    from recsemble.registry import ModelRegistry
+
+    empty = start_server(tmp_path, None, ready_path="/health/live")
+    try:
+        browser.get(f"{empty.url}/dashboard")
+        error = wait_for(lambda: _find(browser, "#error-text").text, what="the no-model alert")
+        assert "no model is loaded yet" in error
+        console_errors(browser)  # the 503 was the point
+        version = ModelRegistry(empty.registry).add(model_dirs[0])
+        with empty.client() as client:
+            assert client.post(f"/admin/models/{version}/publish").status_code == 200
+        total = empty.get_json("/users", limit=1)["total"]
+        wait_for(lambda: _find(browser, "#serving-version").text == version, what="the poll")
+        wait_for(lambda: _find(browser, "#user-count").text.startswith(f"{total} users"),
+                 what="the users of the published version")  # fmt: skip
+        wait_for(lambda: not _find(browser, "#error").is_displayed(), what="the alert to go")
+        assert console_errors(browser) == []
+    finally:
+        empty.stop()
+
+
 def test_the_outage_alert_goes_once_the_server_answers_again(
     browser: Any, tmp_path: Path, model_dirs: tuple[Path, Path]
 ) -> None:

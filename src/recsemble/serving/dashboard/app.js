@@ -14,7 +14,10 @@
     serving: null,
     clickType: "click", // the served model's lightest event type, from /stats
     pollPaused: false,
-    pollError: null, // the alert a failed poll put up, taken down when a poll succeeds again
+    // What raised the alert shown: "poll" (the live panel's /stats), "load" (the page's
+    // start, e.g. no model served yet) or an action of the user. The first two are taken
+    // down when what failed works again; the user's own stays until dismissed.
+    errorSource: null,
     memberColour: new Map(),
     titles: new Map(),
   };
@@ -101,22 +104,24 @@
     return data;
   }
 
-  function showError(err) {
+  function showError(err, source = "action") {
+    state.errorSource = source;
     $("error-text").textContent = err && err.message ? err.message : String(err);
     $("error").hidden = false;
   }
 
   function clearError() {
+    state.errorSource = null;
     $("error").hidden = true;
     $("error-text").textContent = "";
   }
 
-  // Run an action started by the user: its error is shown, never dropped.
-  async function attempt(action) {
+  // Run an action (the user's, or the page's own load): its error is shown, never dropped.
+  async function attempt(action, source = "action") {
     try {
       await action();
     } catch (err) {
-      showError(err);
+      showError(err, source);
     }
   }
 
@@ -356,10 +361,12 @@
     $("uptime").textContent = `${Math.round(stats.uptime_s)} s`;
     $("report-link").hidden = !stats.report_available;
     $("route-stats").tBodies[0].replaceChildren(...routeRows(stats));
-    if (stats.serving !== state.serving) { // published or rolled back elsewhere
+    if (stats.serving !== state.serving) { // a first model, or published or rolled back elsewhere
       await loadModels();
-      // The user's list came from the version no longer served: show what it answers now.
+      // The users and the user's list came from the version no longer served (or from none).
+      await loadUsers();
       if (state.user !== null) await refreshUser(null, null);
+      if (state.errorSource === "load") clearError();
     }
   }
 
@@ -368,17 +375,12 @@
     try {
       await loadStats();
       // The outage is over (a restarted server, the network back): its alert would say the
-      // server does not answer beside figures that show it does. An alert that came from the
-      // user's own action since then stays.
-      if (state.pollError !== null && $("error-text").textContent === state.pollError) {
-        clearError();
-      }
-      state.pollError = null;
+      // server does not answer beside figures that show it does.
+      if (state.errorSource === "poll") clearError();
     } catch (err) {
       // A key problem does not fix itself: stop asking until a key is entered.
       if (err.status === 401 || err.status === 403) state.pollPaused = true;
-      showError(err);
-      state.pollError = $("error-text").textContent;
+      showError(err, "poll");
     }
   }
 
@@ -414,7 +416,7 @@
     $("key-status").textContent = key ? "key saved in this browser" : "no key";
     state.pollPaused = false;
     clearError();
-    attempt(loadAll);
+    attempt(loadAll, "load");
   }
 
   function start() {
@@ -431,7 +433,7 @@
     attempt(async () => {
       await loadAll();
       if (wanted) await selectUser(wanted);
-    });
+    }, "load");
     setInterval(poll, POLL_MS);
   }
 
