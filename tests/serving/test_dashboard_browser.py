@@ -9,6 +9,7 @@ the page shows with what the API answers.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -223,6 +224,44 @@ def test_a_version_published_elsewhere_reaches_the_users_list(
             assert _ids(browser, "#recs > li") == [i["item_id"] for i in answer["items"]]
         finally:
             assert client.post("/admin/rollback").status_code == 200
+    assert console_errors(browser) == []
+
+
+# Holds back the answers about one user for 2 s, as a slow network or a slow first request
+# for that user would: the page's own fetch, wrapped in the real browser.
+_SLOW_USER = """
+const slow = arguments[0];
+const fetched = window.fetch;
+window.fetch = (url, options) => fetched(url, options).then((response) =>
+  String(url).includes(`/users/${slow}/`)
+    ? new Promise((done) => setTimeout(() => done(response), 2000)) : response);
+"""
+
+
+def test_a_late_answer_about_the_previous_user_is_not_shown(
+    browser: Any, site: tuple[Server, str]
+) -> None:
+    """Clicking user A then user B at once: A's answers, arriving last, replaced B's lists
+    under the title 'User B'."""
+    server, _ = site
+    users = [u["user_id"] for u in _api(server, "/users", limit=3)["users"]]
+    first, second = users[0], users[1]
+    serving = _api(server, "/models")["serving"]  # the page has seen the last version change
+    wait_for(lambda: _find(browser, "#serving-version").text == serving, what="the version")
+    browser.execute_script(_SLOW_USER, first)
+    try:
+        _find(browser, f".user-btn[data-user-id='{first}']").click()
+        _find(browser, f".user-btn[data-user-id='{second}']").click()
+        answer = _api(server, f"/users/{second}/recommendations", k=10, explain="true")
+        expected = [i["item_id"] for i in answer["items"]]
+        wait_for(lambda: _ids(browser, "#recs > li") == expected, what="the second user's list")
+        time.sleep(3)  # A's held-back answers have arrived by now
+        assert _find(browser, "#user-title").text == second
+        assert _ids(browser, "#recs > li") == expected
+        history = _api(server, f"/users/{second}/history", limit=20)["events"]
+        assert _ids(browser, "#history tbody tr") == [e["item_id"] for e in history]
+    finally:
+        browser.refresh()  # the page's own fetch again
     assert console_errors(browser) == []
 
 

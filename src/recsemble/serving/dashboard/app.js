@@ -156,12 +156,15 @@
   // Recommendations, member lists and history of the selected user, all at once; `before`
   // (the previous list) marks what changed after an event on `clicked`.
   async function refreshUser(before, clicked) {
-    const user = encodeURIComponent(state.user);
+    const asked = state.user;
+    const user = encodeURIComponent(asked);
     const [recs, members, events] = await Promise.allSettled([
       api("GET", `/users/${user}/recommendations?k=${LIST_SIZE}&explain=true`),
       api("GET", `/users/${user}/members?k=${LIST_SIZE}`),
       api("GET", `/users/${user}/history?limit=${HISTORY_SIZE}`),
     ]);
+    // Another user was picked meanwhile: these answers, if late, must not replace theirs.
+    if (state.user !== asked) return;
     if (events.status === "fulfilled") renderHistory(events.value);
     if (recs.status === "fulfilled") renderRecs(recs.value, before, clicked);
     if (members.status === "fulfilled") renderMembers(members.value);
