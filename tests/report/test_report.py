@@ -208,3 +208,41 @@ def test_write_report_creates_the_folder(tmp_path: Path, full: dict[str, Any]) -
     path = write_report(full, tmp_path / "deep" / "r.html", title="My <title>")
     assert path.exists()
     assert "<title>My &lt;title&gt;</title>" in path.read_text()
+
+
+def test_a_sweep_line_wears_the_colour_of_the_model_it_re_ranks(full: dict[str, Any]) -> None:
+    """Two models, each swept on two knobs: a line coloured by its position took another
+    model's colour (itemknn's second knob drawn in the ensemble's red beside its star)."""
+    results = copy.deepcopy(full)
+    for owner in ("ensemble", "itemknn"):
+        for stage, key in (("mmr", "lambda"), ("dpp", "theta")):
+            for value in (0.0, 1.0):
+                variant = copy.deepcopy(results["ensemble+mmr[lambda=0.5]"])
+                variant["meta"] = {
+                    **variant["meta"], "variant_of": owner, "stages": [stage],
+                    "sweep": {"stage": stage, "key": key, "value": value},
+                }  # fmt: skip
+                results[f"{owner}+{stage}[{key}={value:g}]"] = variant
+    traces = _render(results).figures["fig-tradeoffs"]["data"]
+    shown = [t for t in traces if t.get("visible") is not False]
+    stars = {
+        t["name"]: t["marker"]["color"]
+        for t in shown
+        if t.get("marker", {}).get("symbol") == "star"
+    }
+    lines = {t["name"]: t["line"] for t in shown if "lines" in t["mode"]}
+    assert set(lines) == {"ensemble mmr.lambda", "ensemble dpp.theta",
+                          "itemknn mmr.lambda", "itemknn dpp.theta"}  # fmt: skip
+    for name, line in lines.items():
+        assert line["color"] == stars[name.split(" ")[0]], name
+    assert lines["ensemble mmr.lambda"]["dash"] == lines["itemknn mmr.lambda"]["dash"]
+    assert lines["ensemble dpp.theta"]["dash"] != lines["ensemble mmr.lambda"]["dash"]
+
+
+def test_a_baseline_only_run_says_why_there_is_no_decision(full: dict[str, Any]) -> None:
+    """`evaluate --models pop` is a run a user makes; its report told them to re-run
+    evaluate to get the decision, which a re-run never writes for the baseline alone."""
+    page = _render({"pop": copy.deepcopy(full["pop"])})
+    text = page.section_text("decision")
+    assert "only the baseline (pop) was evaluated" in text
+    assert "Re-run" not in text and "--models ensemble" in text

@@ -107,3 +107,40 @@ def test_every_section_renders(browser: Any, tmp_path: Path) -> None:
     assert "ensemble (ECE 0.020)" in [t.text for t in legend]
     assert browser.find_element(By.ID, "prune-line").text.startswith("[ensemble]\nmembers")
     _full_page_screenshot(browser, "report-all-sections")
+
+
+def test_a_phone_reads_every_chart(browser: Any, tmp_path: Path) -> None:
+    """At phone width (375 px) a legend at the side took most of a chart (the calibration plot
+    was a sliver), the item slices' two subplot titles ran into each other and the member
+    table widened the page: every plot area must keep most of its chart's width, the
+    titles apart, and nothing but the tables' own scroll boxes wider than the screen."""
+    from recsemble.report import write_report
+
+    path = write_report(sample_results(), tmp_path / "report.html")
+    metrics = {"width": 375, "height": 800, "deviceScaleFactor": 1, "mobile": True}
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+    try:
+        _open(browser, path)
+        plots = browser.execute_script(
+            "return Array.from(document.querySelectorAll('.chart')).map(function (c) {"
+            "  return [c.id, c._fullLayout._size.w / c.clientWidth]; })"
+        )
+        # Axes, colour bars and a second y axis take up to about half of it at this width;
+        # a side legend left the calibration and trade-off plots a fifth.
+        narrow = {chart: round(share, 2) for chart, share in plots if share < 0.45}
+        assert not narrow, f"plot areas squeezed to these shares of their chart: {narrow}"
+        titles = browser.execute_script(
+            "return Array.from(document.querySelectorAll('#fig-item-slices .annotation'))"
+            ".map(function (a) { var r = a.getBoundingClientRect();"
+            "  return [r.left, r.top, r.right, r.bottom]; })"
+        )
+        assert len(titles) == 2
+        (l1, t1, r1, b1), (l2, t2, r2, b2) = titles
+        assert r1 <= l2 or r2 <= l1 or b1 <= t2 or b2 <= t1, "the subplot titles overlap"
+        assert all(left >= 0 and right <= 375 for left, _, right, _ in titles)
+        page_width = browser.execute_script("return document.documentElement.scrollWidth")
+        assert page_width <= 375
+        assert console_errors(browser) == []
+        screenshot(browser, "report-phone")
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})

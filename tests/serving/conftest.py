@@ -103,9 +103,12 @@ def start_server(
     registry: Path | None = None,
     ready_timeout: float = 120,
     extra: tuple[str, ...] = (),
+    port: int | None = None,
+    ready_path: str = "/health/ready",
 ) -> Server:
-    """`python -m recsemble serve` on a free port, once /health/ready says so."""
-    port = free_port()
+    """`python -m recsemble serve` on `port` (default: a free one), once `ready_path` answers
+    200 (/health/live for a server without a model yet)."""
+    port = port or free_port()
     store_url = store_url or f"sqlite:///{tmp / 'store.db'}"
     registry = registry or tmp / "registry"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -126,7 +129,7 @@ def start_server(
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()}")
         try:
-            if httpx.get(f"{server.url}/health/ready", timeout=1).status_code == 200:
+            if httpx.get(f"{server.url}{ready_path}", timeout=1).status_code == 200:
                 return server
         except httpx.HTTPError:
             pass

@@ -9,6 +9,7 @@ the page shows with what the API answers.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -202,3 +203,138 @@ def test_model_panel_shows_versions_live_figures_and_switches(
     wait_for(lambda: _find(browser, "#serving-version").text == first, 60, "the rollback")
     assert _api(server, "/models")["serving"] == first
     assert console_errors(browser) == []
+
+
+def test_a_version_published_elsewhere_reaches_the_users_list(
+    browser: Any, site: tuple[Server, str]
+) -> None:
+    """Another client (curl, a second dashboard) publishes a version: the model panel
+    followed within a poll, but the user's list stayed the old version's answer."""
+    server, second = site
+    first = _api(server, "/models")["serving"]
+    user = _find(browser, "#user-title").text
+    assert f"model {first}" in _find(browser, "#recs-meta").text
+    with server.client(ADMIN_KEY) as client:
+        assert client.post(f"/admin/models/{second}/publish").status_code == 200
+        try:
+            wait_for(lambda: _find(browser, "#serving-version").text == second, what="the poll")
+            wait_for(lambda: f"model {second}" in _find(browser, "#recs-meta").text,
+                     what="the user's list from the new version")  # fmt: skip
+            answer = _api(server, f"/users/{user}/recommendations", k=10, explain="true")
+            assert _ids(browser, "#recs > li") == [i["item_id"] for i in answer["items"]]
+        finally:
+            assert client.post("/admin/rollback").status_code == 200
+    assert console_errors(browser) == []
+
+
+# Holds back the answers about one user for 2 s, as a slow network or a slow first request
+# for that user would: the page's own fetch, wrapped in the real browser.
+_SLOW_USER = """
+const slow = arguments[0];
+const fetched = window.fetch;
+window.fetch = (url, options) => fetched(url, options).then((response) =>
+  String(url).includes(`/users/${slow}/`)
+    ? new Promise((done) => setTimeout(() => done(response), 2000)) : response);
+"""
+
+
+def test_a_late_answer_about_the_previous_user_is_not_shown(
+    browser: Any, site: tuple[Server, str]
+) -> None:
+    """Clicking user A then user B at once: A's answers, arriving last, replaced B's lists
+    under the title 'User B'."""
+    server, _ = site
+    users = [u["user_id"] for u in _api(server, "/users", limit=3)["users"]]
+    first, second = users[0], users[1]
+    serving = _api(server, "/models")["serving"]  # the page has seen the last version change
+    wait_for(lambda: _find(browser, "#serving-version").text == serving, what="the version")
+    browser.execute_script(_SLOW_USER, first)
+    try:
+        _find(browser, f".user-btn[data-user-id='{first}']").click()
+        _find(browser, f".user-btn[data-user-id='{second}']").click()
+        answer = _api(server, f"/users/{second}/recommendations", k=10, explain="true")
+        expected = [i["item_id"] for i in answer["items"]]
+        wait_for(lambda: _ids(browser, "#recs > li") == expected, what="the second user's list")
+        time.sleep(3)  # A's held-back answers have arrived by now
+        assert _find(browser, "#user-title").text == second
+        assert _ids(browser, "#recs > li") == expected
+        history = _api(server, f"/users/{second}/history", limit=20)["events"]
+        assert _ids(browser, "#history tbody tr") == [e["item_id"] for e in history]
+    finally:
+        browser.refresh()  # the page's own fetch again
+    assert console_errors(browser) == []
+
+
+def test_a_lone_model_is_not_called_an_ensemble(
+    browser: Any, tmp_path: Path, model_dirs: tuple[Path, Path]
+) -> None:
+    """Serving one generator (`train --model itemknn`), the page titled its list
+    '(ensemble, explained)' and the column under it 'Each member alone'."""
+    from .conftest import _cli
+
+    model = tmp_path / "itemknn"
+    _cli("train", "--dataset", str(model_dirs[0].parent / "data"), "--model", "itemknn",
+         "--out", str(model))  # fmt: skip
+    lone = start_server(tmp_path, model)
+    try:
+        user = str(lone.get_json("/users", limit=1)["users"][0]["user_id"])
+        browser.get(f"{lone.url}/dashboard#user={user}")
+        wait_for(lambda: _find(browser, ".member-col").is_displayed(), what="the lists")
+        recs_heading = _find(browser, ".column.wide h3").text
+        assert recs_heading == "Recommendations (itemknn alone, explained)"
+        heading = _find(browser, "#members").find_element("xpath", "preceding-sibling::h3[1]")
+        assert heading.text.startswith("The model alone") and "ensemble" not in heading.text
+        assert console_errors(browser) == []
+    finally:
+        lone.stop()
+
+
+def test_a_first_published_version_fills_the_page_started_without_one(
+    browser: Any, tmp_path: Path, model_dirs: tuple[Path, Path]
+) -> None:
+    """A server started with no model: the page says so. Once a version is published, the
+    panel showed it serving but the user list stayed empty under 'no model is loaded yet'
+    until the page was reloaded."""
+    from recsemble.registry import ModelRegistry
+
+    empty = start_server(tmp_path, None, ready_path="/health/live")
+    try:
+        browser.get(f"{empty.url}/dashboard")
+        error = wait_for(lambda: _find(browser, "#error-text").text, what="the no-model alert")
+        assert "no model is loaded yet" in error
+        console_errors(browser)  # the 503 was the point
+        version = ModelRegistry(empty.registry).add(model_dirs[0])
+        with empty.client() as client:
+            assert client.post(f"/admin/models/{version}/publish").status_code == 200
+        total = empty.get_json("/users", limit=1)["total"]
+        wait_for(lambda: _find(browser, "#serving-version").text == version, what="the poll")
+        wait_for(lambda: _find(browser, "#user-count").text.startswith(f"{total} users"),
+                 what="the users of the published version")  # fmt: skip
+        wait_for(lambda: not _find(browser, "#error").is_displayed(), what="the alert to go")
+        assert console_errors(browser) == []
+    finally:
+        empty.stop()
+
+
+def test_the_outage_alert_goes_once_the_server_answers_again(
+    browser: Any, tmp_path: Path, model_dirs: tuple[Path, Path]
+) -> None:
+    """The live panel polls /stats: while the server is down the page says it does not
+    answer; once a restarted server answers again, that alert must not stay beside fresh
+    figures (an engineer would take the server for still down)."""
+    first = start_server(tmp_path, model_dirs[0])
+    port = int(first.url.rsplit(":", 1)[1])
+    try:
+        browser.get(f"{first.url}/dashboard")
+        wait_for(lambda: _find(browser, "#requests-total").text.isdigit(), what="live figures")
+    finally:
+        first.stop()
+    error = wait_for(lambda: _find(browser, "#error-text").text, what="the outage alert")
+    assert "GET /stats" in error and "no answer from the server" in error
+    console_errors(browser)  # the failed polls were the point
+    again = start_server(tmp_path, model_dirs[0], port=port)  # a restart: same port and store
+    try:
+        wait_for(lambda: not _find(browser, "#error").is_displayed(), what="the alert to go")
+        assert _find(browser, "#error-text").text == ""
+    finally:
+        again.stop()

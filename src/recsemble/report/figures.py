@@ -33,13 +33,40 @@ PALETTE = (
 BASELINE_COLOR = "#9e9e9e"
 # Where a figure's dropdown sits: above the plot, on the left.
 _MENU = {"x": 0.0, "y": 1.18, "xanchor": "left", "yanchor": "bottom", "direction": "down"}
+_LEGEND_ROW_PX = 22  # one legend entry's row, in a legend under a phone-width chart
 
 
 def to_json(fig: Any) -> FigureJson:
-    """The figure as JSON types, without its template (the page applies one to all)."""
+    """The figure as JSON types, without its template (the page applies one to all), with
+    its layout for a phone-width chart under "narrow" where that differs."""
     spec: FigureJson = json.loads(fig.to_json())
-    spec.get("layout", {}).pop("template", None)
+    layout = spec.setdefault("layout", {})
+    layout.pop("template", None)
+    narrow = narrow_layout(layout, [t for t in spec.get("data", []) if _in_legend(t)])
+    if narrow:
+        spec["narrow"] = narrow
     return spec
+
+
+def _in_legend(trace: FigureJson) -> bool:
+    """Whether the trace has a legend entry when the chart is first drawn."""
+    shown = trace.get("visible", True) is not False and trace.get("showlegend") is not False
+    return shown and bool(trace.get("name"))
+
+
+def narrow_layout(layout: FigureJson, entries: list[FigureJson]) -> FigureJson:
+    """The top-level layout keys a chart narrower than html.NARROW_PX replaces: a legend at
+    the side took most of a phone's width (the calibration plot became a sliver), so it goes
+    under the plot, one row per entry, and the chart grows by as much."""
+    if layout.get("showlegend") is False or len(entries) < 2:
+        return {}
+    extra = _LEGEND_ROW_PX * len(entries)
+    height = int(layout.get("height", 450)) + extra
+    legend = {**layout.get("legend", {}), "orientation": "v", "x": 0.0, "xanchor": "left",
+              "y": 0.0, "yanchor": "bottom", "yref": "container"}  # fmt: skip
+    margin = {**layout.get("margin", {})}
+    margin["b"] = int(margin.get("b", 60)) + extra
+    return {"legend": legend, "height": height, "margin": margin}
 
 
 def model_colors(data: ReportData) -> dict[str, str]:
@@ -220,7 +247,36 @@ def item_slice_bars(data: ReportData) -> FigureJson | None:
         legend={"orientation": "h", "x": 0.0, "y": -0.12},
     )
     fig.update_yaxes(rangemode="tozero")
-    return to_json(fig)
+    spec = to_json(fig)
+    narrow = spec.get("narrow", {})
+    spec["narrow"] = {**narrow, **_stacked(spec["layout"], int(narrow.get("height", 440)))}
+    return spec
+
+
+def _stacked(layout: FigureJson, height: int) -> FigureJson:
+    """The two side-by-side subplots one above the other: side by side on a phone, each
+    got half its width and their titles ran into each other."""
+    titles = [{**a, "x": 0.5, "text": _two_lines(a.get("text", ""))}
+              for a in layout.get("annotations", [])]  # fmt: skip
+    for title, top in zip(titles, (1.0, 0.4), strict=False):
+        title["y"] = top
+    return {
+        "xaxis": {**layout.get("xaxis", {}), "domain": [0.0, 1.0]},
+        "xaxis2": {**layout.get("xaxis2", {}), "domain": [0.0, 1.0]},
+        "yaxis": {**layout.get("yaxis", {}), "domain": [0.6, 1.0]},
+        "yaxis2": {**layout.get("yaxis2", {}), "domain": [0.0, 0.4]},
+        "annotations": titles,
+        "height": height + int(layout.get("height", 440)),
+    }
+
+
+def _two_lines(text: str) -> str:
+    """`text` broken at the space nearest its middle (a phone fits half a subplot title)."""
+    spaces = [i for i, c in enumerate(text) if c == " "]
+    if not spaces:
+        return text
+    cut = min(spaces, key=lambda i: abs(i - len(text) / 2))
+    return f"{text[:cut]}<br>{text[cut + 1 :]}"
 
 
 def _item_slice(model: ModelInfo, group: str) -> Mapping[str, Any]:

@@ -76,10 +76,18 @@ def _axis_title(metric: str, k: int) -> str:
 
 def _traces(data: ReportData, metric: str, colors: dict[str, str], visible: bool) -> list[Any]:
     k = data.k
+    groups = sweep_groups(data)
+    # A line takes the colour of the model it re-ranks (its star and diamonds have it too) and
+    # one dash per knob: coloured by position, model B's line wore model A's colour.
+    knobs = list(dict.fromkeys((stage, key) for _, stage, key in groups))
     traces = [
-        _sweep_line(owner, stage, key, points, metric, k, i, visible)
-        for i, ((owner, stage, key), points) in enumerate(sweep_groups(data).items())
-    ]
+        _sweep_line(
+            owner, stage, key, points, metric, k, visible,
+            color=colors.get(owner, PALETTE[i % len(PALETTE)]),
+            dash=_DASHES[knobs.index((stage, key)) % len(_DASHES)],
+        )
+        for i, ((owner, stage, key), points) in enumerate(groups.items())
+    ]  # fmt: skip
     singles = [v for v in data.variants if v.sweep is None]
     anchors = {v.variant_of for v in data.variants}
     plain = [m for m in data.plain if m.name in anchors or m.role == "baseline"]
@@ -106,8 +114,10 @@ def _sweep_line(
     points: list[ModelInfo],
     metric: str,
     k: int,
-    index: int,
     visible: bool,
+    *,
+    color: str,
+    dash: str,
 ) -> Any:
     """One swept knob as a line through its values; only the two ends carry a label (the
     knob's direction), the hover names every point, so crowded sweeps stay readable."""
@@ -121,7 +131,7 @@ def _sweep_line(
         mode="lines+markers+text", text=ends, textposition="top center", visible=visible,
         hovertext=[f"{p.name}<br>{label}" for (p, _), label in zip(kept, labels, strict=True)],
         hoverinfo="text+x+y",
-        line={"color": PALETTE[index % len(PALETTE)], "dash": _DASHES[index % len(_DASHES)]},
+        line={"color": color, "dash": dash},
     )  # fmt: skip
 
 

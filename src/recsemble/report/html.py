@@ -106,6 +106,8 @@ def script_json(document: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
+#: Charts narrower than this (a phone) get the figure's "narrow" layout (see `narrow_layout`).
+NARROW_PX = 600
 # Draws every figure once plotly.js has loaded; marks each div data-rendered when drawn so
 # tests (and people) can tell a finished page from a half-drawn one.
 _DRAW = """
@@ -115,12 +117,17 @@ _DRAW = """
   Object.keys(spec.figures).forEach(function (id) {
     var figure = spec.figures[id];
     figure.layout.template = spec.template;
+    if (figure.narrow && document.getElementById(id).clientWidth < %NARROW%) {
+      Object.keys(figure.narrow).forEach(function (key) {
+        figure.layout[key] = figure.narrow[key];
+      });
+    }
     Plotly.newPlot(id, figure.data, figure.layout, config).then(function (div) {
       div.setAttribute("data-rendered", "true");
     });
   });
 })();
-"""
+""".replace("%NARROW%", str(NARROW_PX))
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0;

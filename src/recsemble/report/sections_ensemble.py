@@ -95,7 +95,8 @@ def _reach_table(analysis: Mapping[str, Any]) -> str:
         "<h3>What each member finds on its own</h3>"
         '<p class="caption">Unique hits are test items only this member puts in its top '
         f"{esc(k)}; candidate recall is the share of test items in its candidate pool (all members "
-        f"together: {fmt(union)}).</p>" + table(headers, rows, id="reach-table")
+        f"together: {fmt(union)}).</p>"
+        + f'<div class="scroll">{table(headers, rows, id="reach-table")}</div>'
     )
 
 
@@ -128,8 +129,9 @@ def tradeoffs_section(data: ReportData, figures: dict[str, FigureJson]) -> Secti
     caption = (
         f"What re-ranking costs in accuracy and buys in diversity, coverage, novelty, calibration "
         f"or fairness of exposure. Up is better NDCG@{k}; the menu picks the other metric. A star "
-        "is a plain model, a line a swept knob (its values on the points), a diamond a fixed "
-        "re-ranking chain. Good settings sit near the star's height but far along the other axis."
+        "is a plain model, a line a swept knob (its values on the points; the model's colour, "
+        "one dash per knob), a diamond a fixed re-ranking chain. Good settings sit near the "
+        "star's height but far along the other axis."
     )
     figure = tradeoff_curves(data)
     if figure is None:

@@ -91,6 +91,15 @@ def decision_section(data: ReportData) -> Section:
         "interval. A CI that excludes 0 means the difference is unlikely to be noise."
     )
     found = data.decision()
+    if found is None and not any(m.role == "model" for m in data.plain):
+        # Re-running would not help here: a decision compares a model with the baseline.
+        note = missing(
+            f"no decision: only the baseline ({data.baseline or 'pop'}) was evaluated, so "
+            "there is nothing to compare it with",
+            f"Evaluate a model beside it, e.g. "
+            f"{code('recsemble evaluate --models ensemble --json results.json')}.",
+        )
+        return Section("decision", "Decision", caption, note)
     if found is None:
         note = missing(
             "no decision",

@@ -14,6 +14,10 @@
     serving: null,
     clickType: "click", // the served model's lightest event type, from /stats
     pollPaused: false,
+    // What raised the alert shown: "poll" (the live panel's /stats), "load" (the page's
+    // start, e.g. no model served yet) or an action of the user. The first two are taken
+    // down when what failed works again; the user's own stays until dismissed.
+    errorSource: null,
     memberColour: new Map(),
     titles: new Map(),
   };
@@ -100,22 +104,24 @@
     return data;
   }
 
-  function showError(err) {
+  function showError(err, source = "action") {
+    state.errorSource = source;
     $("error-text").textContent = err && err.message ? err.message : String(err);
     $("error").hidden = false;
   }
 
   function clearError() {
+    state.errorSource = null;
     $("error").hidden = true;
     $("error-text").textContent = "";
   }
 
-  // Run an action started by the user: its error is shown, never dropped.
-  async function attempt(action) {
+  // Run an action (the user's, or the page's own load): its error is shown, never dropped.
+  async function attempt(action, source = "action") {
     try {
       await action();
     } catch (err) {
-      showError(err);
+      showError(err, source);
     }
   }
 
@@ -150,12 +156,15 @@
   // Recommendations, member lists and history of the selected user, all at once; `before`
   // (the previous list) marks what changed after an event on `clicked`.
   async function refreshUser(before, clicked) {
-    const user = encodeURIComponent(state.user);
+    const asked = state.user;
+    const user = encodeURIComponent(asked);
     const [recs, members, events] = await Promise.allSettled([
       api("GET", `/users/${user}/recommendations?k=${LIST_SIZE}&explain=true`),
       api("GET", `/users/${user}/members?k=${LIST_SIZE}`),
       api("GET", `/users/${user}/history?limit=${HISTORY_SIZE}`),
     ]);
+    // Another user was picked meanwhile: these answers, if late, must not replace theirs.
+    if (state.user !== asked) return;
     if (events.status === "fulfilled") renderHistory(events.value);
     if (recs.status === "fulfilled") renderRecs(recs.value, before, clicked);
     if (members.status === "fulfilled") renderMembers(members.value);
@@ -229,6 +238,13 @@
   // -- members, history, similar ----------------------------------------------------------
   function renderMembers(data) {
     const inEnsemble = new Set(state.recIds);
+    // A lone generator is its own one member: the page must not call it an ensemble.
+    const kind = data.ensemble ? "ensemble" : `${data.members.map((m) => m.label).join(", ")} alone`;
+    $("recs-kind").textContent = `(${kind}, explained)`;
+    $("members-heading").replaceChildren(data.ensemble ? "Each member alone " : "The model alone ",
+      el("span", { className: "muted", text: data.ensemble
+        ? "(same history; highlighted: also in the ensemble's list)"
+        : "(same history; highlighted: also in the list above)" }));
     $("members").replaceChildren(...data.members.map((member) => el("div",
       { className: "member-col", data: { member: member.label } },
       el("h4", { className: colourOf(member.label) },
@@ -348,17 +364,26 @@
     $("uptime").textContent = `${Math.round(stats.uptime_s)} s`;
     $("report-link").hidden = !stats.report_available;
     $("route-stats").tBodies[0].replaceChildren(...routeRows(stats));
-    if (stats.serving !== state.serving) await loadModels(); // changed elsewhere
+    if (stats.serving !== state.serving) { // a first model, or published or rolled back elsewhere
+      await loadModels();
+      // The users and the user's list came from the version no longer served (or from none).
+      await loadUsers();
+      if (state.user !== null) await refreshUser(null, null);
+      if (state.errorSource === "load") clearError();
+    }
   }
 
   async function poll() {
     if (state.pollPaused) return;
     try {
       await loadStats();
+      // The outage is over (a restarted server, the network back): its alert would say the
+      // server does not answer beside figures that show it does.
+      if (state.errorSource === "poll") clearError();
     } catch (err) {
       // A key problem does not fix itself: stop asking until a key is entered.
       if (err.status === 401 || err.status === 403) state.pollPaused = true;
-      showError(err);
+      showError(err, "poll");
     }
   }
 
@@ -394,7 +419,7 @@
     $("key-status").textContent = key ? "key saved in this browser" : "no key";
     state.pollPaused = false;
     clearError();
-    attempt(loadAll);
+    attempt(loadAll, "load");
   }
 
   function start() {
@@ -411,7 +436,7 @@
     attempt(async () => {
       await loadAll();
       if (wanted) await selectUser(wanted);
-    });
+    }, "load");
     setInterval(poll, POLL_MS);
   }
 
