@@ -199,6 +199,24 @@ def test_bar_error_bars_are_the_bootstrap_ci_around_the_value(full: dict[str, An
     assert ndcg["y"][i] - ndcg["error_y"]["arrayminus"][i] == pytest.approx(low)
 
 
+def test_intervals_use_the_runs_bootstrap_settings(full: dict[str, Any]) -> None:
+    """The Δ columns followed protocol.bootstrap_resamples and seed; the CI under each value
+    and the error bars were always 1000 resamples from seed 0, and the caption said 1000."""
+    from recsemble.evaluation.significance import bootstrap_means
+
+    results = copy.deepcopy(full)
+    for entry in results.values():
+        entry["meta"].update(bootstrap_resamples=50, seed=7)
+    page = _render(results)
+    ndcg = next(t for t in page.figures["fig-metrics"]["data"] if t["name"] == "ndcg@10")
+    i = ndcg["x"].index("ensemble")
+    values = np.array(full["ensemble"]["per_user"]["ndcg@10"])
+    low, high = np.quantile(bootstrap_means(values, 50, 7), [0.025, 0.975])
+    assert ndcg["y"][i] + ndcg["error_y"]["array"][i] == pytest.approx(high)
+    assert ndcg["y"][i] - ndcg["error_y"]["arrayminus"][i] == pytest.approx(low)
+    assert "(50 resamples)" in page.section_text("metrics")
+
+
 def test_no_models_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no model entries"):
         write_report({}, tmp_path / "r.html")

@@ -147,6 +147,8 @@ def run_evaluation(
         "min_user_interactions": config.protocol.min_user_interactions,
         "min_value": config.data.min_value,
         "k": list(config.protocol.k),
+        "bootstrap_resamples": config.protocol.bootstrap_resamples,
+        "seed": config.protocol.seed,
         "boundary_tie_share": the_split.boundary_tie_share,
         "split_sha256": the_split.fingerprint,
     }

@@ -126,7 +126,10 @@ class ReportData:
         """95% bootstrap CI of the mean of `metric`@k over users (None: no per-user values)."""
         key = (model.name, metric)
         if key not in self._intervals:
-            self._intervals[key] = _bootstrap_interval(model.entry, f"{metric}@{self.k}")
+            resamples, seed = bootstrap_settings(model.entry)
+            self._intervals[key] = _bootstrap_interval(
+                model.entry, f"{metric}@{self.k}", resamples, seed
+            )
         return self._intervals[key]
 
     def section(self, name: str) -> tuple[ModelInfo, Mapping[str, Any]] | None:
@@ -151,7 +154,19 @@ class ReportData:
         return max(found, key=lambda pair: pair[0].value("ndcg", self.k) or -math.inf)
 
 
-def _bootstrap_interval(entry: Mapping[str, Any], column: str) -> Interval | None:
+def bootstrap_settings(entry: Mapping[str, Any]) -> tuple[int, int]:
+    """The run's protocol.bootstrap_resamples and protocol.seed (the Δ columns' intervals came
+    from them); 1000 and 0 for results written before meta recorded them."""
+    meta = mapping(entry.get("meta"))
+    resamples, seed = meta.get("bootstrap_resamples"), meta.get("seed")
+    if isinstance(resamples, int) and resamples > 0 and isinstance(seed, int):
+        return resamples, seed
+    return BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+
+
+def _bootstrap_interval(
+    entry: Mapping[str, Any], column: str, resamples: int, seed: int
+) -> Interval | None:
     values = mapping(entry.get("per_user")).get(column)
     if not isinstance(values, list):
         return None
@@ -162,7 +177,7 @@ def _bootstrap_interval(entry: Mapping[str, Any], column: str) -> Interval | Non
     array = array[np.isfinite(array)]
     if array.shape[0] < 2:
         return None
-    means = bootstrap_means(array, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED)
+    means = bootstrap_means(array, resamples, seed)
     tail = (1.0 - CONFIDENCE) / 2
     low, high = np.quantile(means, [tail, 1.0 - tail])
     return Interval(float(array.mean()), float(low), float(high))

@@ -7,7 +7,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from recsemble import __version__
-from recsemble.report.data import COMPARED_METRICS, ModelInfo, ReportData, mapping, number
+from recsemble.report.data import (
+    COMPARED_METRICS,
+    ModelInfo,
+    ReportData,
+    bootstrap_settings,
+    mapping,
+    number,
+)
 from recsemble.report.figures import (
     FigureJson,
     history_slice_bars,
@@ -156,12 +163,15 @@ def _decision_table(decision: Mapping[str, Any]) -> str:
 
 def metrics_section(data: ReportData, figures: dict[str, FigureJson]) -> Section:
     k = data.k
+    first = data.plain[0].entry if data.plain else {}
+    resamples = bootstrap_settings(first)[0]
     caption = (
         f"Every model at @{k} (the baseline in grey italics). Under each value, in small type: "
-        "the 95% bootstrap confidence interval of the mean over users (1000 resamples), where "
-        "per-user values exist. The Δ columns are the paired difference from the baseline over "
-        "the same users, with its 95% CI: green when the CI lies above 0, red when below. "
-        "Coverage, Gini and long-tail share are list-level figures and have no per-user CI."
+        "the 95% bootstrap confidence interval of the mean over users "
+        f"({resamples} resamples), where per-user values exist. The Δ columns are the paired "
+        "difference from the baseline over the same users, with its 95% CI: green when the CI "
+        "lies above 0, red when below. Coverage, Gini and long-tail share are list-level "
+        "figures and have no per-user CI."
     )
     metrics = data.metrics()
     compared = [m for m in COMPARED_METRICS if any(p.comparison(m, k) for p in data.plain)]

@@ -275,6 +275,8 @@ def _results(
         "min_user_interactions": config.protocol.min_user_interactions,
         "min_value": config.data.min_value,
         "k": list(config.protocol.k),
+        "bootstrap_resamples": config.protocol.bootstrap_resamples,
+        "seed": config.protocol.seed,
         "split_sha256": evaluation.split.fingerprint,
         "engine": "spark",
         "spark_master": master,
