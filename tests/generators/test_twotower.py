@@ -14,6 +14,7 @@ pytest.importorskip("torch")
 
 from recsemble.data.dataset import Dataset
 from recsemble.data.synthetic import SyntheticConfig, generate
+from recsemble.errors import ConfigError
 from recsemble.generators.base import CandidateGenerator
 from recsemble.generators.history import Histories
 from recsemble.generators.twotower import STATE_FILE, TwoTower
@@ -124,6 +125,12 @@ def test_with_id_dropout_1_items_are_placed_by_their_content_alone() -> None:
         same = np.flatnonzero(group.ravel() == g)
         vectors = model.item_vectors_[same]
         np.testing.assert_allclose(vectors, np.repeat(vectors[:1], same.size, axis=0), rtol=1e-6)
+
+
+def test_id_dropout_1_without_item_content_is_a_clear_error() -> None:
+    # Content alone, and no content: every item would be left out of every list.
+    with pytest.raises(ConfigError, match=r"id_dropout = 1 .* no item has any in fields \[\]"):
+        _fit(tiny_dataset(), id_dropout=1.0, fields=())
 
 
 def _skewed_dataset() -> Dataset:
