@@ -133,6 +133,25 @@ def test_id_dropout_1_without_item_content_is_a_clear_error() -> None:
         _fit(tiny_dataset(), id_dropout=1.0, fields=())
 
 
+def test_two_event_histories_are_learnt_with_the_default_validation_window() -> None:
+    # Every user has two events: a validation window holds one out of each, which leaves no
+    # (history -> next item) pair to fit on; the member must still learn from the data.
+    rng = np.random.default_rng(0)
+    rows = [
+        (f"u{u}", f"c{u % 4}i{i:02d}", 1000 * u + step)
+        for u in range(600)
+        for step, i in enumerate(rng.choice(25, 2, replace=False).tolist())
+    ]
+    frame = pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row")
+    data = Dataset.from_frames(frame)
+    model = _fit(data, max_epochs=20, batch_size=32, lr=0.01, validation_fraction=0.1)
+    assert model.training_log_.epochs_kept == 20
+    top = model.recommend(np.arange(data.n_users), 5).items
+    user_cluster = np.array([int(u[1:]) % 4 for u in data.users.to_ids(np.arange(data.n_users))])
+    item_cluster = np.array([int(i[1]) for i in data.items.to_ids(np.arange(data.n_items))])
+    assert (item_cluster[top] == user_cluster[:, None]).mean() > 0.9
+
+
 def _skewed_dataset() -> Dataset:
     config = SyntheticConfig(n_users=300, n_items=150, n_interactions=6000, n_categories=4)
     interactions, items, users = generate(config)

@@ -139,14 +139,16 @@ class ValidationWindow:
     def cut(
         cls, dataset: Dataset, fraction: float = 0.1, max_users: int = 2000, seed: int = 0
     ) -> ValidationWindow | None:
-        """None when the data are too small to hold anything out."""
+        """None when the data are too small to hold anything out, or when what is left to fit
+        on has no user with two events (no next item to learn from: with one held out of every
+        two-event history, a window would choose zero epochs and leave the member untrained)."""
         from recsemble.evaluation.protocol import split
 
         if dataset.n_interactions < 20:
             return None
         window = split(dataset, "temporal-user", fraction)
         users = window.evaluated_users
-        if users.size == 0:
+        if users.size == 0 or not (window.train.user_history_lengths >= 2).any():
             return None
         if users.size > max_users:
             users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
