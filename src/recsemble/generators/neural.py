@@ -21,6 +21,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from recsemble.errors import ConfigError
+from recsemble.generators.history import Histories
 
 if TYPE_CHECKING:
     import torch
@@ -170,3 +171,22 @@ def batches(n: int, size: int, generator: torch.Generator | None = None) -> Iter
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
     for lo in range(0, n, size):
         yield order[lo : lo + size]
+
+
+def shuffle_ties(histories: Histories, rng: np.random.Generator) -> Histories:
+    """The same histories with simultaneous events (same row, same timestamp) in random order.
+
+    Histories break ties by item idx; in MovieLens half the events share their second with the
+    previous one, and training on that order would teach the catalog's numbering, not taste
+    (the protocol: a model must not read an order into simultaneous events).
+    """
+    order = np.lexsort(
+        (rng.random(histories.items.size), histories.timestamps, histories.row_of_event)
+    )
+    return Histories(
+        histories.indptr,
+        histories.items[order],
+        histories.timestamps[order],
+        histories.weights[order],
+        histories.n_items,
+    )
