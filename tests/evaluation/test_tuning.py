@@ -19,7 +19,7 @@ from recsemble.data.synthetic import SyntheticConfig, write_synthetic
 from recsemble.errors import ConfigError
 from recsemble.evaluation import search_spaces, tuning
 from recsemble.evaluation.protocol import Split, validation_split
-from recsemble.evaluation.workflow import load_and_split
+from recsemble.evaluation.workflow import build_models, load_and_split
 from recsemble.generators.popularity import TrendingPopularity
 
 runner = CliRunner()
@@ -215,6 +215,20 @@ def test_the_written_config_keeps_the_experiment(tmp_path: Path) -> None:
     assert again.evaluate.model_dump(exclude={"models"}) == config.evaluate.model_dump(
         exclude={"models"}
     )
+
+
+def test_the_written_config_evaluates_the_reranked_default_models(tmp_path: Path) -> None:
+    # rerank_models names a default model (evaluate.models left unset): the written file must
+    # still evaluate it, or `evaluate` refuses the file.
+    given = tmp_path / "given.toml"
+    given.write_text('[evaluate]\nrerank = ["mmr"]\nrerank_models = ["pop-trending"]\n')
+    result = tuning.TuningResult("userknn", {"neighbors": 30}, 0.2, 0.2, 0.1, 3, 1.0)
+    report = tuning.TuningReport("ndcg@10", "temporal-user", 100, {"userknn": result})
+    written = tmp_path / "tuned.toml"
+    tuning.write_config(written, resolve(given).config, report, "recsemble tune ...")
+    again = resolve(written).config
+    assert again.evaluate.models == ["userknn", "pop-trending"]
+    build_models(again)  # what evaluate runs first: it checks rerank_models
 
 
 def test_paired_gain_se_is_mean_over_standard_error() -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -261,3 +262,21 @@ def test_defaults_beat_popularity_on_ml100k(shared_datasets: Path) -> None:
     result = evaluate(s, {"ease": EASE(), "ease-recent": EASERecent()})
     assert result.summary("ease", 10)["ndcg@10"] > 0.1158
     assert result.summary("ease-recent", 10)["ndcg@10"] > result.summary("ease", 10)["ndcg@10"]
+
+
+def test_a_model_fitted_with_cuda_loads_and_scores_on_a_cpu_machine(tmp_path: Path) -> None:
+    # Fitted on a GPU machine with device = "cuda" (its saved config says so), served here.
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("a CUDA GPU is present")
+    except ImportError:
+        pass
+    data = _data(ROWS)
+    model = EASE(l2=1.0, device="cpu").fit(data)
+    fitted_on_gpu = copy.copy(model)
+    fitted_on_gpu.config = model.config.model_copy(update={"device": "cuda"})
+    loaded = CandidateGenerator.load(fitted_on_gpu.save(tmp_path / "ease"))
+    users, items = np.arange(data.n_users), np.arange(data.n_items)
+    np.testing.assert_array_equal(loaded.score(users, items), model.score(users, items))

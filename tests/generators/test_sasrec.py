@@ -277,3 +277,16 @@ def test_a_model_trained_with_cuda_loads_and_scores_on_a_cpu_machine(
     assert isinstance(loaded, SASRec) and loaded.device_.type == "cpu"
     users = np.arange(data.n_users, dtype=np.int32)
     np.testing.assert_array_equal(loaded.score_catalog(users), model.score_catalog(users))
+
+
+def test_two_event_histories_are_learnt_with_the_default_validation_window() -> None:
+    # Every user has two events: a validation window holds one out of each, which leaves no
+    # next item to fit on (and chose 1 epoch); the member must still learn from the data.
+    data = _cycle_data(n_users=200, length=2)
+    model = SASRec(**TINY).fit(data)
+    assert model.best_epochs_ is None and len(model.epoch_seconds_) == TINY["max_epochs"]
+    rows = [_idx(data, j) for j in range(N_CYCLE)]
+    anonymous = np.full(N_CYCLE, data.n_users, dtype=np.int32)
+    top = model.recommend(anonymous, 1, histories=Histories.from_lists(rows, data.n_items))
+    next_items = [data.items.id_of(int(i)) for i in top.items[:, 0]]
+    assert next_items == [f"c{(j + 1) % N_CYCLE}" for j in range(N_CYCLE)]

@@ -14,6 +14,7 @@ pytest.importorskip("torch")
 
 from recsemble.data.dataset import Dataset
 from recsemble.data.synthetic import SyntheticConfig, generate
+from recsemble.errors import ConfigError
 from recsemble.generators.base import CandidateGenerator
 from recsemble.generators.history import Histories
 from recsemble.generators.twotower import STATE_FILE, TwoTower
@@ -103,7 +104,9 @@ def test_a_new_item_with_content_only_is_recommended() -> None:
     cold = data.items.idx_of(cold_id)
     assert data.item_popularity[cold] == 0
     model = _fit(data)
-    action_users = [data.users.idx_of(u) for u in ("u100", "u101", "u102", "u103")]
+    # u103's latest event is a drama, which the pooling weighs most: as in the cluster test,
+    # the action users are those whose latest events are action films.
+    action_users = [data.users.idx_of(u) for u in ("u100", "u101", "u102")]
     top = model.recommend(action_users, 3).items
     assert np.all((top == cold).any(axis=1)), f"the cold item is missing from {top}"
     drama_users = [data.users.idx_of(u) for u in ("u104", "u105", "u106")]
@@ -124,6 +127,55 @@ def test_with_id_dropout_1_items_are_placed_by_their_content_alone() -> None:
         same = np.flatnonzero(group.ravel() == g)
         vectors = model.item_vectors_[same]
         np.testing.assert_allclose(vectors, np.repeat(vectors[:1], same.size, axis=0), rtol=1e-6)
+
+
+def test_id_dropout_1_without_item_content_is_a_clear_error() -> None:
+    # Content alone, and no content: every item would be left out of every list.
+    with pytest.raises(ConfigError, match=r"id_dropout = 1 .* no item has any in fields \[\]"):
+        _fit(tiny_dataset(), id_dropout=1.0, fields=())
+
+
+def test_two_event_histories_are_learnt_with_the_default_validation_window() -> None:
+    # Every user has two events: a validation window holds one out of each, which leaves no
+    # (history -> next item) pair to fit on; the member must still learn from the data.
+    rng = np.random.default_rng(0)
+    rows = [
+        (f"u{u}", f"c{u % 4}i{i:02d}", 1000 * u + step)
+        for u in range(600)
+        for step, i in enumerate(rng.choice(25, 2, replace=False).tolist())
+    ]
+    frame = pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row")
+    data = Dataset.from_frames(frame)
+    model = _fit(data, max_epochs=20, batch_size=32, lr=0.01, validation_fraction=0.1)
+    assert model.training_log_.epochs_kept == 20
+    top = model.recommend(np.arange(data.n_users), 5).items
+    user_cluster = np.array([int(u[1:]) % 4 for u in data.users.to_ids(np.arange(data.n_users))])
+    item_cluster = np.array([int(i[1]) for i in data.items.to_ids(np.arange(data.n_items))])
+    assert (item_cluster[top] == user_cluster[:, None]).mean() > 0.9
+
+
+def test_simultaneous_events_are_not_read_as_a_sequence() -> None:
+    # Each user meets a{k} and b{k} at one moment, three times. "a before b" is only how ids
+    # sort (the order histories list ties in): each must bring the other to the top alike.
+    rng = np.random.default_rng(1)
+    rows = [
+        (f"u{u}", f"{side}{k:02d}", 1000 * u + moment)
+        for u in range(500)
+        for moment, k in enumerate(rng.choice(20, 3, replace=False).tolist())
+        for side in "ab"
+    ]
+    frame = pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row")
+    data = Dataset.from_frames(frame)
+    model = _fit(data, max_epochs=8, batch_size=64, lr=0.005, fields=())
+    a, b = (np.array(_idx(data, [f"{side}{k:02d}" for k in range(20)])) for side in "ab")
+
+    def rank_of(targets: np.ndarray, given: np.ndarray) -> np.ndarray:
+        histories = Histories.from_lists([[i] for i in given.tolist()], data.n_items)
+        unknown = np.full(given.size, data.n_users, dtype=np.int32)
+        scores = model.score_catalog(unknown, histories=histories)
+        return (scores > scores[np.arange(given.size), targets][:, None]).sum(axis=1)
+
+    assert rank_of(b, given=a).max() <= 1 and rank_of(a, given=b).max() <= 1
 
 
 def _skewed_dataset() -> Dataset:

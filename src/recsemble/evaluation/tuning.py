@@ -342,7 +342,9 @@ def _settings_sections(config: RecsembleConfig, tuned: list[str]) -> list[str]:
         protocol[key] = getattr(config.protocol, key)  # spelt out: defaults may change
     evaluate = config.evaluate.model_dump(mode="json", exclude_defaults=True, by_alias=True)
     given = config.evaluate.models if "models" in config.evaluate.model_fields_set else []
-    evaluate["models"] = list(dict.fromkeys([*given, *tuned]))
+    # Models with re-ranking variants are evaluated too (evaluate refuses the file otherwise).
+    reranked = config.evaluate.rerank_models or []
+    evaluate["models"] = list(dict.fromkeys([*given, *tuned, *reranked]))
     evaluate["baseline"] = config.evaluate.baseline
     lines = _table("protocol", _unset_as_none(protocol))
     lines += _table("evaluate", _unset_as_none(evaluate))

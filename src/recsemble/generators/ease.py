@@ -321,7 +321,10 @@ class EASE(CandidateGenerator):
         return {"weights": self.weights_}
 
     def _set_state(self, state: Arrays) -> None:
-        self._set_weights(state["weights"], _resolve_device(self.config.device))
+        # `device` is where B was computed: a model fitted on a GPU machine with "cuda" is
+        # served on CPU ones too, so a load takes the GPU only where there is one.
+        device = "auto" if self.config.device == "cuda" else self.config.device
+        self._set_weights(state["weights"], _resolve_device(device))
 
     def _caches_scores(self) -> bool:
         # On the host only: a GPU makes long histories cheap, and its batched kernels need not

@@ -21,6 +21,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from recsemble.errors import ConfigError
+from recsemble.generators.history import Histories
 
 if TYPE_CHECKING:
     import torch
@@ -139,14 +140,16 @@ class ValidationWindow:
     def cut(
         cls, dataset: Dataset, fraction: float = 0.1, max_users: int = 2000, seed: int = 0
     ) -> ValidationWindow | None:
-        """None when the data are too small to hold anything out."""
+        """None when the data are too small to hold anything out, or when what is left to fit
+        on has no user with two events (no next item to learn from: with one held out of every
+        two-event history, a window would choose zero epochs and leave the member untrained)."""
         from recsemble.evaluation.protocol import split
 
         if dataset.n_interactions < 20:
             return None
         window = split(dataset, "temporal-user", fraction)
         users = window.evaluated_users
-        if users.size == 0:
+        if users.size == 0 or not (window.train.user_history_lengths >= 2).any():
             return None
         if users.size > max_users:
             users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
@@ -168,3 +171,22 @@ def batches(n: int, size: int, generator: torch.Generator | None = None) -> Iter
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
     for lo in range(0, n, size):
         yield order[lo : lo + size]
+
+
+def shuffle_ties(histories: Histories, rng: np.random.Generator) -> Histories:
+    """The same histories with simultaneous events (same row, same timestamp) in random order.
+
+    Histories break ties by item idx; in MovieLens half the events share their second with the
+    previous one, and training on that order would teach the catalog's numbering, not taste
+    (the protocol: a model must not read an order into simultaneous events).
+    """
+    order = np.lexsort(
+        (rng.random(histories.items.size), histories.timestamps, histories.row_of_event)
+    )
+    return Histories(
+        histories.indptr,
+        histories.items[order],
+        histories.timestamps[order],
+        histories.weights[order],
+        histories.n_items,
+    )

@@ -50,6 +50,7 @@ from recsemble.generators import neural
 from recsemble.generators.base import CandidateGenerator
 from recsemble.generators.config import GeneratorConfig
 from recsemble.generators.history import Histories
+from recsemble.generators.neural import shuffle_ties
 from recsemble.generators.topk import top_similar, topk_rows
 from recsemble.types import TopK
 
@@ -126,24 +127,6 @@ def training_windows(histories: Histories, max_len: int, horizon: int = 1) -> tu
     ahead = targets_at[..., None] + np.arange(horizon)
     valid = real[..., None] & (ahead < ends[owner][:, None, None])
     return inputs, np.where(valid, items[np.where(valid, ahead, 0)], 0)
-
-
-def shuffle_ties(histories: Histories, rng: np.random.Generator) -> Histories:
-    """The same histories with simultaneous events (same row, same timestamp) in random order.
-
-    Histories break ties by item idx; in MovieLens half the events share their second with the
-    previous one, and training on that order would teach the catalog's numbering, not taste.
-    """
-    order = np.lexsort(
-        (rng.random(histories.items.size), histories.timestamps, histories.row_of_event)
-    )
-    return Histories(
-        histories.indptr,
-        histories.items[order],
-        histories.timestamps[order],
-        histories.weights[order],
-        histories.n_items,
-    )
 
 
 def build_network(n_items: int, config: SASRecConfig) -> torch.nn.ModuleDict:

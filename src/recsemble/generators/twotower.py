@@ -26,6 +26,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from recsemble.data.dataset import Dataset
+from recsemble.errors import ConfigError
 from recsemble.generators.config import GeneratorConfig, RecencyConfig
 from recsemble.generators.content import ContentConfig, ItemField, item_documents, tfidf_vectors
 from recsemble.generators.history import Histories
@@ -99,6 +100,13 @@ class TwoTower(VectorRetrieval):
 
         cfg = self.config
         features = content_features(dataset, cfg)
+        if cfg.id_dropout >= 1.0 and features.nnz == 0 and dataset.n_items:
+            # Every item would be left without a vector: a model that recommends nothing.
+            raise ConfigError(
+                f"twotower: id_dropout = 1 places items by their content alone, but no item "
+                f"has any in fields {list(cfg.fields)}: lower id_dropout, or give the items "
+                "a title, text or categories"
+            )
         window = None
         if cfg.validation_fraction > 0:
             window = ValidationWindow.cut(dataset, cfg.validation_fraction, seed=cfg.seed)

@@ -10,7 +10,8 @@ that fall with the event's position from the end (learned, initialised to a half
 and, optionally, with its age in days before the request moment; then a residual linear map and
 L2 normalisation. It runs at request time on whatever history is passed in.
 
-Training pairs are (events before t -> the event at t) over every user's time-ordered history,
+Training pairs are (events before t -> the event at t) over every user's time-ordered history
+(simultaneous events in a fresh random order each epoch: they are not a sequence),
 scored by an in-batch sampled softmax at temperature `temperature`, with the logQ correction
 (each in-batch logit minus the log of its item's share of the targets: popular items are
 sampled as negatives more often, and would otherwise be pushed down too much) and, optionally,
@@ -33,7 +34,13 @@ from torch import nn
 
 from recsemble.data.dataset import Dataset
 from recsemble.generators.history import Histories
-from recsemble.generators.neural import EarlyStopping, ValidationWindow, autocast, batches
+from recsemble.generators.neural import (
+    EarlyStopping,
+    ValidationWindow,
+    autocast,
+    batches,
+    shuffle_ties,
+)
 
 if TYPE_CHECKING:
     from recsemble.generators.twotower import TwoTowerConfig
@@ -279,6 +286,7 @@ def fit_network(
     generator = seed_everything(config.seed)
     events = Histories.from_dataset(dataset)
     pairs = Pairs.from_histories(events)
+    rng = np.random.default_rng(config.seed)
     # id_dropout 1: every item trains on its content alone, so the id embeddings never learn;
     # scoring must not add them (random vectors) to the content either.
     has_id = np.asarray(dataset.item_popularity > 0) & (config.id_dropout < 1.0)
@@ -292,6 +300,9 @@ def fit_network(
     hard: I64 | None = None
     for _ in range(epochs if pairs.targets.size else 0):
         started = time.perf_counter()
+        # Simultaneous events in a fresh order every epoch: in the histories' order (item idx)
+        # the tower learnt "b follows a" from the ids' sort order alone.
+        pairs = Pairs.from_histories(shuffle_ties(events, rng))
         net.train()
         for picked in batches(pairs.targets.size, config.batch_size, generator):
             batch = make_batch(pairs, picked.numpy(), config.history_len, hard, device)
