@@ -129,6 +129,8 @@
   async function loadUsers() {
     const prefix = $("user-search").value.trim();
     const data = await api("GET", `/users?limit=50&prefix=${encodeURIComponent(prefix)}`);
+    // The search changed meanwhile: a late answer to the earlier one must not replace its.
+    if ($("user-search").value.trim() !== prefix) return;
     const list = $("user-list");
     list.replaceChildren(...data.users.map((user) => el("li", {},
       el("button", { type: "button", className: "user-btn", data: { userId: user.user_id } },
