@@ -83,7 +83,9 @@ def test_pages_are_open_but_only_to_reads(dash: Server) -> None:
             "/dashboard/app.js" in page.text
             and "default-src 'self'" in page.headers["content-security-policy"]
         )
-        for asset, kind in (("app.js", "text/javascript"), ("style.css", "text/css")):
+        scripts = (("api.js", "text/javascript"), ("app.js", "text/javascript"))
+        assets = (*scripts, ("style.css", "text/css"))
+        for asset, kind in assets:
             response = client.get(f"/dashboard/{asset}")
             assert response.status_code == 200 and response.headers["content-type"].startswith(kind)
         assert client.get("/dashboard/..%2Fstate.py").status_code == 404

@@ -265,6 +265,52 @@ def test_a_late_answer_about_the_previous_user_is_not_shown(
     assert console_errors(browser) == []
 
 
+# Holds back the user list's answer for one search prefix for 2 s (see _SLOW_USER).
+_SLOW_SEARCH = """
+const slow = `prefix=${encodeURIComponent(arguments[0])}`;
+const fetched = window.fetch;
+window.heldBack = false;
+window.fetch = (url, options) => fetched(url, options).then((response) => {
+  if (!String(url).endsWith(slow)) return response;
+  window.heldBack = true;
+  return new Promise((done) => setTimeout(() => done(response), 2000));
+});
+"""
+
+
+def test_a_late_answer_to_an_earlier_search_is_not_shown(
+    browser: Any, site: tuple[Server, str]
+) -> None:
+    """Typing 'u00000', then '1': the list for 'u00000', arriving last, replaced the one
+    for 'u000001' under the search box saying 'u000001'."""
+    server, _ = site
+    users = [u["user_id"] for u in _api(server, "/users", limit=2)["users"]]
+    wanted = users[1]
+    wait_for(lambda: _find(browser, "#user-count").text, what="the page's first load")
+    time.sleep(1)  # and its second user list, when its first poll saw the version first
+    browser.execute_script(_SLOW_SEARCH, wanted[:-1])
+    search = _find(browser, "#user-search")
+    try:
+        search.clear()
+        search.send_keys(wanted[:-1])
+        wait_for(lambda: browser.execute_script("return window.heldBack"), what="the search")
+        search.send_keys(wanted[-1])
+        expected = [u["user_id"] for u in _api(server, "/users", prefix=wanted)["users"]]
+        buttons = ".user-btn"
+        wait_for(lambda: [b.get_attribute("data-user-id") for b in
+                          browser.find_elements("css selector", buttons)] == expected,
+                 what="the list for the full prefix")  # fmt: skip
+        time.sleep(3)  # the earlier search's held-back answer has arrived by now
+        shown = [
+            b.get_attribute("data-user-id") for b in browser.find_elements("css selector", buttons)
+        ]
+        assert shown == expected
+    finally:
+        search.clear()
+        browser.refresh()
+    assert console_errors(browser) == []
+
+
 def test_a_lone_model_is_not_called_an_ensemble(
     browser: Any, tmp_path: Path, model_dirs: tuple[Path, Path]
 ) -> None:

@@ -20,6 +20,7 @@ router = APIRouter(include_in_schema=False)
 DASHBOARD_DIR = Path(__file__).with_name("dashboard")
 #: The dashboard's files by URL name, with their media types; nothing else is served.
 ASSETS = {
+    "api.js": "text/javascript; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
 }

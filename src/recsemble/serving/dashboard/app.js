@@ -4,7 +4,7 @@
 "use strict";
 
 (() => {
-  const KEY_STORAGE = "recsemble.apiKey";
+  const { KEY_STORAGE, api, el, fmt, uuid, when } = window.recsembleApi;
   const POLL_MS = 3000;
   const LIST_SIZE = 10;
   const HISTORY_SIZE = 20;
@@ -24,35 +24,6 @@
   const $ = (id) => document.getElementById(id);
 
   // -- small helpers ----------------------------------------------------------------------
-  function el(tag, props = {}, ...children) {
-    const node = document.createElement(tag);
-    for (const [name, value] of Object.entries(props)) {
-      if (name === "data") Object.assign(node.dataset, value);
-      else if (name === "text") node.textContent = value;
-      else node[name] = value;
-    }
-    for (const child of children) {
-      if (child !== null && child !== undefined) {
-        node.append(typeof child === "string" ? document.createTextNode(child) : child);
-      }
-    }
-    return node;
-  }
-
-  function uuid() {
-    // crypto.randomUUID needs a secure context; getRandomValues works over plain http too.
-    const bytes = crypto.getRandomValues(new Uint8Array(16));
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-    return [hex.slice(0, 8), hex.slice(8, 12), hex.slice(12, 16), hex.slice(16, 20),
-      hex.slice(20)].join("-");
-  }
-
-  const fmt = (value, digits = 3) =>
-    value === null || value === undefined ? "—" : Number(value).toFixed(digits);
-  const when = (seconds) => new Date(seconds * 1000).toISOString().replace("T", " ").slice(0, 19);
-
   function colourOf(label) {
     if (!state.memberColour.has(label)) state.memberColour.set(label, state.memberColour.size % 8);
     return `c${state.memberColour.get(label)}`;
@@ -62,48 +33,7 @@
     for (const item of items) if (item.title) state.titles.set(item.item_id, item.title);
   }
 
-  // -- the API ----------------------------------------------------------------------------
-  class ApiError extends Error {
-    constructor(status, message) {
-      super(message);
-      this.status = status;
-    }
-  }
-
-  function hint(status) {
-    if (status === 401) return " Enter the API key above.";
-    if (status === 403) return " This key may not do that: writes and model changes need the admin key.";
-    return "";
-  }
-
-  async function api(method, path, body) {
-    const headers = {};
-    const key = localStorage.getItem(KEY_STORAGE);
-    if (key) headers["X-API-Key"] = key;
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    let response;
-    try {
-      response = await fetch(path, {
-        method, headers, body: body === undefined ? undefined : JSON.stringify(body),
-      });
-    } catch (err) {
-      throw new ApiError(0, `${method} ${path}: no answer from the server (${err.message})`);
-    }
-    const text = await response.text();
-    let data = null;
-    try {
-      data = text ? JSON.parse(text) : null;
-    } catch (err) {
-      data = null;
-    }
-    if (!response.ok) {
-      const error = data && data.error ? data.error : { code: "error", message: text.slice(0, 200) };
-      throw new ApiError(response.status,
-        `${method} ${path} → ${response.status} ${error.code}: ${error.message}.${hint(response.status)}`);
-    }
-    return data;
-  }
-
+  // -- the alert bar ----------------------------------------------------------------------
   function showError(err, source = "action") {
     state.errorSource = source;
     $("error-text").textContent = err && err.message ? err.message : String(err);
@@ -129,6 +59,8 @@
   async function loadUsers() {
     const prefix = $("user-search").value.trim();
     const data = await api("GET", `/users?limit=50&prefix=${encodeURIComponent(prefix)}`);
+    // The search changed meanwhile: a late answer to the earlier one must not replace its.
+    if ($("user-search").value.trim() !== prefix) return;
     const list = $("user-list");
     list.replaceChildren(...data.users.map((user) => el("li", {},
       el("button", { type: "button", className: "user-btn", data: { userId: user.user_id } },
