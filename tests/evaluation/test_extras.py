@@ -70,7 +70,11 @@ def test_decision_names_won_lost_and_tied_slices() -> None:
     assert record["relative_ci_low"] == pytest.approx(0.25)
     text = record["statement"]
     assert "beats popularity by +50.0% NDCG@10 [95% CI +25.0%, +75.0%]" in text
-    assert "1-4 (loses)" in text and "20-99 (no significant difference)" in text
+    # it read "wins in every user slice except 1-4 (loses), ..." for 1 slice won of 3
+    assert (
+        "wins in 1 of 3 user slices (5-19); loses in 1-4; no significant difference in 20-99"
+        in text
+    )
     assert "worth an A/B test: yes" in text
 
 
@@ -90,7 +94,11 @@ def test_decision_names_the_slices_too_small_to_compare() -> None:
 def test_decision_says_no_when_the_interval_includes_zero() -> None:
     record = decide(_results({"5-19": (-0.01, 0.2)}, (-0.02, 0.2)), "ensemble", "ndcg@10")
     assert record["ab_test"] is False
-    assert "does not significantly beat" in record["statement"]
+    assert "does not significantly beat popularity: " in record["statement"]
+    lower = _results({"5-19": (-0.2, 0.01)}, (-0.2, 0.01))  # lower, within the noise
+    lower["ensemble"]["vs_baseline"]["ndcg@10"]["all"].update(mean_a=0.15, mean_diff=-0.05)
+    text = decide(lower, "ensemble", "ndcg@10")["statement"]
+    assert "does not significantly beat popularity: -25.0% NDCG@10" in text  # was "by -25.0%"
     assert "worth an A/B test: no" in record["statement"]
     assert "includes zero" in record["statement"]
 

@@ -121,8 +121,10 @@ def statement(record: Mapping[str, Any]) -> str:
         if record["ci_high"] < 0
         else "does not significantly beat"
     )
+    # "beats X by -16.7%" reads as a gain: a difference within the noise is stated, not "by"
+    joint = " by " if record["ci_low"] > 0 or record["ci_high"] < 0 else ": "
     head = (
-        f"{model[0].upper()}{model[1:]} {verb} {baseline} by {_gain(record)}"
+        f"{model[0].upper()}{model[1:]} {verb} {baseline}{joint}{_gain(record)}"
         f" ({record['mean']:.4f} vs {record['baseline_mean']:.4f}, "
         f"{record['n_users']:,} users)"
     )
@@ -149,7 +151,8 @@ def _slices_phrase(record: Mapping[str, Any]) -> str:
         return "no user slice large enough to compare"
     if not (lost or tied):
         return f"wins in every user slice (history length{unseen})"
-    others = [f"{s} (loses)" for s in lost] + [f"{s} (no significant difference)" for s in tied]
-    if not won:
-        return "wins in no user slice: " + ", ".join(others) + unseen
-    return "wins in every user slice except " + ", ".join(others) + unseen
+    total = len(won) + len(lost) + len(tied)
+    parts = [f"wins in {len(won)} of {total} user slices" + (f" ({', '.join(won)})" if won else "")]
+    parts += [f"loses in {', '.join(lost)}"] if lost else []
+    parts += [f"no significant difference in {', '.join(tied)}"] if tied else []
+    return "; ".join(parts) + unseen
