@@ -106,6 +106,27 @@ def test_new_item_via_put(server: Server) -> None:
         assert bad.status_code == 422 and "colour" in bad.json()["error"]["message"]
 
 
+def test_unknown_or_repeated_query_parameters_are_refused(server: Server) -> None:
+    """`?kk=5` answered 10 items and `/users?limt=5` (the dashboard's list) 50 users, as if
+    the typo were absent; `?k=5&k=6` took one of them silently."""
+    with server.client() as client:
+        user_id = client.get("/users", params={"limit": 1}).json()["users"][0]["user_id"]
+        path = f"/users/{user_id}/recommendations"
+        typo = client.get(path, params={"kk": 5})
+        said = typo.json()["error"]["message"]
+        assert typo.status_code == 422 and "unknown query parameter 'kk'" in said
+        assert "takes: categories, exclude, explain, k, rerank" in said
+        twice = client.get(f"{path}?k=5&k=6")
+        assert (
+            twice.status_code == 422
+            and "'k' given more than once" in twice.json()["error"]["message"]
+        )
+        listing = client.get("/users", params={"limt": 5})
+        assert listing.status_code == 422 and "'limt'" in listing.json()["error"]["message"]
+        assert client.get(path, params={"k": 5}).status_code == 200
+        assert client.get("/dashboard", params={"v": 2}).status_code == 200  # a page: not checked
+
+
 def test_a_missing_value_id_is_named_once() -> None:
     from recsemble.serving.schemas import storable_id
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
@@ -132,6 +132,35 @@ def _leaf_routes(routes: Sequence[BaseRoute]) -> Iterator[BaseRoute]:
             yield route
 
 
+def known_query_only(request: Request) -> None:
+    """422 for a query parameter the route does not take, or one given twice: `?kk=5` or
+    `?limt=5` answered as if absent (10 items, 50 users), and `?k=5&k=6` took one silently."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    if dependant is None:
+        return
+    known = _query_names(dependant)
+    given = [name for name, _ in request.query_params.multi_items()]
+    unknown = sorted(set(given) - known)
+    twice = sorted({name for name in given if given.count(name) > 1} & known)
+    if unknown or twice:
+        takes = ", ".join(sorted(known)) or "none"
+        said = [f"unknown query parameter {name!r}" for name in unknown]
+        said += [f"query parameter {name!r} given more than once" for name in twice]
+        raise RequestValidationError([
+            {"loc": ("query", name), "msg": f"{text} (this route takes: {takes})",
+             "type": "extra_forbidden"}
+            for name, text in zip(unknown + twice, said, strict=True)
+        ])  # fmt: skip
+
+
+def _query_names(dependant: Any) -> set[str]:
+    """The query parameters of a route's FastAPI Dependant and of its dependencies."""
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
 def create_app(settings: ServeSettings, loader: Loader = load_recommender) -> FastAPI:
     metrics = Metrics()
 
@@ -175,9 +204,10 @@ def create_app(settings: ServeSettings, loader: Loader = load_recommender) -> Fa
     app.state.metrics = metrics
     app.state.started = time.monotonic()  # GET /stats: uptime
     _install_error_handlers(app)
-    app.include_router(routes.router)
-    app.include_router(dashboard_api.router)
-    app.include_router(dashboard.router)
+    checked = [Depends(known_query_only)]
+    app.include_router(routes.router, dependencies=checked)
+    app.include_router(dashboard_api.router, dependencies=checked)
+    app.include_router(dashboard.router)  # pages and their files: a browser may add a ?v=
     _add_health_and_metrics(app, metrics)
     keys = Keys(settings.api_key, settings.admin_key)
     app.add_middleware(Guard, keys=keys, max_body=settings.max_body_bytes, latency=metrics.latency)
