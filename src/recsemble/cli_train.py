@@ -8,6 +8,8 @@ work itself is in ranking/training.py (fit) and ranking/persistence.py (save, lo
 from __future__ import annotations
 
 import math
+import os
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -18,6 +20,9 @@ from rich.table import Table
 
 from recsemble.cli_options import ConfigOpt, DataDirOpt, SetOpt
 from recsemble.spark.commands import EngineOpt, InputOpt
+
+#: Set by a server for the training child of POST /admin/train: exit when the server is gone.
+EXIT_WITH_PARENT = "RECSEMBLE_EXIT_WITH_PARENT"
 
 if TYPE_CHECKING:
     from recsemble.config import RecsembleConfig
@@ -62,6 +67,7 @@ def train(
     from recsemble.ranking.training import check_model_name
     from recsemble.spark.commands import train_spark_and_save, use_spark
 
+    _exit_with_parent()
     with _errors_exit():
         check_model_folder(out)
         on_spark = use_spark(engine, input_path)
@@ -75,6 +81,23 @@ def train(
             console.print(train_spark_and_save(config, model, out, input_path))
         else:
             console.print(train_and_save(config, model, out))
+
+
+def _exit_with_parent() -> None:
+    """A server's training child ends when the server does, however it ended (kill -9, the
+    OOM killer), instead of training on for no one: its stdin is a pipe the server holds
+    open, which reads end-of-file once the server is gone."""
+    if os.environ.get(EXIT_WITH_PARENT) != "1":
+        return
+
+    def watch() -> None:
+        # os.read, not sys.stdin: a daemon thread blocked holding stdin's buffer lock makes
+        # the interpreter's shutdown abort (exit -6) once the training is done.
+        while os.read(0, 4096):
+            pass
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _like(config: RecsembleConfig, folder: Path, model: str | None) -> tuple[RecsembleConfig, str]:

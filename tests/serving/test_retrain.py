@@ -328,3 +328,52 @@ def test_put_attributes_keep_the_catalogs_column_types_in_the_retraining_data(
         RuleFilter(**rule).fit(exported)  # the rule still applies
     finally:
         state.close()
+
+
+def _alive(pid: int) -> bool:
+    """A process that runs (a zombie no reaper collected has ended)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def test_a_training_child_ends_when_its_server_is_killed(tmp_path: Path) -> None:
+    """kill -9 of a server (or the OOM killer) during POST /admin/train left its `recsemble
+    train` child training for no one, for up to an hour."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    endless = tmp_path / "endless.toml"
+    os.mkfifo(endless)  # reading it waits for a writer: a training that never ends by itself
+    command = [sys.executable, "-m", "recsemble", "train", "--config", str(endless),
+               "--out", str(tmp_path / "out")]  # fmt: skip
+    server_code = (  # the server's retraining thread, in a process of its own to kill
+        "import sys, threading, time\n"
+        "from recsemble.serving import retrain\n"
+        f"threading.Thread(target=retrain._train, args=({command!r},), daemon=True).start()\n"
+        "while 'job' not in retrain._child:\n"
+        "    time.sleep(0.05)\n"
+        "print(retrain._child['job'].pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    server = subprocess.Popen([sys.executable, "-c", server_code], stdout=subprocess.PIPE,
+                              text=True)  # fmt: skip
+    child = 0
+    try:
+        assert server.stdout is not None
+        child = int(server.stdout.readline())
+        assert _alive(child)
+        server.kill()
+        server.wait()
+        deadline = time.monotonic() + 60
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(child)
+    finally:
+        server.kill()
+        if child and _alive(child):
+            os.kill(child, signal.SIGKILL)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import tempfile
@@ -34,7 +35,7 @@ from recsemble.store.base import Event, Record
 
 log = logging.getLogger("recsemble.serving")
 _running: dict[str, threading.Thread] = {}
-_child: dict[str, subprocess.Popen[str]] = {}  # the training process of the running job
+_child: dict[str, subprocess.Popen[bytes]] = {}  # the training process of the running job
 _lock = threading.Lock()
 _TRAIN_TIMEOUT_S = 3600
 
@@ -112,20 +113,29 @@ def _trained_to(state: ServingState, cursor: int) -> dict[str, Any]:
 
 
 def _train(command: list[str]) -> tuple[int, str]:
-    """Run the training child, known to stop_retraining while it runs; (exit code, stderr)."""
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    ) as child:
+    """Run the training child, known to stop_retraining while it runs; (exit code, stderr).
+    Its stdin stays an open pipe: when this server dies, even by kill -9, it reads
+    end-of-file and exits (cli_train's EXIT_WITH_PARENT), so no training outlives it."""
+    from recsemble.cli_train import EXIT_WITH_PARENT
+
+    env = {**os.environ, EXIT_WITH_PARENT: "1"}
+    with (
+        tempfile.TemporaryFile() as errors,
+        subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors, env=env
+        ) as child,
+    ):
         _child["job"] = child
         try:
-            _, stderr = child.communicate(timeout=_TRAIN_TIMEOUT_S)
+            child.wait(timeout=_TRAIN_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             child.kill()
-            child.communicate()
+            child.wait()
             raise RecsembleError(f"training ran past {_TRAIN_TIMEOUT_S} s: stopped") from None
         finally:
             _child.pop("job", None)
-    return child.returncode, stderr
+        errors.seek(0)
+        return child.returncode, errors.read().decode(errors="replace")
 
 
 def stop_retraining(timeout_s: float = 30.0) -> None:
