@@ -537,3 +537,25 @@ def test_blend_explanations_belong_to_their_own_items(data: Dataset, tmp_path: P
             np.testing.assert_allclose(totals, [e.score for e in answer.items], rtol=1e-4)
     finally:
         recommender.close()
+
+
+def test_the_refresh_queue_does_not_starve_the_users_waiting_longest() -> None:
+    """Newest first only: under a stream of writes beyond the refresh rate, a user queued
+    early was never refreshed (each refresh here queues a newcomer, as a busy server does)."""
+    from recsemble.recommender.users import RefreshQueue
+
+    order: list[str] = []
+    finished = threading.Event()
+
+    def compute(user_id: str) -> None:
+        order.append(user_id)
+        if len(order) >= 20:
+            finished.set()
+            return
+        queue.push([f"new{len(order)}", f"newer{len(order)}"])
+
+    queue = RefreshQueue(compute, rate=1000.0)
+    queue.push([f"early{i}" for i in range(3)])
+    assert finished.wait(20)
+    queue.close()
+    assert {"early0", "early1", "early2"} <= set(order[:8]), order

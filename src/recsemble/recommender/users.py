@@ -183,7 +183,9 @@ def _replace(user: LiveUser, **changes: Any) -> LiveUser:
 
 
 class RefreshQueue:
-    """One worker thread recomputing users' pools, newest request first, at most `rate`/s.
+    """One worker thread recomputing users' pools, at most `rate`/s: newest request and
+    oldest waiting in turn, so under a stream of writes beyond `rate` the latest activity is
+    fresh quickly and no user waits longer than about twice the queue's length.
 
     `compute(user_id)` does the work; a user queued again before being served is served once.
     A bound method is held weakly: when its owner (a Recommender replaced by a hot swap) is
@@ -202,6 +204,7 @@ class RefreshQueue:
         self.failed = 0
         self._wake = threading.Condition()
         self._closed = False
+        self._newest = False  # which end the next pick takes (flipped before each pick)
         self._thread: threading.Thread | None = None
 
     def push(self, user_ids: Sequence[str]) -> None:
@@ -225,7 +228,8 @@ class RefreshQueue:
                     return None  # the owner is gone: nothing left to refresh for
             if self._closed:
                 return None
-            user_id, _ = self.pending.popitem(last=True)
+            self._newest = not self._newest  # newest first only: old users starved
+            user_id, _ = self.pending.popitem(last=self._newest)
             return user_id
 
     def _run(self) -> None:
