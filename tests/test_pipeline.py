@@ -559,3 +559,17 @@ def test_the_refresh_queue_does_not_starve_the_users_waiting_longest() -> None:
     assert finished.wait(20)
     queue.close()
     assert {"early0", "early1", "early2"} <= set(order[:8]), order
+
+
+def test_an_event_the_model_was_trained_with_is_not_counted_again(
+    rec: Recommender, data: Dataset
+) -> None:
+    """A model trained offline on files that the store also holds replays the store's events
+    at start-up: each was folded in again, so the user's history showed it twice."""
+    row = data.interactions.row(0, named=True)
+    user, item = data.users.id_of(row["user_idx"]), data.items.id_of(row["item_idx"])
+    rec.observe([Event("again", user, item, "view", int(row["timestamp"]))])
+    assert rec.live.get(user) is None and rec.stats()["events_observed"] == 0
+    rec.observe([Event("later", user, item, "view", int(row["timestamp"]) + 1)])
+    live = rec.live.get(user)
+    assert live is not None and live.items.tolist() == [row["item_idx"]]

@@ -343,7 +343,10 @@ class Recommender:
     # -- real time -------------------------------------------------------------------------
     def observe(self, events: Sequence[Event]) -> None:
         """Events already stored: their items are seen at once (and counted by exploration),
-        the session signal follows on the next request, a refresh of the pool is queued."""
+        the session signal follows on the next request, a refresh of the pool is queued.
+        Events the model was trained with (same user, item and time) are not counted twice."""
+        user, item, fitted = self._user_idx, self.items.idx, self.serving.is_fitted
+        events = [e for e in events if not fitted(user(e.user_id), item(e.item_id), e.timestamp)]
         changed = self.live.observe(events, self.items.idx)
         self.stages.observe(events, self.items.idx)
         self.refresh.push(changed)

@@ -110,6 +110,15 @@ class ServingModel:
         lo, hi = self.histories.indptr[user], self.histories.indptr[user + 1]
         return self.histories.items[lo:hi]
 
+    def is_fitted(self, user: int, item: int | None, timestamp: int | None) -> bool:
+        """Whether the fitted history holds this (item, time) for the user: a store event that
+        was in the training files too (a model trained offline on what the store holds)."""
+        if item is None or not timestamp or not 0 <= user < self.histories.n_rows:
+            return False
+        lo, hi = int(self.histories.indptr[user]), int(self.histories.indptr[user + 1])
+        same_item = self.histories.items[lo:hi] == item
+        return bool(np.any(self.histories.timestamps[lo:hi][same_item] == timestamp))
+
     def history(
         self,
         user: int,
