@@ -26,6 +26,16 @@ from psycopg_pool import ConnectionPool
 
 from recsemble.errors import ConfigError, DataError
 from recsemble.store.base import AppendResult, Event, Record, StoredEvent
+from recsemble.store.postgres_sql import (
+    APPEND,
+    CACHED,
+    EVENT_COLUMNS,
+    INSERT_LISTS,
+    PRECOMPUTED_SCHEMA,
+    RECORD_COLUMNS,
+    SCHEMA,
+    UPSERT,
+)
 from recsemble.store.precomputed import (
     DUPLICATE_RANK,
     CachedList,
@@ -57,84 +67,6 @@ SESSION_SETTINGS: tuple[tuple[str, str], ...] = (
     ("client_encoding", "UTF8"),
 )
 _SCHEMA_LOCK_KEY = 0x72656373656D626C  # "recsembl": serialises schema creation only
-
-_SCHEMA = """
-CREATE TABLE recsemble_schema (version integer NOT NULL);
-CREATE TABLE events (
-    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    event_id text NOT NULL UNIQUE,
-    user_id text NOT NULL,
-    item_id text NOT NULL,
-    type text NOT NULL,
-    timestamp bigint NOT NULL,
-    value double precision
-);
-CREATE TABLE records (
-    kind text NOT NULL CHECK (kind IN ('item', 'user')),
-    id text NOT NULL,
-    attributes jsonb NOT NULL,
-    deleted boolean NOT NULL DEFAULT false,
-    updated_seq bigint NOT NULL UNIQUE,
-    PRIMARY KEY (kind, id)
-);
-CREATE INDEX records_by_change ON records (kind, updated_seq)
-"""
-
-#: The precomputed cache (store/precomputed.py): created when missing, in any version-1 store.
-_PRECOMPUTED_SCHEMA = """
-CREATE TABLE IF NOT EXISTS precomputed_batches (
-    batch_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    model_version text NOT NULL,
-    active boolean NOT NULL DEFAULT false,
-    k integer NOT NULL DEFAULT 0,
-    users bigint NOT NULL DEFAULT 0,
-    rows bigint NOT NULL DEFAULT 0,
-    loaded_at bigint NOT NULL
-);
-ALTER TABLE precomputed_batches ADD COLUMN IF NOT EXISTS rerank text;
-CREATE INDEX IF NOT EXISTS precomputed_by_version ON precomputed_batches (model_version, active);
-CREATE TABLE IF NOT EXISTS precomputed_lists (
-    batch_id bigint NOT NULL,
-    user_id text NOT NULL,
-    rank integer NOT NULL,
-    item_id text NOT NULL,
-    score double precision NOT NULL,
-    explanation text,
-    history_events bigint NOT NULL,
-    history_latest bigint NOT NULL,
-    PRIMARY KEY (batch_id, user_id, rank)
-);
-CREATE TABLE IF NOT EXISTS store_meta (key text PRIMARY KEY, value text NOT NULL);
-INSERT INTO store_meta VALUES ('store_id', md5(random()::text || clock_timestamp()::text))
-    ON CONFLICT (key) DO NOTHING
-"""
-_CACHED = (
-    "SELECT l.item_id, l.score, l.explanation, l.history_events, l.history_latest, b.rerank "
-    "FROM precomputed_batches b JOIN precomputed_lists l ON l.batch_id = b.batch_id "
-    "WHERE b.model_version = %s AND b.active AND l.user_id = %s ORDER BY l.rank"
-)
-_INSERT_LISTS = """
-INSERT INTO precomputed_lists
-SELECT %s, u, r, i, s, e, n, t
-FROM unnest(%s::text[], %s::int[], %s::text[], %s::float8[], %s::text[], %s::bigint[],
-            %s::bigint[]) AS b(u, r, i, s, e, n, t)
-"""
-_APPEND = """
-INSERT INTO events (event_id, user_id, item_id, type, timestamp, value)
-SELECT e, u, i, t, ts, v
-FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::float8[])
-    WITH ORDINALITY AS batch(e, u, i, t, ts, v, position)
-ORDER BY position
-ON CONFLICT (event_id) DO NOTHING
-"""
-_UPSERT = """
-INSERT INTO records (kind, id, attributes, deleted, updated_seq)
-SELECT %s, i, a::jsonb, false, s FROM unnest(%s::text[], %s::text[], %s::bigint[]) AS b(i, a, s)
-ON CONFLICT (kind, id) DO UPDATE
-SET attributes = EXCLUDED.attributes, deleted = false, updated_seq = EXCLUDED.updated_seq
-"""
-_EVENT_COLUMNS = "seq, event_id, user_id, item_id, type, timestamp, value"
-_RECORD_COLUMNS = "id, attributes, deleted, updated_seq"
 
 
 class PostgresStore:
@@ -174,12 +106,12 @@ class PostgresStore:
         with self._pool.connection() as conn, conn.transaction():
             conn.execute("LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE")
             check_event_types(batch.events, conn.execute(READ_EVENT_TYPES).fetchone())
-            accepted = conn.execute(_APPEND, columns).rowcount
+            accepted = conn.execute(APPEND, columns).rowcount
         return AppendResult(accepted, len(events) - accepted)
 
     def events_since(self, cursor: int, limit: int = 10_000) -> list[StoredEvent]:
         rows = self._read(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > %s ORDER BY seq LIMIT %s",
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > %s ORDER BY seq LIMIT %s",
             (check_cursor(cursor), check_limit(limit)),
         )
         return [StoredEvent(row[0], Event(*row[1:])) for row in rows]
@@ -193,7 +125,7 @@ class PostgresStore:
         with self._pool.connection() as conn, conn.transaction():
             first = _lock_records(conn)
             changes = list(range(first, first + len(rows)))
-            conn.execute(_UPSERT, (kind, [r[0] for r in rows], [r[1] for r in rows], changes))
+            conn.execute(UPSERT, (kind, [r[0] for r in rows], [r[1] for r in rows], changes))
 
     def delete(self, kind: str, record_id: str) -> bool:
         kind = check_kind(kind)
@@ -221,14 +153,14 @@ class PostgresStore:
         if not wanted:
             return {}
         rows = self._read(
-            f"SELECT {_RECORD_COLUMNS} FROM records WHERE kind = %s AND id = ANY(%s::text[])",
+            f"SELECT {RECORD_COLUMNS} FROM records WHERE kind = %s AND id = ANY(%s::text[])",
             (kind, wanted),
         )
         return {row[0]: _record(row) for row in rows}
 
     def changed_since(self, kind: str, cursor: int) -> list[Record]:
         rows = self._read(
-            f"SELECT {_RECORD_COLUMNS} FROM records WHERE kind = %s AND updated_seq > %s "
+            f"SELECT {RECORD_COLUMNS} FROM records WHERE kind = %s AND updated_seq > %s "
             "ORDER BY updated_seq",
             (check_kind(kind), check_cursor(cursor)),
         )
@@ -255,7 +187,7 @@ class PostgresStore:
                 columns = [list(column) for column in zip(*chunk, strict=True)]
                 try:
                     with self._pool.connection() as conn, conn.transaction():
-                        conn.execute(_INSERT_LISTS, (batch, *columns))
+                        conn.execute(INSERT_LISTS, (batch, *columns))
                 except psycopg.errors.UniqueViolation:
                     raise DataError(DUPLICATE_RANK) from None
             with self._pool.connection() as conn, conn.transaction():
@@ -270,7 +202,7 @@ class PostgresStore:
         return info
 
     def precomputed(self, model_version: str, user_id: str) -> CachedList | None:
-        return cached_list(user_id, self._read(_CACHED, (model_version, user_id)))
+        return cached_list(user_id, self._read(CACHED, (model_version, user_id)))
 
     def precomputed_info(self, model_version: str) -> PrecomputedInfo | None:
         rows = self._read(
@@ -339,7 +271,7 @@ class PostgresStore:
                         f"the database has a table {table!r} that recsemble did not create",
                         source=self.where,
                     )
-            for statement in filter(str.strip, _SCHEMA.split(";")):
+            for statement in filter(str.strip, SCHEMA.split(";")):
                 conn.execute(statement)
             conn.execute("INSERT INTO recsemble_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
 
@@ -351,7 +283,7 @@ class PostgresStore:
             conn.transaction(),
         ):
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
-            for statement in filter(str.strip, _PRECOMPUTED_SCHEMA.split(";")):
+            for statement in filter(str.strip, PRECOMPUTED_SCHEMA.split(";")):
                 conn.execute(statement)
 
 

@@ -31,6 +31,14 @@ from recsemble.store.precomputed import (
     PrecomputedRow,
     cached_list,
 )
+from recsemble.store.sqlite_sql import (
+    CACHED,
+    EVENT_COLUMNS,
+    NEW_STORE_ID,
+    PRECOMPUTED_SCHEMA,
+    RECORD_COLUMNS,
+    SCHEMA,
+)
 from recsemble.store.validation import (
     READ_EVENT_TYPES,
     check_cursor,
@@ -62,62 +70,6 @@ PRAGMAS: tuple[tuple[str, str, object], ...] = (
     ("recursive_triggers", "OFF", 0),
 )
 
-_SCHEMA = """
-CREATE TABLE events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id TEXT NOT NULL UNIQUE,
-    user_id TEXT NOT NULL,
-    item_id TEXT NOT NULL,
-    type TEXT NOT NULL,
-    timestamp INTEGER NOT NULL,
-    value REAL
-) STRICT;
-CREATE TABLE records (
-    kind TEXT NOT NULL CHECK (kind IN ('item', 'user')),
-    id TEXT NOT NULL,
-    attributes TEXT NOT NULL,
-    deleted INTEGER NOT NULL DEFAULT 0 CHECK (deleted IN (0, 1)),
-    updated_seq INTEGER NOT NULL UNIQUE,
-    PRIMARY KEY (kind, id)
-) STRICT, WITHOUT ROWID;
-CREATE INDEX records_by_change ON records (kind, updated_seq);
-"""
-
-#: The precomputed cache (store/precomputed.py): created when missing, in any version-1 store.
-_PRECOMPUTED_SCHEMA = """
-CREATE TABLE IF NOT EXISTS precomputed_batches (
-    batch_id INTEGER PRIMARY KEY AUTOINCREMENT,
-    model_version TEXT NOT NULL,
-    active INTEGER NOT NULL DEFAULT 0 CHECK (active IN (0, 1)),
-    k INTEGER NOT NULL DEFAULT 0,
-    users INTEGER NOT NULL DEFAULT 0,
-    rows INTEGER NOT NULL DEFAULT 0,
-    loaded_at INTEGER NOT NULL,
-    rerank TEXT
-) STRICT;
-CREATE INDEX IF NOT EXISTS precomputed_by_version ON precomputed_batches (model_version, active);
-CREATE TABLE IF NOT EXISTS precomputed_lists (
-    batch_id INTEGER NOT NULL,
-    user_id TEXT NOT NULL,
-    rank INTEGER NOT NULL,
-    item_id TEXT NOT NULL,
-    score REAL NOT NULL,
-    explanation TEXT,
-    history_events INTEGER NOT NULL,
-    history_latest INTEGER NOT NULL,
-    PRIMARY KEY (batch_id, user_id, rank)
-) STRICT, WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT
-"""
-_CACHED = (
-    "SELECT l.item_id, l.score, l.explanation, l.history_events, l.history_latest, b.rerank "
-    "FROM precomputed_batches b JOIN precomputed_lists l ON l.batch_id = b.batch_id "
-    "WHERE b.model_version = ? AND b.active = 1 AND l.user_id = ? ORDER BY l.rank"
-)
-#: This store's identity, made once (a copy of the file keeps it; another store has its own).
-_NEW_STORE_ID = "INSERT INTO store_meta VALUES ('store_id', ?) ON CONFLICT (key) DO NOTHING"
-_EVENT_COLUMNS = "seq, event_id, user_id, item_id, type, timestamp, value"
-_RECORD_COLUMNS = "id, attributes, deleted, updated_seq"
 _IDS_PER_QUERY = 500  # well under SQLite's limit on bound parameters
 
 
@@ -135,12 +87,12 @@ class SQLiteStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._create_schema(self._connection())
             with self._write() as conn:
-                for statement in filter(str.strip, _PRECOMPUTED_SCHEMA.split(";")):
+                for statement in filter(str.strip, PRECOMPUTED_SCHEMA.split(";")):
                     conn.execute(statement)
                 columns = conn.execute("PRAGMA table_info(precomputed_batches)").fetchall()
                 if "rerank" not in {column[1] for column in columns}:  # a store made before it
                     conn.execute("ALTER TABLE precomputed_batches ADD COLUMN rerank TEXT")
-                conn.execute(_NEW_STORE_ID, (uuid.uuid4().hex,))
+                conn.execute(NEW_STORE_ID, (uuid.uuid4().hex,))
         except (sqlite3.DatabaseError, OSError) as exc:  # one line, not sqlite3's traceback
             self.close()
             raise DataError(f"cannot open it as a store: {_why(exc, self.path)}",
@@ -167,7 +119,7 @@ class SQLiteStore:
 
     def events_since(self, cursor: int, limit: int = 10_000) -> list[StoredEvent]:
         rows = self._read(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
             (check_cursor(cursor), check_limit(limit)),
         )
         return [StoredEvent(row[0], Event(*row[1:])) for row in rows]
@@ -216,7 +168,7 @@ class SQLiteStore:
             chunk = wanted[start : start + _IDS_PER_QUERY]
             marks = ", ".join("?" * len(chunk))
             rows = self._read(
-                f"SELECT {_RECORD_COLUMNS} FROM records WHERE kind = ? AND id IN ({marks})",
+                f"SELECT {RECORD_COLUMNS} FROM records WHERE kind = ? AND id IN ({marks})",
                 (kind, *chunk),
             )
             found.update((row[0], _record(row)) for row in rows)
@@ -224,7 +176,7 @@ class SQLiteStore:
 
     def changed_since(self, kind: str, cursor: int) -> list[Record]:
         rows = self._read(
-            f"SELECT {_RECORD_COLUMNS} FROM records WHERE kind = ? AND updated_seq > ? "
+            f"SELECT {RECORD_COLUMNS} FROM records WHERE kind = ? AND updated_seq > ? "
             "ORDER BY updated_seq",
             (check_kind(kind), check_cursor(cursor)),
         )
@@ -266,7 +218,7 @@ class SQLiteStore:
         return info
 
     def precomputed(self, model_version: str, user_id: str) -> CachedList | None:
-        rows = self._read(_CACHED, (model_version, user_id))
+        rows = self._read(CACHED, (model_version, user_id))
         return cached_list(user_id, rows)
 
     def precomputed_info(self, model_version: str) -> PrecomputedInfo | None:
@@ -374,7 +326,7 @@ class SQLiteStore:
                     f"file holds tables {[t[0] for t in tables]} but is not a recsemble store",
                     source=str(self.path),
                 )
-            for statement in filter(str.strip, _SCHEMA.split(";")):
+            for statement in filter(str.strip, SCHEMA.split(";")):
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
