@@ -132,7 +132,8 @@ def train_and_save(config: RecsembleConfig, model: str, out: Path) -> Table:
     say(f"{prepared!r}: training {model} on all of it", err=True)
     start = time.perf_counter()
     with _progress() as bar:
-        task = bar.add_task(model, total=training_steps(config, model))
+        steps = training_steps(config, model)
+        task = bar.add_task(model, total=steps)
         fitted = fit_model(
             config,
             model,
@@ -140,7 +141,8 @@ def train_and_save(config: RecsembleConfig, model: str, out: Path) -> Table:
             start=lambda text: bar.update(task, description=text),
             done=lambda: bar.advance(task),
         )
-        bar.update(task, description=f"{model} fitted")
+        # complete: early stopping (or a fit elsewhere) may use fewer steps than the bound
+        bar.update(task, completed=steps, description=f"{model} fitted")
     fit_seconds = time.perf_counter() - start
     with err_console.status(escape(f"saving to {out}")):
         folder = save_model(fitted, out, Catalog.from_dataset(prepared))

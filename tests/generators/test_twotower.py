@@ -259,3 +259,21 @@ def test_cuda_training_finds_the_clusters_and_reloads_identically(tmp_path: Path
     loaded = CandidateGenerator.load(tmp_path)
     users, items = np.arange(data.n_users), np.arange(data.n_items)
     np.testing.assert_array_equal(model.score(users, items), loaded.score(users, items))
+
+
+def test_fit_reports_each_epoch_as_a_progress_step() -> None:
+    """`evaluate` and `train` showed a deep member as one 0/1 step for its whole fit."""
+    from recsemble.config import RecsembleConfig
+    from recsemble.evaluation.runner import fit_counting
+    from recsemble.ranking.training import training_steps
+
+    settings = {**TINY, "max_epochs": 6, "patience": 1, "validation_fraction": 0.2}
+    model = TwoTower(**settings)
+    steps: list[tuple[int, int]] = []
+    fit_counting(model, _skewed_dataset(), lambda done, total: steps.append((done, total)))
+    ran = len(model.training_log_.epoch_seconds)  # validated epochs, then the refit's
+    assert model.fit_steps == 12 and steps[0] == (0, 12) and steps[-1] == (12, 12)
+    assert [done for done, _ in steps[1:-1]] == list(range(1, ran + 1))
+    config = RecsembleConfig.model_validate({"models": {"twotower": settings}})
+    assert training_steps(config, "twotower") == 12
+    assert training_steps(RecsembleConfig(), "sasrec") == 400  # 200 epochs at most, twice

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib.util
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -190,3 +190,24 @@ def shuffle_ties(histories: Histories, rng: np.random.Generator) -> Histories:
         histories.weights[order],
         histories.n_items,
     )
+
+
+def _nothing() -> None:
+    return None
+
+
+class EpochSteps:
+    """Progress for the torch members (SteppedFit, evaluation/runner.py): one step per
+    training epoch, so `evaluate` and `train` show counts and an ETA, not a 0/1 bar for
+    minutes. The member's `fit_steps` is an upper bound (early stopping ends the bar early)."""
+
+    def report_fit(self, start: Callable[[str], None], done: Callable[[], None]) -> None:
+        self._epoch_done = done
+
+    def epoch_done(self) -> None:
+        getattr(self, "_epoch_done", _nothing)()
+
+
+def epoch_bound(max_epochs: int, validation_fraction: float, refit: bool) -> int:
+    """At most max_epochs on the validation window, as many again for the refit on all."""
+    return max_epochs * (2 if validation_fraction > 0 and refit else 1)

@@ -227,7 +227,7 @@ class _Validation:
         self.histories = Histories.from_dataset(self.window.fit_part).rows(self.window.users)
 
 
-class SASRec(CandidateGenerator):
+class SASRec(neural.EpochSteps, CandidateGenerator):
     """A causal transformer over each history's latest items; scores from the current history."""
 
     name: ClassVar[str] = "sasrec"
@@ -235,6 +235,11 @@ class SASRec(CandidateGenerator):
     config: SASRecConfig
 
     # -- fitting ------------------------------------------------------------------------
+    @property
+    def fit_steps(self) -> int:
+        cfg = self.config
+        return neural.epoch_bound(cfg.max_epochs, cfg.validation_fraction, cfg.refit)
+
     def _fit(self, dataset: Dataset) -> None:
         cfg = self.config
         self.device_ = neural.torch_device(cfg.device, self.name)
@@ -275,6 +280,7 @@ class SASRec(CandidateGenerator):
             inputs, targets = (torch.from_numpy(part) for part in windows)
             self._epoch(network, optimizer, inputs, targets, generator)
             self.epoch_seconds_.append(time.perf_counter() - started)
+            self.epoch_done()
             if validation is not None:
                 self.validation_ndcg_.append(self._window_ndcg(network, validation))
                 validation.stopping.update(self.validation_ndcg_[-1], network)

@@ -30,7 +30,7 @@ from recsemble.errors import ConfigError
 from recsemble.generators.config import GeneratorConfig, RecencyConfig
 from recsemble.generators.content import ContentConfig, ItemField, item_documents, tfidf_vectors
 from recsemble.generators.history import Histories
-from recsemble.generators.neural import Device, require_torch
+from recsemble.generators.neural import Device, EpochSteps, epoch_bound, require_torch
 from recsemble.generators.retrieval import VectorRetrieval
 from recsemble.generators.topk import top_similar
 from recsemble.types import TopK
@@ -86,12 +86,17 @@ def content_features(dataset: Dataset, config: TwoTowerConfig) -> sp.csr_array:
     return sp.csr_array(sp.hstack(parts, format="csr"), dtype=np.float32)
 
 
-class TwoTower(VectorRetrieval):
+class TwoTower(EpochSteps, VectorRetrieval):
     """Two-tower retrieval with content-aware item vectors (cold items included)."""
 
     name: ClassVar[str] = "twotower"
     Config: ClassVar[type[GeneratorConfig]] = TwoTowerConfig
     config: TwoTowerConfig
+
+    @property
+    def fit_steps(self) -> int:
+        cfg = self.config
+        return epoch_bound(cfg.max_epochs, cfg.validation_fraction, cfg.refit)
 
     def _fit(self, dataset: Dataset) -> None:
         require_torch(self.name)
@@ -110,14 +115,14 @@ class TwoTower(VectorRetrieval):
         window = None
         if cfg.validation_fraction > 0:
             window = ValidationWindow.cut(dataset, cfg.validation_fraction, seed=cfg.seed)
-        self.training_log_: TrainingLog = TrainingLog()
+        self.training_log_: TrainingLog = TrainingLog(on_epoch=self.epoch_done)
         if window is None:
             net = fit_network(cfg, dataset, features, None, cfg.max_epochs, self.training_log_)
         else:
             log = self.training_log_
             net = fit_network(cfg, window.fit_part, features, window, cfg.max_epochs, log)
             if cfg.refit:  # the window's interactions too: the latest are the most telling
-                refit_log = TrainingLog()
+                refit_log = TrainingLog(on_epoch=self.epoch_done)
                 net = fit_network(cfg, dataset, features, None, log.epochs_kept, refit_log)
                 log.epoch_seconds += refit_log.epoch_seconds
         self._set_network(net, features)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -268,6 +269,7 @@ class TrainingLog:
     epochs_kept: int = 0
     validation: list[float] = field(default_factory=list)
     epoch_seconds: list[float] = field(default_factory=list)
+    on_epoch: Callable[[], None] | None = None  # progress: called after each epoch
 
 
 def fit_network(
@@ -315,6 +317,8 @@ def fit_network(
             mined = top_unseen(net, events, _last_moments(events), config.hard_negatives)
             hard = mined.astype(np.int64)
         log.epoch_seconds.append(time.perf_counter() - started)
+        if log.on_epoch is not None:
+            log.on_epoch()
         if window is not None and held_out is not None:
             log.validation.append(window.ndcg(top_unseen(net, held_out, window.at, 10)))
             stopper.update(log.validation[-1], net)

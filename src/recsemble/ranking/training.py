@@ -44,8 +44,13 @@ def check_model_name(name: str) -> None:
 
 def training_steps(config: RecsembleConfig, name: str) -> int:
     """Steps `fit_model` reports: for the ensemble, every member fit per validation fold and
-    in the final refit, one training set per fold, and the ranker; one for a generator."""
-    return ReportingEnsemble(config).fit_steps if name == ENSEMBLE else 1
+    in the final refit, one training set per fold, and the ranker; one for a generator (the
+    torch members: at most one per epoch)."""
+    if name == ENSEMBLE:
+        return ReportingEnsemble(config).fit_steps
+    check_model_name(name)
+    generator = GENERATORS[name](config.model_config_for(name))
+    return int(getattr(generator, "fit_steps", 1))  # the torch members: one per epoch
 
 
 def fit_model(
@@ -63,8 +68,12 @@ def fit_model(
         return ReportingEnsemble(config, start, done, fit_member).fit(dataset)
     start(f"fit {name}")
     generator: CandidateGenerator = GENERATORS[name](config.model_config_for(name))
+    report = getattr(generator, "report_fit", None)  # the torch members count their epochs
+    if report is not None:
+        report(start, done)
     generator = fit_member(generator, dataset)
-    done()
+    if report is None:
+        done()
     return generator
 
 
