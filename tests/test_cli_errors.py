@@ -212,3 +212,16 @@ def test_a_retraining_period_below_a_second_is_refused(tmp_path: Path, every: st
         said = _fails("serve", "--registry", str(tmp_path / "r"), "--store", store,
                       "--port", port, "--retrain-every", every)  # fmt: skip
     assert "retrain-every" in said and "greater than or equal" in said  # -60: back to back
+
+
+def test_a_port_in_use_is_refused_before_saying_serving(tmp_path: Path) -> None:
+    """It printed "recsemble serving on http://127.0.0.1:PORT", then the bind error."""
+    store = f"sqlite:///{tmp_path / 's.db'}"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        said = _fails("serve", "--registry", str(tmp_path / "r"), "--store", store,
+                      "--port", port)  # fmt: skip
+    assert f"cannot listen on 127.0.0.1:{port} (Address already in use)" in said
+    assert "pick another with --port" in said and "serving on" not in said

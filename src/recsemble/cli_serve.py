@@ -99,6 +99,7 @@ def serve(
             cfg.resolve(train_config)
         model_metrics = _model_metrics(results, model)
         _check_start(store, model, registry)
+        _check_port(host, port)  # else "serving on ..." was printed, then the bind failed
     settings = ServeSettings(
         store_url=store,
         registry_dir=registry,
@@ -123,6 +124,26 @@ def serve(
         access_log=False,  # keys travel in headers, and request lines are not worth the time
         h11_max_incomplete_event_size=MAX_REQUEST_HEAD,
     )
+
+
+def _check_port(host: str, port: int) -> None:
+    """RecsembleError when `host:port` cannot be listened on (in use, or not this machine's)."""
+    import socket
+
+    from recsemble.errors import RecsembleError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(address)
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        raise RecsembleError(
+            f"cannot listen on {host}:{port} ({why}): another server may hold the port; "
+            "pick another with --port"
+        ) from None
 
 
 def _check_start(store_url: str, model: Path | None, registry: Path) -> None:
