@@ -247,3 +247,18 @@ def test_a_put_of_an_item_outside_the_model_refits_no_stage(rec: Recommender) ->
     before = dict(rec.stages.fitted)
     rec.upsert_items([Record("brand-new", {"title": "x"})])
     assert all(rec.stages.fitted[name] is stage for name, stage in before.items())
+
+
+def test_similar_items_leave_out_what_the_catalog_filters_drop(
+    rec: Recommender, data: Dataset
+) -> None:
+    """/similar applied no stage: an item PUT with an expiry in the past, or a price the
+    `price < 20` rule excludes, was still listed as similar."""
+    anchor = data.items.id_of(0)
+    neighbours = [r.item_id for r in rec.similar(anchor, 5).items]
+    expired, pricey = neighbours[0], neighbours[1]
+    _put(rec, expired, expires_at=1_000_000_000)
+    _put(rec, pricey, price=50)
+    now = [r.item_id for r in rec.similar(anchor, 5).items]
+    assert expired not in now and pricey not in now and len(now) == 5
+    assert now[:3] == neighbours[2:5]  # the rest keep their order

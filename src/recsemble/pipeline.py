@@ -295,8 +295,9 @@ class Recommender:
         """Items like `item_id`: the model's item-item neighbours where it has them, else
         content similarity (also for items upserted after training). Unknown id: KeyError."""
         check_k(k)
-        found, source = similar_items(self.items, self.serving, item_id, k)
-        return self._answer(found, source, False)
+        found, source = similar_items(self.items, self.serving, item_id, 2 * k + 10)
+        at = Query(at=int(time.time()))  # an expired item or one a rule drops: not shown
+        return self._answer(apply(self.stages.default_filters(), at, found, k), source, False)
 
     # -- explanations ---------------------------------------------------------------------
     def explain(self, user_id: str, item_id: str) -> Explanation:

@@ -184,6 +184,12 @@ class Stages:
         kept = apply(cached[2], Query(at=at), kept, len(new))
         return frozenset(new[i].item_id for i in set(range(len(new))) - set(kept.items.tolist()))
 
+    def default_filters(self) -> list[Reranker]:
+        """The default chain's catalog filters (available, rules, quality): what any list of
+        items shown must pass, also one that is about an item, not a user (/similar)."""
+        return [self.fitted[name] for name in self.default
+                if isinstance(self.fitted[name], NEW_ITEM_FILTERS)]  # fmt: skip
+
     def default_expired(self, items: npt.NDArray[np.int64], at: int) -> bool:
         """Whether the default `available` stage drops any of the items at moment `at` (an
         expiry passed): a list computed earlier, e.g. a precomputed one, may hold them."""
