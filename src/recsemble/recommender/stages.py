@@ -168,8 +168,8 @@ class Stages:
         are fitted on the new items' attributes, once per set of new items."""
         filters: list[Reranker] = [
             stage  # a quality scorer is a function of model idx: it cannot score these
-            for stage in chain
-            if isinstance(stage, NEW_ITEM_FILTERS) and getattr(stage, "scorer", None) is None
+            for stage in catalog_filters(chain)
+            if getattr(stage, "scorer", None) is None
         ]
         found = state.new_item_matrix()
         if not filters or found is None:
@@ -187,8 +187,7 @@ class Stages:
     def default_filters(self) -> list[Reranker]:
         """The default chain's catalog filters (available, rules, quality): what any list of
         items shown must pass, also one that is about an item, not a user (/similar)."""
-        return [self.fitted[name] for name in self.default
-                if isinstance(self.fitted[name], NEW_ITEM_FILTERS)]  # fmt: skip
+        return catalog_filters(self.chain(None))
 
     def default_expired(self, items: npt.NDArray[np.int64], at: int) -> bool:
         """Whether the default `available` stage drops any of the items at moment `at` (an
@@ -219,6 +218,11 @@ class Stages:
                 )
             out.append(stage)
         return out
+
+
+def catalog_filters(chain: Sequence[Reranker]) -> list[Reranker]:
+    """The stages of `chain` that drop items by their attributes (expiry, rules, quality)."""
+    return [stage for stage in chain if isinstance(stage, NEW_ITEM_FILTERS)]
 
 
 def _same(these: Sequence[Reranker], those: Sequence[Reranker]) -> bool:

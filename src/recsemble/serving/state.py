@@ -147,7 +147,8 @@ class ServingState:
         elif start and not self._holds(start, self.registry.store_event(version)):
             log.warning("version %s was trained to event seq %d, which this store holds no more "
                         "(restored from an older copy?): it observes this store's events from "
-                        "the first, some perhaps twice", version, start)  # fmt: skip
+                        "the first (those it was trained on are not counted again)", version,
+                        start)  # fmt: skip
             return 0
         return start
 
